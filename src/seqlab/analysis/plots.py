@@ -1,0 +1,44 @@
+"""Plots written into a run directory (matplotlib, headless)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from seqlab.io import atomic_path
+
+
+def read_metrics(path: str | Path) -> list[dict]:
+    path = Path(path)
+    if not path.is_file():
+        return []
+    rows = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            rows.append(json.loads(line))
+        except ValueError:
+            continue   # a line cut short by a crash: skip it, keep the rest
+    return rows
+
+
+def plot_loss(metrics_path: str | Path, out_path: str | Path, title: str = "") -> None:
+    """Training and validation loss (nats per token) against updates."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = read_metrics(metrics_path)
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
+    for split, style in (("train", dict(lw=1, alpha=0.8)), ("valid", dict(marker="o", ms=4, lw=1.5))):
+        pts = [(r["step"], r["loss"]) for r in rows if r.get("split") == split and "loss" in r]
+        if pts:
+            ax.plot(*zip(*pts), label=split, **style)
+    ax.set_xlabel("update")
+    ax.set_ylabel("loss (nats per token)")
+    ax.grid(alpha=0.3)
+    if ax.lines:
+        ax.legend()
+    ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    with atomic_path(out_path) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)

@@ -1,0 +1,285 @@
+"""The `seqlab` command: train, eval, sample, data, bench.
+
+Every user-fixable problem is a SeqlabError, printed as one line (`seqlab: error: ...`)
+with exit code 2; Ctrl-C exits with 130 after saving what there is to save.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import textwrap
+from pathlib import Path
+
+from seqlab import SeqlabError, __version__
+
+
+def _help_table() -> str:
+    from seqlab.config import all_keys
+
+    lines = ["options (as section.key=value; defaults shown):"]
+    section = ""
+    for key, typ, default, help_text in all_keys():
+        if key.split(".")[0] != section:
+            section = key.split(".")[0]
+            lines.append(f"  [{section}]")
+        shown = f"{key}={default!r}" if isinstance(default, str) else f"{key}={default}"
+        lines.append(f"    {shown:<32} {typ.__name__:<5} {help_text}")
+    return "\n".join(lines)
+
+
+TRAIN_EXAMPLES = """
+examples:
+  seqlab data fetch shakespeare
+  seqlab train --config configs/demo.toml --out runs/demo
+  seqlab train data.path=notes.txt model.hidden_size=256 train.max_time=600 --out runs/notes
+  seqlab train --resume runs/notes train.max_epochs=20      # continue, with a larger budget
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    fmt = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(
+        prog="seqlab", formatter_class=fmt,
+        description="Deep sequence modelling on PyTorch: train, evaluate and sample language models.",
+        epilog="Run `seqlab COMMAND --help` for each command's options.")
+    parser.add_argument("--version", action="version", version=f"seqlab {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    # train ---------------------------------------------------------------------------------
+    p = sub.add_parser("train", formatter_class=fmt, help="train a language model into a run directory",
+                       description="Train a character- or word-level language model with truncated BPTT.\n"
+                                   "Options come from defaults, then a TOML preset (--config), then\n"
+                                   "section.key=value overrides. Ctrl-C saves a checkpoint; --resume continues it.",
+                       epilog=_help_table() + "\n" + TRAIN_EXAMPLES)
+    p.add_argument("overrides", nargs="*", metavar="section.key=value", help="option overrides (listed below)")
+    p.add_argument("--config", metavar="TOML", help="a preset from configs/ (a path, or a name like 'demo')")
+    p.add_argument("--out", metavar="DIR", help="run directory to create (default: runs/<model>-<corpus>)")
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it is an existing run (default: refuse)")
+    p.add_argument("--resume", metavar="RUN", help="continue RUN from its last checkpoint (overrides may change train.*)")
+
+    # eval ------------------------------------------------------------------------------------
+    p = sub.add_parser("eval", formatter_class=fmt, help="negative log-likelihood, perplexity, bits per token",
+                       description="Evaluate a run's best weights on a split of its corpus or on any text file.")
+    p.add_argument("run", metavar="RUN", help="run directory made by `seqlab train`")
+    p.add_argument("--split", default="test", choices=["train", "valid", "test"], help="split of the run's corpus (default: test)")
+    p.add_argument("--file", metavar="PATH", help="evaluate on this UTF-8 text file instead of a split")
+    p.add_argument("--batch-size", type=int, default=32, help="parallel streams (default: 32)")
+    p.add_argument("--device", default="auto", help="cpu, cuda or auto (default: auto)")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of a sentence")
+
+    # sample ----------------------------------------------------------------------------------
+    p = sub.add_parser("sample", formatter_class=fmt, help="generate text from a trained run",
+                       description="Continue a prime text, streaming tokens as they are generated.\n"
+                                   "Default: sampling at --temperature; --greedy takes the most likely token;\n"
+                                   "--beam K keeps the K most likely continuations (length-normalised).",
+                       epilog="example:\n  seqlab sample runs/demo --prime 'ROMEO.' --length 500 --temperature 0.8 --top-p 0.95")
+    p.add_argument("run", metavar="RUN", help="run directory made by `seqlab train`")
+    p.add_argument("--prime", default=None, help="text to start from (default: a newline, or <eos> for words)")
+    p.add_argument("--length", type=int, default=500, help="tokens to generate (default: 500)")
+    p.add_argument("--temperature", type=float, default=1.0, help="divide logits by T; <1 is safer, >1 wilder (default: 1.0)")
+    p.add_argument("--top-k", type=int, default=0, help="sample from the K most likely tokens only (default: 0 = off)")
+    p.add_argument("--top-p", type=float, default=1.0, help="sample from the smallest set holding P of the mass (default: 1.0 = off)")
+    p.add_argument("--greedy", action="store_true", help="always take the most likely token")
+    p.add_argument("--beam", type=int, default=0, metavar="K", help="beam search with K beams (default: 0 = off)")
+    p.add_argument("--alpha", type=float, default=0.6, help="beam length-normalisation exponent (default: 0.6)")
+    p.add_argument("--seed", type=int, default=None, help="random seed for reproducible samples (default: none)")
+    p.add_argument("--device", default="auto", help="cpu, cuda or auto (default: auto)")
+
+    # data ------------------------------------------------------------------------------------
+    p = sub.add_parser("data", formatter_class=fmt, help="list and fetch corpora",
+                       description="Named corpora are fetched once into $SEQLAB_DATA (default ~/.cache/seqlab).\n"
+                                   "Any UTF-8 file or folder also works: seqlab train data.path=FILE")
+    dsub = p.add_subparsers(dest="data_command", metavar="ACTION")
+    dsub.add_parser("list", help="the named corpora, their size, licence and whether they are cached")
+    f = dsub.add_parser("fetch", help="download and cache corpora")
+    f.add_argument("names", nargs="+", metavar="NAME", help="corpus names (see `seqlab data list`)")
+
+    # bench -----------------------------------------------------------------------------------
+    p = sub.add_parser("bench", formatter_class=fmt, help="benchmarks with committed results",
+                       description="Named benchmarks; each writes JSON + Markdown with the machine and commit.")
+    bsub = p.add_subparsers(dest="bench_command", metavar="NAME")
+    b = bsub.add_parser("trainer", help="seqlab's training loop against a bare PyTorch loop, same model")
+    b.add_argument("--out", default="benchmarks/trainer_speed", help="output path without extension")
+    b.add_argument("--repeats", type=int, default=7, help="timed repeats per loop; the median is reported (default: 7)")
+    b.add_argument("--updates", type=int, default=20, help="updates per timed repeat (default: 20)")
+    return parser
+
+
+# -- commands ---------------------------------------------------------------------------------
+
+def cmd_train(args) -> int:
+    from seqlab.config import load_config
+    from seqlab.train.fit import fit
+
+    if args.resume:
+        if args.config or args.out:
+            raise SeqlabError("--resume takes its config and directory from the run; drop --config/--out")
+        from seqlab.config import apply, parse_overrides
+        from seqlab.train.checkpoint import RunDir
+
+        cfg = RunDir(Path(args.resume)).require().config()
+        if args.overrides:
+            from seqlab.config import validate
+            apply(cfg, parse_overrides(args.overrides))
+            validate(cfg)
+        fit(None, args.resume, resume=True, overrides=cfg)
+        return 0
+    cfg = load_config(args.config, args.overrides)
+    source = Path(cfg.data.path).stem if cfg.data.path else cfg.data.corpus
+    out = args.out or f"runs/{cfg.model.name}-{source}"
+    fit(cfg, out, overwrite=args.overwrite)
+    return 0
+
+
+def load_run(run_path: str, device_name: str):
+    """(config, vocab, model on device, device) for a trained run's best weights."""
+    from seqlab.models import build_model
+    from seqlab.train.checkpoint import RunDir
+    from seqlab.train.fit import resolve_device
+
+    run = RunDir(Path(run_path)).require()
+    cfg, vocab = run.config(), run.vocab()
+    device = resolve_device(device_name)
+    model = build_model(cfg.model, len(vocab)).to(device)
+    run.load_weights(model)
+    model.eval()
+    return cfg, vocab, model, device
+
+
+def cmd_eval(args) -> int:
+    from seqlab.data.sources import read_path
+    from seqlab.data.text import load_splits
+    from seqlab.train.loop import evaluate, summary
+
+    if args.batch_size <= 0:
+        raise SeqlabError(f"--batch-size must be greater than 0, got {args.batch_size}")
+    cfg, vocab, model, device = load_run(args.run, args.device)
+    if args.file:
+        text = read_path(args.file, log=lambda m: print(m, file=sys.stderr))
+        ids, what = vocab.encode(text), args.file
+        unknown = vocab.unknown(text)
+        if unknown:
+            print(f"warning: {len(unknown)} distinct tokens in {args.file} are not in the run's vocabulary "
+                  f"and count as <unk> (e.g. {unknown[:5]})", file=sys.stderr)
+    else:
+        splits = load_splits(cfg.data, log=lambda m: print(m, file=sys.stderr))
+        if splits.vocab != vocab:
+            raise SeqlabError(f"the corpus has changed since {args.run} was trained (its vocabulary differs)")
+        ids, what = splits.get(args.split), f"{args.split} split of {splits.source}"
+    if len(ids) < 2:
+        raise SeqlabError(f"{what} has {len(ids)} tokens; need at least 2 to score")
+    nats, count = evaluate(model, ids, args.batch_size, cfg.train.bptt_steps, device)
+    result = {"run": args.run, "data": what, "tokens": count, **summary(nats, cfg.data.level)}
+    if args.json:
+        print(json.dumps(result))
+    else:
+        key = "bpc" if cfg.data.level == "char" else "bits_per_token"
+        print(f"{what}: {count:,} tokens | loss {nats:.4f} nats | ppl {result['ppl']:.3f} | {key} {result[key]:.4f}")
+    return 0
+
+
+def cmd_sample(args) -> int:
+    import torch
+
+    from seqlab.data.vocab import BOS, EOS, PAD, UNK
+    from seqlab.decode.beam import beam_search
+    from seqlab.decode.sampling import generate
+
+    if args.length <= 0:
+        raise SeqlabError(f"--length must be greater than 0, got {args.length}")
+    if args.temperature <= 0:
+        raise SeqlabError(f"--temperature must be greater than 0, got {args.temperature} (use --greedy for T -> 0)")
+    if args.top_k < 0:
+        raise SeqlabError(f"--top-k must be 0 (off) or more, got {args.top_k}")
+    if not 0 < args.top_p <= 1:
+        raise SeqlabError(f"--top-p must be in (0, 1], got {args.top_p}")
+    if args.beam < 0:
+        raise SeqlabError(f"--beam must be 0 (off) or more, got {args.beam}")
+    if args.beam and args.greedy:
+        raise SeqlabError("choose one of --greedy and --beam")
+    cfg, vocab, model, device = load_run(args.run, args.device)
+    if args.prime is None:
+        prime_ids = [EOS] if vocab.level == "word" else vocab.encode("\n").tolist()
+        prime_text = ""
+    else:
+        if args.prime == "":
+            raise SeqlabError("--prime is empty; give some text, or leave --prime out")
+        missing = vocab.unknown(args.prime)
+        if missing:
+            raise SeqlabError(f"--prime has {len(missing)} token(s) the model never saw: "
+                              f"{' '.join(repr(m) for m in missing[:10])}; remove them")
+        prime_ids, prime_text = vocab.encode(args.prime).tolist(), args.prime
+    banned = (PAD, UNK, BOS) if vocab.level == "char" else (PAD, BOS)
+    out = sys.stdout
+    out.write(prime_text)
+    if args.beam:
+        best = beam_search(model, prime_ids, args.length, args.beam, alpha=args.alpha, banned=banned)[0]
+        out.write(vocab.decode(best.tokens) + "\n")
+        return 0
+    generator = None
+    if args.seed is not None:
+        generator = torch.Generator().manual_seed(args.seed)
+    sep = "" if vocab.level == "char" else " "
+    for token in generate(model, prime_ids, args.length, greedy=args.greedy, temperature=args.temperature,
+                          top_k=args.top_k, top_p=args.top_p, banned=banned, generator=generator):
+        piece = vocab.decode([token])
+        out.write(piece if sep == "" or piece == "\n" else piece + sep)
+        out.flush()
+    out.write("\n")
+    return 0
+
+
+def cmd_data(args) -> int:
+    from seqlab.data import sources
+
+    if args.data_command == "list" or args.data_command is None:
+        print(f"cache: {sources.cache_dir()}  (set SEQLAB_DATA to move it)\n")
+        for name in sources.corpus_names():
+            c = sources.corpus(name)
+            status = "ready" if c.is_ready() else "not fetched"
+            print(f"{name:<12} {status:<12} {c.size}")
+            print(textwrap.indent(f"{c.description}\nlicence: {c.licence}\nsource: {c.how}", " " * 13) + "\n")
+        print("Your own text: seqlab train data.path=FILE_OR_FOLDER")
+        return 0
+    for name in args.names:
+        sources.corpus(name).fetch(log=print)
+    return 0
+
+
+def cmd_bench(args) -> int:
+    if args.bench_command == "trainer":
+        from seqlab.bench.trainer_speed import run_benchmark
+        run_benchmark(args.out, repeats=args.repeats, updates=args.updates)
+        return 0
+    raise SeqlabError("name a benchmark: seqlab bench trainer")
+
+
+COMMANDS = {"train": cmd_train, "eval": cmd_eval, "sample": cmd_sample, "data": cmd_data, "bench": cmd_bench}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.command:
+        parser.print_help()
+        return 2
+    from seqlab.train.fit import Interrupted
+
+    try:
+        return COMMANDS[args.command](args)
+    except SeqlabError as e:
+        print(f"seqlab: error: {e}", file=sys.stderr)
+        return 2
+    except Interrupted:
+        return 130
+    except KeyboardInterrupt:
+        print("\nseqlab: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:   # `seqlab sample RUN | head`
+        sys.stderr.close()
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

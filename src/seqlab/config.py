@@ -1,0 +1,237 @@
+"""Typed configuration: dataclasses, TOML presets and dotted `key=value` overrides.
+
+    cfg = load_config("configs/demo.toml", ["model.hidden_size=256", "train.lr=1e-3"])
+
+Every field carries its help text; `seqlab train --help` prints them all with defaults.
+An unknown key or a value of the wrong type is a one-line SeqlabError naming the valid keys.
+"""
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from seqlab import SeqlabError
+
+
+def opt(default: Any, help: str, **kw: Any) -> Any:
+    """A dataclass field with help text (shown by `--help`)."""
+    return field(default=default, metadata={"help": help, **kw})
+
+
+@dataclass
+class DataConfig:
+    corpus: str = opt("shakespeare", "named corpus (see `seqlab data list`); ignored when data.path is set")
+    path: str = opt("", "a UTF-8 text file or a folder of them to use as the corpus instead")
+    level: str = opt("char", "tokens: 'char' or 'word' (words split on whitespace, <eos> at each line end)")
+    valid_fraction: float = opt(0.05, "share of the token stream (from the end, before test) held out for validation")
+    test_fraction: float = opt(0.05, "share of the token stream (at the very end) held out for testing")
+    max_vocab: int = opt(0, "word level: keep the most frequent N words, the rest become <unk> (0 = all)")
+    min_count: int = opt(1, "word level: words seen fewer times in train become <unk>")
+
+
+@dataclass
+class ModelConfig:
+    name: str = opt("lstm", "model family: rnn (Elman, tanh), lstm or gru")
+    embedding_size: int = opt(64, "size of the token embedding")
+    hidden_size: int = opt(512, "units per recurrent layer")
+    num_layers: int = opt(2, "stacked recurrent layers")
+    dropout: float = opt(0.2, "dropout on non-recurrent connections (Zaremba et al. 2014)")
+    tie_weights: bool = opt(False, "share embedding and output weights (needs embedding_size == hidden_size)")
+    forget_bias: float = opt(1.0, "initial LSTM forget-gate bias (Gers et al. 2000; Jozefowicz et al. 2015)")
+
+
+@dataclass
+class TrainConfig:
+    batch_size: int = opt(64, "parallel streams per batch")
+    bptt_steps: int = opt(100, "k2 of TBPTT(k1, k2): steps back-propagated through at each update")
+    bptt_stride: int = opt(0, "k1 of TBPTT(k1, k2): new tokens per update (0 = same as bptt_steps)")
+    optimizer: str = opt("adam", "'adam' or 'sgd' (with momentum)")
+    lr: float = opt(2e-3, "learning rate")
+    momentum: float = opt(0.9, "SGD momentum")
+    weight_decay: float = opt(0.0, "L2 weight decay")
+    clip_norm: float = opt(1.0, "clip the global gradient norm to this (Pascanu et al. 2013); 0 = off")
+    max_steps: int = opt(0, "stop after this many updates (0 = no limit)")
+    max_epochs: int = opt(10, "stop after this many passes over the training split (0 = no limit)")
+    max_time: float = opt(0.0, "stop after this many seconds of training (0 = no limit)")
+    log_every: int = opt(50, "record the training loss every N updates (metrics.jsonl, progress bar)")
+    eval_every: int = opt(500, "evaluate on the validation split every N updates (and at the end)")
+    eval_tokens: int = opt(0, "validate on the first N validation tokens during training (0 = all)")
+    eval_batch_size: int = opt(32, "parallel streams when evaluating")
+    lr_decay: float = opt(0.5, "multiply the learning rate by this when validation stops improving")
+    lr_patience: int = opt(1, "evaluations without improvement before decaying the learning rate")
+    early_stop: int = opt(5, "stop after N evaluations without improvement (0 = never)")
+    seed: int = opt(1234, "random seed (weights, dropout, sampling)")
+    device: str = opt("auto", "'cpu', 'cuda', 'cuda:N' or 'auto' (cuda when available)")
+    threads: int = opt(0, "CPU threads for PyTorch (0 = PyTorch's default)")
+    progress: bool = opt(True, "show a live progress bar")
+
+
+@dataclass
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+SECTIONS = {f.name: f.type for f in dataclasses.fields(Config)}
+
+
+def _section_classes() -> dict[str, type]:
+    hints = typing.get_type_hints(Config)
+    return {name: hints[name] for name in SECTIONS}
+
+
+def all_keys() -> list[tuple[str, type, Any, str]]:
+    """(dotted key, type, default, help) for every option, in declaration order."""
+    rows = []
+    for section, cls in _section_classes().items():
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            rows.append((f"{section}.{f.name}", hints[f.name], f.default, f.metadata.get("help", "")))
+    return rows
+
+
+def _coerce(key: str, typ: type, value: Any) -> Any:
+    """Convert a TOML value or a command-line string to the field's type, or explain why not."""
+    if isinstance(typ, types.UnionType):  # only `str | None` style is used; take the first
+        typ = typing.get_args(typ)[0]
+    if isinstance(value, str) and typ is not str:
+        text = value.strip()
+        try:
+            if typ is bool:
+                low = text.lower()
+                if low in ("true", "1", "yes", "on"):
+                    return True
+                if low in ("false", "0", "no", "off"):
+                    return False
+                raise ValueError
+            if typ is int:
+                return int(text)
+            if typ is float:
+                return float(text)
+        except ValueError:
+            raise SeqlabError(f"{key}: expected {typ.__name__}, got {value!r}") from None
+    if typ is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if not isinstance(value, typ) or (typ is int and isinstance(value, bool)):
+        raise SeqlabError(f"{key}: expected {typ.__name__}, got {type(value).__name__} {value!r}")
+    return value
+
+
+def _set(cfg: Config, key: str, value: Any) -> None:
+    valid = [k for k, *_ in all_keys()]
+    if key not in valid:
+        section = key.split(".")[0]
+        near = [k for k in valid if k.startswith(section + ".")] or valid
+        raise SeqlabError(f"unknown option {key!r}; valid: {', '.join(near)}")
+    section, name = key.split(".", 1)
+    sub = getattr(cfg, section)
+    typ = typing.get_type_hints(type(sub))[name]
+    setattr(sub, name, _coerce(key, typ, value))
+
+
+def apply(cfg: Config, values: dict[str, Any]) -> Config:
+    """Apply a nested dict ({"model": {"hidden_size": 256}}) of options."""
+    for section, body in values.items():
+        if section not in SECTIONS:
+            raise SeqlabError(f"unknown section {section!r}; valid: {', '.join(SECTIONS)}")
+        if not isinstance(body, dict):
+            raise SeqlabError(f"{section}: expected a table of options, got {body!r}")
+        for name, value in body.items():
+            _set(cfg, f"{section}.{name}", value)
+    return cfg
+
+
+def parse_overrides(items: list[str]) -> dict[str, dict[str, str]]:
+    """["model.hidden_size=256"] -> {"model": {"hidden_size": "256"}}"""
+    out: dict[str, dict[str, str]] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or "." not in key:
+            raise SeqlabError(f"override {item!r} is not of the form section.key=value (e.g. model.hidden_size=256)")
+        section, name = key.strip().split(".", 1)
+        out.setdefault(section, {})[name] = value
+    return out
+
+
+def load_config(preset: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    cfg = Config()
+    if preset:
+        path = Path(preset)
+        if not path.is_file() and not path.suffix and (Path("configs") / f"{preset}.toml").is_file():
+            path = Path("configs") / f"{preset}.toml"
+        if not path.is_file():
+            raise SeqlabError(f"config preset not found: {preset}")
+        try:
+            apply(cfg, tomllib.loads(path.read_text(encoding="utf-8")))
+        except tomllib.TOMLDecodeError as e:
+            raise SeqlabError(f"{path}: not valid TOML ({e})") from None
+    apply(cfg, parse_overrides(overrides or []))
+    validate(cfg)
+    return cfg
+
+
+def validate(cfg: Config) -> None:
+    """Reject values no run could use, with what to do instead."""
+    d, m, t = cfg.data, cfg.model, cfg.train
+    if d.level not in ("char", "word"):
+        raise SeqlabError(f"data.level must be 'char' or 'word', got {d.level!r}")
+    for key, v in (("data.valid_fraction", d.valid_fraction), ("data.test_fraction", d.test_fraction)):
+        if not 0.0 <= v < 0.5:
+            raise SeqlabError(f"{key} must be in [0, 0.5), got {v}")
+    positive = {
+        "model.embedding_size": m.embedding_size, "model.hidden_size": m.hidden_size,
+        "model.num_layers": m.num_layers, "train.batch_size": t.batch_size,
+        "train.bptt_steps": t.bptt_steps, "train.eval_every": t.eval_every, "train.log_every": t.log_every,
+        "train.eval_batch_size": t.eval_batch_size, "train.lr": t.lr,
+    }
+    for key, v in positive.items():
+        if v <= 0:
+            raise SeqlabError(f"{key} must be greater than 0, got {v}")
+    non_negative = {
+        "train.bptt_stride": t.bptt_stride, "train.max_steps": t.max_steps,
+        "train.max_epochs": t.max_epochs, "train.max_time": t.max_time,
+        "train.clip_norm": t.clip_norm, "train.eval_tokens": t.eval_tokens,
+        "train.early_stop": t.early_stop, "train.lr_patience": t.lr_patience,
+        "train.weight_decay": t.weight_decay, "train.threads": t.threads,
+        "data.max_vocab": d.max_vocab, "data.min_count": d.min_count,
+    }
+    for key, v in non_negative.items():
+        if v < 0:
+            raise SeqlabError(f"{key} must be 0 or more, got {v}")
+    if not 0.0 <= m.dropout < 1.0:
+        raise SeqlabError(f"model.dropout must be in [0, 1), got {m.dropout}")
+    if not 0.0 < t.lr_decay <= 1.0:
+        raise SeqlabError(f"train.lr_decay must be in (0, 1], got {t.lr_decay}")
+    if t.bptt_stride > t.bptt_steps:
+        raise SeqlabError(
+            f"train.bptt_stride (k1={t.bptt_stride}) must not exceed train.bptt_steps (k2={t.bptt_steps})")
+    if t.optimizer not in ("adam", "sgd"):
+        raise SeqlabError(f"train.optimizer must be 'adam' or 'sgd', got {t.optimizer!r}")
+    if m.tie_weights and m.embedding_size != m.hidden_size:
+        raise SeqlabError(
+            f"model.tie_weights needs model.embedding_size == model.hidden_size "
+            f"(got {m.embedding_size} and {m.hidden_size})")
+    if t.max_steps == 0 and t.max_epochs == 0 and t.max_time == 0:
+        raise SeqlabError("set at least one of train.max_steps, train.max_epochs, train.max_time")
+
+
+def to_dict(cfg: Config) -> dict[str, Any]:
+    return dataclasses.asdict(cfg)
+
+
+def from_dict(values: dict[str, Any]) -> Config:
+    cfg = apply(Config(), values)
+    validate(cfg)
+    return cfg
+
+
+def diff(old: Config, new: Config) -> list[str]:
+    """Human-readable differences, `key: old -> new`, for the resume warning."""
+    a, b = to_dict(old), to_dict(new)
+    return [f"{s}.{k}: {a[s][k]!r} -> {b[s][k]!r}" for s in a for k in a[s] if a[s][k] != b[s][k]]

@@ -1,0 +1,112 @@
+"""Token streams for language modelling: contiguous splits and batchify for stateful TBPTT.
+
+The corpus is one long stream of token ids, cut (never shuffled) into
+train | valid | test, so held-out text is text the model never saw.
+For training, the stream is cut into B parallel columns (here: rows, batch first):
+
+    stream: a b c d e f g h i j k l m n o p q r s t u v w x y      B = 4, N = 6
+    batchify ->  ┌ a b c d e f ┐   each row continues from one chunk to the next,
+                 │ g h i j k l │   so the hidden state carried across chunks is the
+                 │ m n o p q r │   state of the same row's text (the trailing `y`
+                 └ s t u v w x ┘   that does not fill a row is dropped)
+
+Chunk i of length T: inputs data[:, i:i+T], targets data[:, i+1:i+T+1].
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import Counter
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from seqlab import SeqlabError
+from seqlab.config import DataConfig
+from seqlab.data import sources
+from seqlab.data.vocab import UNK, Vocab, tokenize
+from seqlab.io import atomic_path, atomic_write_text
+
+
+@dataclass
+class Splits:
+    vocab: Vocab
+    train: np.ndarray   # (N_train,) int64 token ids
+    valid: np.ndarray   # (N_valid,)
+    test: np.ndarray    # (N_test,)
+    source: str         # what the text was, for logs and results tables
+
+    def get(self, name: str) -> np.ndarray:
+        if name not in ("train", "valid", "test"):
+            raise SeqlabError(f"unknown split {name!r}; valid: train, valid, test")
+        return getattr(self, name)
+
+
+def corpus_text(cfg: DataConfig, log=print) -> tuple[str, str]:
+    """(text, description) for the configured corpus or path."""
+    if cfg.path:
+        return sources.read_path(cfg.path, log=log), f"file {cfg.path}"
+    return sources.corpus(cfg.corpus).text(), f"corpus {cfg.corpus}"
+
+
+def split_sizes(n: int, valid_fraction: float, test_fraction: float) -> tuple[int, int, int]:
+    n_valid, n_test = int(n * valid_fraction), int(n * test_fraction)
+    return n - n_valid - n_test, n_valid, n_test
+
+
+def build_splits(text: str, cfg: DataConfig, vocab: Vocab | None = None, source: str = "") -> Splits:
+    """Tokenise, cut train/valid/test contiguously, and build the vocabulary from train only."""
+    seq = text if cfg.level == "char" else tokenize(text, "word")
+    n_train, n_valid, _ = split_sizes(len(seq), cfg.valid_fraction, cfg.test_fraction)
+    if vocab is None:
+        counts = Counter(seq[:n_train])
+        ranked = sorted(((t, c) for t, c in counts.items() if c >= cfg.min_count), key=lambda tc: (-tc[1], tc[0]))
+        if cfg.max_vocab:
+            ranked = ranked[:cfg.max_vocab]
+        vocab = Vocab((t for t, _ in ranked), cfg.level)
+    if cfg.level == "char":
+        ids = vocab.encode(text)
+    else:
+        ids = np.fromiter((vocab.stoi.get(t, UNK) for t in seq), dtype=np.int64, count=len(seq))
+    a, b = n_train, n_train + n_valid
+    return Splits(vocab, ids[:a], ids[a:b], ids[b:], source)
+
+
+def _cache_key(cfg: DataConfig) -> str:
+    fields = {k: getattr(cfg, k) for k in ("corpus", "level", "valid_fraction", "test_fraction",
+                                            "max_vocab", "min_count")}
+    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def load_splits(cfg: DataConfig, log=print) -> Splits:
+    """The configured text as splits. Named corpora are tokenised once and cached as .npy."""
+    if cfg.path or not sources.corpus(cfg.corpus).needs_fetch:
+        text, source = corpus_text(cfg, log)
+        return build_splits(text, cfg, source=source)
+    folder = sources.corpus(cfg.corpus).folder / f"tokens-{_cache_key(cfg)}"
+    if (folder / "done").is_file():
+        vocab = Vocab.load(folder / "vocab.json")
+        parts = [np.load(folder / f"{s}.npy", allow_pickle=False).astype(np.int64) for s in ("train", "valid", "test")]
+        return Splits(vocab, *parts, source=f"corpus {cfg.corpus}")
+    text, source = corpus_text(cfg, log)
+    splits = build_splits(text, cfg, source=source)
+    dtype = np.uint16 if len(splits.vocab) < 2**16 else np.int32   # compact on disk
+    for s in ("train", "valid", "test"):
+        with atomic_path(folder / f"{s}.npy") as tmp:
+            with open(tmp, "wb") as f:
+                np.save(f, splits.get(s).astype(dtype), allow_pickle=False)
+    splits.vocab.save(folder / "vocab.json")
+    atomic_write_text(folder / "done", "")
+    return splits
+
+
+def batchify(ids: np.ndarray | torch.Tensor, batch_size: int) -> torch.Tensor:
+    """(N,) stream -> (B, N // B) rows of contiguous text; see the module docstring."""
+    ids = torch.as_tensor(ids, dtype=torch.long)
+    per_row = ids.numel() // batch_size
+    if per_row < 2:
+        raise SeqlabError(
+            f"{ids.numel()} tokens cannot fill {batch_size} streams of at least 2 tokens; "
+            f"use a smaller batch size or more text")
+    return ids[: per_row * batch_size].view(batch_size, per_row)   # (B, N)

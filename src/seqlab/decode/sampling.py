@@ -1,0 +1,83 @@
+"""Token-by-token decoding: greedy, temperature, top-k, top-p (nucleus; Holtzman et al. 2020).
+
+The prime text runs through the model once; after that every new token costs one
+`model.step` on the carried state — the prefix is never re-run.
+
+Logit filters are small pure functions in a dict, applied in order; each maps
+(B, V) logits to (B, V) logits with excluded tokens set to -inf.
+"""
+from __future__ import annotations
+
+from typing import Callable, Iterator
+
+import torch
+from torch import Tensor, nn
+
+from seqlab.models.base import State
+
+NEG_INF = float("-inf")
+
+
+def _temperature(logits: Tensor, value: float) -> Tensor:
+    return logits / value
+
+
+def _top_k(logits: Tensor, k: int) -> Tensor:
+    if k <= 0 or k >= logits.size(-1):
+        return logits
+    kth = torch.topk(logits, k, dim=-1).values[..., -1:]                    # (B, 1)
+    return logits.masked_fill(logits < kth, NEG_INF)
+
+
+def _top_p(logits: Tensor, p: float) -> Tensor:
+    if p >= 1.0:
+        return logits
+    sorted_logits, order = torch.sort(logits, dim=-1, descending=True)      # (B, V)
+    probs = sorted_logits.softmax(-1)
+    # drop a token when the tokens ranked above it already hold at least p of the mass;
+    # the most likely token is always kept
+    drop = probs.cumsum(-1) - probs >= p
+    drop[..., 0] = False
+    return logits.masked_fill(drop.scatter(-1, order, drop), NEG_INF)
+
+
+FILTERS: dict[str, Callable[[Tensor, float], Tensor]] = {
+    "temperature": _temperature,
+    "top_k": _top_k,
+    "top_p": _top_p,
+}
+
+
+def filter_logits(logits: Tensor, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0) -> Tensor:
+    for name, value in (("temperature", temperature), ("top_k", top_k), ("top_p", top_p)):
+        logits = FILTERS[name](logits, value)
+    return logits
+
+
+@torch.no_grad()
+def prime_model(model: nn.Module, prime_ids: list[int], device: torch.device) -> tuple[Tensor, State]:
+    """Run the prime once; returns the logits for the next token (1, V) and the state after it."""
+    x = torch.tensor([prime_ids], dtype=torch.long, device=device)           # (1, P)
+    logits, state = model(x, model.init_state(1))                           # (1, P, V)
+    return logits[:, -1], state
+
+
+@torch.no_grad()
+def generate(model: nn.Module, prime_ids: list[int], length: int, *, greedy: bool = False,
+             temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0, banned: tuple[int, ...] = (),
+             generator: torch.Generator | None = None) -> Iterator[int]:
+    """Yield `length` new token ids after the prime, one at a time (for streaming)."""
+    model.eval()
+    device = next(model.parameters()).device
+    logits, state = prime_model(model, prime_ids, device)
+    for i in range(length):
+        if i:
+            logits, state = model.step(token, state)                       # (1, V)
+        if banned:
+            logits[:, list(banned)] = NEG_INF
+        if greedy:
+            token = logits.argmax(-1)                                       # (1,)
+        else:
+            probs = filter_logits(logits.float(), temperature, top_k, top_p).softmax(-1)
+            token = torch.multinomial(probs.cpu(), 1, generator=generator).squeeze(1).to(device)
+        yield int(token)

@@ -1,0 +1,44 @@
+"""The one model interface. The trainer, the decoders and the analysis only use this.
+
+    init_state(batch_size)  -> State                        None for stateless models
+    forward(x, state)       -> (out, state)   x: (B, T) ids or (B, T, F) features; out: (B, T, ...)
+    step(x_t, state)        -> (out_t, state) x_t: (B,) or (B, F); out_t: (B, ...) — one time step,
+                                              for decoding and streaming, O(1) in the prefix length
+
+State is None, a tensor, or a tuple of tensors, each with the batch as its FIRST dimension,
+so that generic code can detach it, pick beams out of it or move it between devices
+without asking which family produced it.
+"""
+from __future__ import annotations
+
+from typing import Callable, Optional, Protocol, Union, runtime_checkable
+
+import torch
+from torch import Tensor
+
+State = Optional[Union[Tensor, tuple[Tensor, ...]]]
+
+
+@runtime_checkable
+class SequenceModel(Protocol):
+    def init_state(self, batch_size: int) -> State: ...
+    def forward(self, x: Tensor, state: State = None) -> tuple[Tensor, State]: ...
+    def step(self, x_t: Tensor, state: State) -> tuple[Tensor, State]: ...
+
+
+def map_state(fn: Callable[[Tensor], Tensor], state: State) -> State:
+    if state is None:
+        return None
+    if isinstance(state, Tensor):
+        return fn(state)
+    return tuple(map_state(fn, s) for s in state)
+
+
+def detach_state(state: State) -> State:
+    """Cut the graph at a chunk boundary (truncated BPTT) while keeping the values."""
+    return map_state(Tensor.detach, state)
+
+
+def select_state(state: State, index: Tensor) -> State:
+    """Rows `index` of every state tensor: beam reordering, batch subsets."""
+    return map_state(lambda s: s.index_select(0, index), state)

@@ -1,0 +1,89 @@
+"""Recurrent language models on PyTorch's fused kernels: Elman RNN (tanh), LSTM, GRU.
+
+    tokens (B, T) -> embedding (B, T, E) -> dropout -> L recurrent layers (B, T, H)
+                  -> dropout -> linear (B, T, V) logits
+
+Dropout is applied to non-recurrent connections only (Zaremba et al. 2014): on the
+embedding, between layers (inside nn.LSTM) and before the output layer; the recurrent
+path h_{t-1} -> h_t is never dropped. Weight tying follows Press & Wolf (2017) and
+Inan et al. (2017). The LSTM forget-gate bias starts at `forget_bias` (Gers et al. 2000;
+Jozefowicz et al. 2015) so that early in training the cell remembers by default.
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from seqlab.config import ModelConfig
+from seqlab.models.base import State
+from seqlab.registry import register
+
+_MODULES = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
+
+
+class RecurrentLM(nn.Module):
+    """A token-level language model over one of nn.RNN / nn.LSTM / nn.GRU."""
+
+    def __init__(self, cfg: ModelConfig, vocab_size: int):
+        super().__init__()
+        self.cfg = cfg
+        self.kind = cfg.name
+        self.embedding = nn.Embedding(vocab_size, cfg.embedding_size)
+        self.dropout = nn.Dropout(cfg.dropout)
+        extra = {"nonlinearity": "tanh"} if cfg.name == "rnn" else {}
+        self.rnn = _MODULES[cfg.name](
+            cfg.embedding_size, cfg.hidden_size, cfg.num_layers, batch_first=True,
+            dropout=cfg.dropout if cfg.num_layers > 1 else 0.0, **extra)
+        self.head = nn.Linear(cfg.hidden_size, vocab_size)
+        if cfg.tie_weights:
+            self.head.weight = self.embedding.weight
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        nn.init.uniform_(self.embedding.weight, -0.1, 0.1)
+        if self.kind == "lstm":
+            # Gates are stacked (input, forget, cell, output) in nn.LSTM; both bias vectors
+            # feed the forget gate, so split the wanted bias between them.
+            h = self.cfg.hidden_size
+            for name, p in self.rnn.named_parameters():
+                if name.startswith("bias"):
+                    with torch.no_grad():
+                        p[h:2 * h].fill_(self.cfg.forget_bias / 2)
+
+    # -- the SequenceModel protocol ----------------------------------------------------
+
+    def init_state(self, batch_size: int) -> State:
+        w = self.head.weight
+        zeros = torch.zeros(batch_size, self.cfg.num_layers, self.cfg.hidden_size, dtype=w.dtype, device=w.device)
+        return (zeros, zeros.clone()) if self.kind == "lstm" else zeros      # (B, L, H)
+
+    def forward(self, x: Tensor, state: State = None) -> tuple[Tensor, State]:
+        # x: (B, T) token ids; state: batch-first (B, L, H), or a pair of them for the LSTM
+        if state is None:
+            state = self.init_state(x.size(0))
+        emb = self.dropout(self.embedding(x))                                # (B, T, E)
+        out, new_state = self.rnn(emb, _to_layer_first(state))               # (B, T, H)
+        logits = self.head(self.dropout(out))                                # (B, T, V)
+        return logits, _to_batch_first(new_state)
+
+    def step(self, x_t: Tensor, state: State) -> tuple[Tensor, State]:
+        # x_t: (B,) -> logits (B, V); one time step, the state carries all the history
+        logits, state = self.forward(x_t.unsqueeze(1), state)
+        return logits.squeeze(1), state
+
+
+def _to_layer_first(state: State):
+    # ours (B, L, H) -> PyTorch's (L, B, H)
+    if isinstance(state, tuple):
+        return tuple(s.transpose(0, 1).contiguous() for s in state)
+    return state.transpose(0, 1).contiguous()
+
+
+def _to_batch_first(state):
+    if isinstance(state, tuple):
+        return tuple(s.transpose(0, 1) for s in state)
+    return state.transpose(0, 1)
+
+
+for _name in _MODULES:
+    register("model", _name)(RecurrentLM)

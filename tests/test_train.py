@@ -1,0 +1,108 @@
+"""Training end to end on a small generated corpus: learning, metrics, resume exactness."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from seqlab.config import load_config
+from seqlab.train import fit as fit_module
+from seqlab.train.fit import Interrupted, fit
+
+from conftest import TINY
+
+
+def rows(run, drop=("tok_per_s", "elapsed")):
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    return [{k: v for k, v in json.loads(line).items() if k not in drop} for line in lines]
+
+
+def test_training_learns_and_writes_a_complete_run(tmp_path, text_file):
+    cfg = load_config(None, TINY + [f"data.path={text_file}", "train.max_steps=60", "train.lr=0.01"])
+    result = fit(cfg, tmp_path / "run", log=lambda m: None)
+    run = tmp_path / "run"
+    for name in ("config.json", "vocab.json", "model.safetensors", "last.safetensors", "state.pt",
+                 "metrics.jsonl", "loss.png"):
+        assert (run / name).is_file(), name
+    assert not list(run.glob("*.tmp")) and not list(run.glob(".*"))
+    records = rows(run)
+    train = [r for r in records if r["split"] == "train"]
+    valid = [r for r in records if r["split"] == "valid"]
+    assert [r["step"] for r in valid] == [10, 20, 30, 40, 50, 60]
+    assert train[-1]["loss"] < train[0]["loss"] - 0.5          # it learned something
+    assert result["bpc"] < 3.5                                 # uniform over ~30 symbols is ~4.9
+    assert abs(result["bpc"] - result["loss"] / 0.6931471805599453) < 1e-9
+
+
+@pytest.mark.parametrize("stride", [0, 8])   # TBPTT(k, k) and TBPTT(8, 20)
+def test_interrupted_and_resumed_run_equals_an_uninterrupted_one(tmp_path, text_file, monkeypatch, stride):
+    overrides = TINY + [f"data.path={text_file}", "train.max_steps=37", f"train.bptt_stride={stride}"]
+    straight = tmp_path / "straight"
+    fit(load_config(None, overrides), straight, log=lambda m: None)
+
+    # The same run, hit by a real SIGINT during update 23 (not a logging or evaluation step).
+    calls = {"n": 0}
+    real_step = fit_module.train_step
+
+    def step_then_ctrl_c(*args):
+        calls["n"] += 1
+        if calls["n"] == 23:
+            os.kill(os.getpid(), signal.SIGINT)
+        return real_step(*args)
+
+    monkeypatch.setattr(fit_module, "train_step", step_then_ctrl_c)
+    broken = tmp_path / "broken"
+    with pytest.raises(Interrupted):
+        fit(load_config(None, overrides), broken, log=lambda m: None)
+    monkeypatch.setattr(fit_module, "train_step", real_step)
+    state = torch.load(broken / "state.pt", weights_only=True)
+    assert state["progress"]["step"] == 23
+    fit(None, broken, resume=True, log=lambda m: None)
+
+    assert rows(broken) == rows(straight)
+    a = torch.load(straight / "state.pt", weights_only=True)
+    b = torch.load(broken / "state.pt", weights_only=True)
+    assert a["progress"]["step"] == b["progress"]["step"] == 37
+    assert (straight / "last.safetensors").read_bytes() == (broken / "last.safetensors").read_bytes()
+
+
+def test_resume_can_extend_the_budget_but_not_the_model(tmp_path, text_file):
+    from seqlab import SeqlabError
+    overrides = TINY + [f"data.path={text_file}", "train.max_steps=10"]
+    run = tmp_path / "run"
+    fit(load_config(None, overrides), run, log=lambda m: None)
+    longer = load_config(None, overrides[:-1] + ["train.max_steps=20"])
+    fit(None, run, resume=True, overrides=longer, log=lambda m: None)
+    assert max(r["step"] for r in rows(run)) == 20
+    wider = load_config(None, overrides + ["model.hidden_size=64"])
+    with pytest.raises(SeqlabError, match="model.hidden_size"):
+        fit(None, run, resume=True, overrides=wider, log=lambda m: None)
+
+
+def test_ctrl_c_on_the_command_line_saves_and_resumes(tmp_path, text_file):
+    """A real process, a real Ctrl-C: exit code 130, a checkpoint, then --resume finishes."""
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-m", "seqlab.cli", "train", f"data.path={text_file}", "--out", str(run),
+           *TINY, "train.max_steps=100000", "train.eval_every=1000"]
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if (run / "metrics.jsonl").is_file() and (run / "metrics.jsonl").stat().st_size > 0:
+            break
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 130, out
+    assert "Traceback" not in out
+    assert "seqlab train --resume" in out
+    step = torch.load(run / "state.pt", weights_only=True)["progress"]["step"]
+    assert step >= 5
+    done = subprocess.run([sys.executable, "-m", "seqlab.cli", "train", "--resume", str(run),
+                           f"train.max_steps={step + 10}"], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert torch.load(run / "state.pt", weights_only=True)["progress"]["step"] == step + 10
