@@ -22,7 +22,7 @@ def rows(run, drop=("tok_per_s", "elapsed")):
 
 
 def test_training_learns_and_writes_a_complete_run(tmp_path, text_file):
-    cfg = load_config(None, TINY + [f"data.path={text_file}", "train.max_steps=60", "train.lr=0.01"])
+    cfg = load_config(None, TINY + [f"data.path={text_file}", "train.max_steps=100", "train.lr=0.02"])
     result = fit(cfg, tmp_path / "run", log=lambda m: None)
     run = tmp_path / "run"
     for name in ("config.json", "vocab.json", "model.safetensors", "last.safetensors", "state.pt",
@@ -32,9 +32,10 @@ def test_training_learns_and_writes_a_complete_run(tmp_path, text_file):
     records = rows(run)
     train = [r for r in records if r["split"] == "train"]
     valid = [r for r in records if r["split"] == "valid"]
-    assert [r["step"] for r in valid] == [10, 20, 30, 40, 50, 60]
+    assert [r["step"] for r in valid] == list(range(10, 101, 10))
     assert train[-1]["loss"] < train[0]["loss"] - 0.5          # it learned something
-    assert result["bpc"] < 3.5                                 # uniform over ~30 symbols is ~4.9
+    # uniform over the 39 symbols is 5.3 bits, the unigram entropy 4.36 bits: below 3 needs context
+    assert result["bpc"] < 3.0
     assert abs(result["bpc"] - result["loss"] / 0.6931471805599453) < 1e-9
 
 

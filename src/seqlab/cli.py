@@ -212,7 +212,7 @@ def cmd_sample(args) -> int:
         prime_ids, prime_text = vocab.encode(args.prime).tolist(), args.prime
     banned = (PAD, UNK, BOS) if vocab.level == "char" else (PAD, BOS)
     out = sys.stdout
-    out.write(prime_text)
+    out.write(prime_text + (" " if prime_text and vocab.level == "word" else ""))
     if args.beam:
         best = beam_search(model, prime_ids, args.length, args.beam, alpha=args.alpha, banned=banned)[0]
         out.write(vocab.decode(best.tokens) + "\n")
@@ -260,7 +260,14 @@ COMMANDS = {"train": cmd_train, "eval": cmd_eval, "sample": cmd_sample, "data": 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    # Overrides may come before or after options (`train --out R model.hidden_size=8`):
+    # argparse stops a nargs="*" positional at the first option, so collect the rest here.
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        if args.command == "train" and all("=" in e and not e.startswith("-") for e in extra):
+            args.overrides += extra
+        else:
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if not args.command:
         parser.print_help()
         return 2

@@ -62,6 +62,8 @@ class TrainConfig:
     eval_every: int = opt(500, "evaluate on the validation split every N updates (and at the end)")
     eval_tokens: int = opt(0, "validate on the first N validation tokens during training (0 = all)")
     eval_batch_size: int = opt(32, "parallel streams when evaluating")
+    schedule: str = opt("plateau", "learning rate: 'plateau' (decay when valid stalls), 'cosine' (to 0 at max_steps), 'constant'")
+    warmup_steps: int = opt(0, "raise the learning rate linearly from 0 over the first N updates")
     lr_decay: float = opt(0.5, "multiply the learning rate by this when validation stops improving")
     lr_patience: int = opt(1, "evaluations without improvement before decaying the learning rate")
     early_stop: int = opt(5, "stop after N evaluations without improvement (0 = never)")
@@ -179,6 +181,8 @@ def load_config(preset: str | Path | None = None, overrides: list[str] | None = 
 def validate(cfg: Config) -> None:
     """Reject values no run could use, with what to do instead."""
     d, m, t = cfg.data, cfg.model, cfg.train
+    from seqlab.registry import get
+    get("model", m.name)          # an unknown name lists the valid ones, before any data is read
     if d.level not in ("char", "word"):
         raise SeqlabError(f"data.level must be 'char' or 'word', got {d.level!r}")
     for key, v in (("data.valid_fraction", d.valid_fraction), ("data.test_fraction", d.test_fraction)):
@@ -197,7 +201,7 @@ def validate(cfg: Config) -> None:
         "train.bptt_stride": t.bptt_stride, "train.max_steps": t.max_steps,
         "train.max_epochs": t.max_epochs, "train.max_time": t.max_time,
         "train.clip_norm": t.clip_norm, "train.eval_tokens": t.eval_tokens,
-        "train.early_stop": t.early_stop, "train.lr_patience": t.lr_patience,
+        "train.early_stop": t.early_stop, "train.warmup_steps": t.warmup_steps, "train.lr_patience": t.lr_patience,
         "train.weight_decay": t.weight_decay, "train.threads": t.threads,
         "data.max_vocab": d.max_vocab, "data.min_count": d.min_count,
     }
@@ -211,6 +215,10 @@ def validate(cfg: Config) -> None:
     if t.bptt_stride > t.bptt_steps:
         raise SeqlabError(
             f"train.bptt_stride (k1={t.bptt_stride}) must not exceed train.bptt_steps (k2={t.bptt_steps})")
+    if t.schedule not in ("plateau", "cosine", "constant"):
+        raise SeqlabError(f"train.schedule must be 'plateau', 'cosine' or 'constant', got {t.schedule!r}")
+    if t.schedule == "cosine" and not t.max_steps:
+        raise SeqlabError("train.schedule=cosine needs train.max_steps (the step where the rate reaches 0)")
     if t.optimizer not in ("adam", "sgd"):
         raise SeqlabError(f"train.optimizer must be 'adam' or 'sgd', got {t.optimizer!r}")
     if m.tie_weights and m.embedding_size != m.hidden_size:

@@ -60,11 +60,7 @@ def build_splits(text: str, cfg: DataConfig, vocab: Vocab | None = None, source:
     seq = text if cfg.level == "char" else tokenize(text, "word")
     n_train, n_valid, _ = split_sizes(len(seq), cfg.valid_fraction, cfg.test_fraction)
     if vocab is None:
-        counts = Counter(seq[:n_train])
-        ranked = sorted(((t, c) for t, c in counts.items() if c >= cfg.min_count), key=lambda tc: (-tc[1], tc[0]))
-        if cfg.max_vocab:
-            ranked = ranked[:cfg.max_vocab]
-        vocab = Vocab((t for t, _ in ranked), cfg.level)
+        vocab = Vocab.from_counts(Counter(seq[:n_train]), cfg.level, cfg.max_vocab, cfg.min_count)
     if cfg.level == "char":
         ids = vocab.encode(text)
     else:

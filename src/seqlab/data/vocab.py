@@ -35,8 +35,13 @@ class Vocab:
 
     @classmethod
     def build(cls, text: str, level: str = "char", max_size: int = 0, min_count: int = 1) -> "Vocab":
-        counts = Counter(tokenize(text, level))
-        ranked = sorted(((t, c) for t, c in counts.items() if c >= min_count), key=lambda tc: (-tc[1], tc[0]))
+        return cls.from_counts(Counter(tokenize(text, level)), level, max_size, min_count)
+
+    @classmethod
+    def from_counts(cls, counts: Counter, level: str, max_size: int = 0, min_count: int = 1) -> "Vocab":
+        """The `max_size` most frequent tokens seen at least `min_count` times (specials aside)."""
+        ranked = sorted(((t, c) for t, c in counts.items() if c >= min_count and t not in SPECIALS),
+                        key=lambda tc: (-tc[1], tc[0]))
         if max_size:
             ranked = ranked[:max_size]
         return cls((t for t, _ in ranked), level)
@@ -69,7 +74,13 @@ class Vocab:
         if self.level == "char":
             return "".join(tokens)
         # Words: spaces between words, a newline where a line ended (<eos>).
-        return " ".join(tokens).replace(" <eos> ", "\n").replace("<eos>", "\n").replace("\n ", "\n")
+        out: list[str] = []
+        for tok in tokens:
+            if tok == "<eos>":
+                out.append("\n")
+            else:
+                out.append(tok if not out or out[-1] == "\n" else " " + tok)
+        return "".join(out)
 
     def unknown(self, text: str) -> list[str]:
         """Tokens of `text` not in the vocabulary, in order of first appearance."""

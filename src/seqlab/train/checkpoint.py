@@ -82,7 +82,8 @@ class RunDir:
 
     def save_weights(self, model: nn.Module, name: str, metadata: dict[str, Any]) -> None:
         with atomic_path(self.file(name)) as tmp:
-            save_model(model, str(tmp), metadata={k: json.dumps(v) for k, v in metadata.items()})
+            # save_model records tied weights in the metadata itself; ours goes under one key
+            save_model(model, str(tmp), metadata={"seqlab": json.dumps(metadata)})
 
     def load_weights(self, model: nn.Module, name: str = BEST) -> dict[str, Any]:
         """Load weights into `model`; returns the metadata saved with them."""
@@ -92,7 +93,7 @@ class RunDir:
         try:
             missing, unexpected = load_model(model, str(path), strict=False, device=str(_device_of(model)))
             with safe_open(str(path), framework="pt") as f:
-                metadata = {k: json.loads(v) for k, v in (f.metadata() or {}).items()}
+                metadata = json.loads((f.metadata() or {}).get("seqlab", "{}"))
         except (SafetensorError, OSError, ValueError, RuntimeError) as e:
             raise SeqlabError(f"{path} is truncated or corrupted ({_first_line(e)}); "
                               f"retrain, or resume from another copy") from None

@@ -33,7 +33,7 @@ from seqlab.models.base import State
 from seqlab.train import checkpoint as ck
 from seqlab.train.checkpoint import RunDir
 from seqlab.train.loop import evaluate, summary, tbptt_windows, train_step
-from seqlab.train.optim import PlateauDecay, make_optimizer
+from seqlab.train.optim import PlateauDecay, make_optimizer, scheduled_lr
 from seqlab.io import atomic_write_text
 
 class Interrupted(Exception):
@@ -129,7 +129,7 @@ def fit(cfg: Config | None, out: str | Path, *, resume: bool = False, overrides:
     check_sizes(splits, cfg)
     model = build_model(cfg.model, len(splits.vocab)).to(device)
     optimizer = make_optimizer(model, t)
-    plateau = PlateauDecay(t.lr_decay, t.lr_patience)
+    plateau = PlateauDecay(t.lr_decay if t.schedule == "plateau" else 1.0, t.lr_patience)
     progress = Progress()
     data = batchify(splits.train, t.batch_size).to(device)                      # (B, N)
     k1 = t.bptt_stride or t.bptt_steps
@@ -158,6 +158,7 @@ def fit(cfg: Config | None, out: str | Path, *, resume: bool = False, overrides:
         total = min(t.max_steps, t.max_epochs * len(windows))
     bar = tqdm(total=total, initial=progress.step, unit="upd", dynamic_ncols=True, disable=not t.progress,
                mininterval=0.5, desc="train")
+    say = bar.write if t.progress else log           # messages must not break the bar
     metrics = open(run.file(ck.METRICS), "a", encoding="utf-8")
     level = cfg.data.level
 
@@ -188,7 +189,7 @@ def fit(cfg: Config | None, out: str | Path, *, resume: bool = False, overrides:
             progress.best_step = progress.step
             run.save_weights(model, ck.BEST, {"step": progress.step, "valid_loss": nats})
         key = "bpc" if level == "char" else "bits_per_token"
-        bar.write(f"update {progress.step:>6} | valid loss {nats:.4f} | ppl {row['ppl']:.2f} | "
+        say(f"update {progress.step:>6} | valid loss {nats:.4f} | ppl {row['ppl']:.2f} | "
                   f"{key} {row[key]:.4f}{'  (best)' if best else ''}")
         save_checkpoint()
         plot_loss(run.file(ck.METRICS), run.file(ck.PLOT), title=f"{run.path.name}: {cfg.model.name} on {splits.source}")
@@ -209,6 +210,9 @@ def fit(cfg: Config | None, out: str | Path, *, resume: bool = False, overrides:
                     carry = model.init_state(t.batch_size)
                 started = time.perf_counter()
                 for i in range(progress.window, len(windows)):
+                    lr = scheduled_lr(t, progress.step, optimizer.param_groups[0]["lr"])
+                    for group in optimizer.param_groups:
+                        group["lr"] = lr
                     loss, carry, n = train_step(model, data, windows[i], carry)
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()

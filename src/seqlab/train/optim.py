@@ -1,6 +1,14 @@
-"""Optimisers and the learning-rate schedule (decay on plateau), all resumable."""
+"""Optimisers and learning-rate schedules, all resumable.
+
+- plateau: multiply the rate by `lr_decay` when validation stops improving (reacts to data)
+- cosine: lr * (1 + cos(pi * step / max_steps)) / 2 (Loshchilov & Hutter 2017), a function of
+  the step alone; for fixed budgets it ends on small steps, averaging over more of the data
+- constant
+Each may start with a linear warm-up.
+"""
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 import torch
@@ -41,8 +49,20 @@ class PlateauDecay:
         return False
 
     def state_dict(self) -> dict:
-        return asdict(self)
+        # the counters only: factor and patience come from the (possibly overridden) config
+        return {k: v for k, v in asdict(self).items() if k not in ("factor", "patience")}
 
     def load_state_dict(self, state: dict) -> None:
         for k, v in state.items():
             setattr(self, k, v)
+
+
+def scheduled_lr(cfg: TrainConfig, step: int, current: float) -> float:
+    """The learning rate for update `step` (0-based). Plateau decay is applied elsewhere
+    (it depends on validation), so for 'plateau' this only handles the warm-up."""
+    warm = min(1.0, (step + 1) / cfg.warmup_steps) if cfg.warmup_steps else 1.0
+    if cfg.schedule == "cosine":
+        return cfg.lr * warm * 0.5 * (1.0 + math.cos(math.pi * min(step, cfg.max_steps) / cfg.max_steps))
+    if cfg.warmup_steps and step < cfg.warmup_steps:
+        return cfg.lr * warm
+    return current if cfg.schedule == "plateau" else cfg.lr
