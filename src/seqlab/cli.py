@@ -101,8 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
     bsub = p.add_subparsers(dest="bench_command", metavar="NAME")
     b = bsub.add_parser("trainer", help="seqlab's training loop against a bare PyTorch loop, same model")
     b.add_argument("--out", default="benchmarks/trainer_speed", help="output path without extension")
-    b.add_argument("--repeats", type=int, default=7, help="timed repeats per loop; the median is reported (default: 7)")
-    b.add_argument("--updates", type=int, default=20, help="updates per timed repeat (default: 20)")
+    b.add_argument("--repeats", type=int, default=7, help="timed blocks per loop, at least; split over 2 alternating rounds, medians compared (default: 7)")
+    b.add_argument("--updates", type=int, default=10, help="updates per timed block (default: 10)")
     return parser
 
 
