@@ -107,3 +107,15 @@ def test_ctrl_c_on_the_command_line_saves_and_resumes(tmp_path, text_file):
                            f"train.max_steps={step + 10}"], capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 0, done.stderr
     assert torch.load(run / "state.pt", weights_only=True)["progress"]["step"] == step + 10
+
+
+def test_plateau_decay_and_early_stopping_in_a_run(tmp_path, text_file):
+    # SGD at 1e-30 leaves float32 weights exactly unchanged, so validation never improves
+    cfg = load_config(None, TINY + [f"data.path={text_file}", "train.optimizer=sgd", "train.lr=1e-30",
+                                    "train.momentum=0", "train.max_steps=1000", "train.early_stop=2",
+                                    "train.lr_patience=1", "train.lr_decay=0.5"])
+    fit(cfg, tmp_path / "run", log=lambda m: None)
+    valid = [r for r in rows(tmp_path / "run") if r["split"] == "valid"]
+    assert [r["step"] for r in valid] == [10, 20, 30]
+    assert [r["best"] for r in valid] == [True, False, False]
+    assert [r["lr"] for r in valid] == [1e-30, 5e-31, 2.5e-31]
