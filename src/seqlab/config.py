@@ -36,13 +36,20 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    name: str = opt("lstm", "model family: rnn (Elman, tanh), lstm or gru")
+    name: str = opt("lstm", "recurrent cell: rnn (Elman), jordan, lstm or gru")
     embedding_size: int = opt(64, "size of the token embedding")
     hidden_size: int = opt(512, "units per recurrent layer")
     num_layers: int = opt(2, "stacked recurrent layers")
     dropout: float = opt(0.2, "dropout on non-recurrent connections (Zaremba et al. 2014)")
     tie_weights: bool = opt(False, "share embedding and output weights (needs embedding_size == hidden_size)")
     forget_bias: float = opt(1.0, "initial LSTM forget-gate bias (Gers et al. 2000; Jozefowicz et al. 2015)")
+    nonlinearity: str = opt("tanh", "rnn: 'tanh' or 'relu'")
+    peephole: bool = opt(False, "lstm: gates also see the cell state (Gers & Schmidhuber 2000)")
+    coupled: bool = opt(False, "lstm: one gate for input and forget, f = 1 - i (Greff et al. 2017)")
+    layer_norm: bool = opt(False, "layer-normalised recurrence (Ba et al. 2016)")
+    gru_form: str = opt("pytorch", "gru: 'pytorch' (reset gate after W_hn h, as cuDNN) or 'cho' (before, Cho et al. 2014)")
+    residual: bool = opt(False, "add each layer's input to its output from layer 2 on")
+    impl: str = opt("auto", "'fused' (PyTorch's nn.RNN/LSTM/GRU), 'loop' (seqlab's cells) or 'auto' (fused when it can)")
 
 
 @dataclass
@@ -185,6 +192,7 @@ def validate(cfg: Config) -> None:
     get("model", m.name)          # an unknown name lists the valid ones, before any data is read
     if d.level not in ("char", "word"):
         raise SeqlabError(f"data.level must be 'char' or 'word', got {d.level!r}")
+    _validate_cell(m)
     for key, v in (("data.valid_fraction", d.valid_fraction), ("data.test_fraction", d.test_fraction)):
         if not 0.0 <= v < 0.5:
             raise SeqlabError(f"{key} must be in [0, 0.5), got {v}")
@@ -227,6 +235,32 @@ def validate(cfg: Config) -> None:
             f"(got {m.embedding_size} and {m.hidden_size})")
     if t.max_steps == 0 and t.max_epochs == 0 and t.max_time == 0:
         raise SeqlabError("set at least one of train.max_steps, train.max_epochs, train.max_time")
+
+
+def _validate_cell(m: ModelConfig) -> None:
+    choices = {"nonlinearity": ("tanh", "relu"), "gru_form": ("pytorch", "cho"), "impl": ("auto", "fused", "loop")}
+    for key, valid in choices.items():
+        if getattr(m, key) not in valid:
+            raise SeqlabError(f"model.{key} must be one of {', '.join(valid)}; got {getattr(m, key)!r}")
+    only = {"peephole": "lstm", "coupled": "lstm"}
+    for key, cell in only.items():
+        if getattr(m, key) and m.name != cell:
+            raise SeqlabError(f"model.{key} applies to model.name={cell}, not {m.name}")
+    if m.nonlinearity != "tanh" and m.name != "rnn":
+        raise SeqlabError(f"model.nonlinearity applies to model.name=rnn, not {m.name}")
+    if m.gru_form != "pytorch" and m.name != "gru":
+        raise SeqlabError(f"model.gru_form applies to model.name=gru, not {m.name}")
+    if m.layer_norm and m.gru_form == "cho":
+        raise SeqlabError("the layer-normalised GRU uses model.gru_form=pytorch")
+    if m.impl == "fused" and not fused_possible(m):
+        raise SeqlabError(f"model.impl=fused: PyTorch's fused modules have no {m.name} with these options; "
+                          f"use model.impl=auto")
+
+
+def fused_possible(m: ModelConfig) -> bool:
+    """Does nn.RNN / nn.LSTM / nn.GRU compute exactly this model?"""
+    return (m.name in ("rnn", "lstm", "gru") and not (m.peephole or m.coupled or m.layer_norm or m.residual)
+            and m.gru_form == "pytorch")
 
 
 def to_dict(cfg: Config) -> dict[str, Any]:

@@ -1,4 +1,8 @@
-"""Recurrent language models on PyTorch's fused kernels: Elman RNN (tanh), LSTM, GRU.
+"""Recurrent language models: Elman RNN, Jordan net, LSTM (and variants), GRU (both forms).
+
+Standard cells run on PyTorch's fused kernels (nn.RNN / nn.LSTM / nn.GRU: oneDNN on CPU,
+cuDNN on GPU); every other variant runs on seqlab's own cells (models/cells.py, stack.py).
+`model.impl` forces one path; `auto` takes the fused one whenever it computes the same model.
 
     tokens (B, T) -> embedding (B, T, E) -> dropout -> L recurrent layers (B, T, H)
                   -> dropout -> linear (B, T, V) logits
@@ -14,15 +18,30 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from seqlab.config import ModelConfig
+from seqlab.config import ModelConfig, fused_possible
 from seqlab.models.base import State
+from seqlab.models.cells import ElmanCell, GRUCell, JordanCell, LSTMCell
+from seqlab.models.stack import RecurrentStack
 from seqlab.registry import register
 
 _MODULES = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 
 
+def cell_factory(cfg: ModelConfig):
+    """(input_size, hidden_size) -> a seqlab cell with the configured options."""
+    def make(input_size: int, hidden_size: int):
+        if cfg.name == "rnn":
+            return ElmanCell(input_size, hidden_size, cfg.nonlinearity, cfg.layer_norm)
+        if cfg.name == "jordan":
+            return JordanCell(input_size, hidden_size, cfg.layer_norm)
+        if cfg.name == "lstm":
+            return LSTMCell(input_size, hidden_size, cfg.peephole, cfg.coupled, cfg.layer_norm, cfg.forget_bias)
+        return GRUCell(input_size, hidden_size, cfg.gru_form, cfg.layer_norm)
+    return make
+
+
 class RecurrentLM(nn.Module):
-    """A token-level language model over one of nn.RNN / nn.LSTM / nn.GRU."""
+    """A token-level language model over a stack of recurrent layers."""
 
     def __init__(self, cfg: ModelConfig, vocab_size: int):
         super().__init__()
@@ -30,10 +49,15 @@ class RecurrentLM(nn.Module):
         self.kind = cfg.name
         self.embedding = nn.Embedding(vocab_size, cfg.embedding_size)
         self.dropout = nn.Dropout(cfg.dropout)
-        extra = {"nonlinearity": "tanh"} if cfg.name == "rnn" else {}
-        self.rnn = _MODULES[cfg.name](
-            cfg.embedding_size, cfg.hidden_size, cfg.num_layers, batch_first=True,
-            dropout=cfg.dropout if cfg.num_layers > 1 else 0.0, **extra)
+        between = cfg.dropout if cfg.num_layers > 1 else 0.0
+        self.fused = cfg.impl == "fused" or (cfg.impl == "auto" and fused_possible(cfg))
+        if self.fused:
+            extra = {"nonlinearity": cfg.nonlinearity} if cfg.name == "rnn" else {}
+            self.rnn = _MODULES[cfg.name](cfg.embedding_size, cfg.hidden_size, cfg.num_layers,
+                                          batch_first=True, dropout=between, **extra)
+        else:
+            self.rnn = RecurrentStack(cell_factory(cfg), cfg.embedding_size, cfg.hidden_size,
+                                      cfg.num_layers, dropout=between, residual=cfg.residual)
         self.head = nn.Linear(cfg.hidden_size, vocab_size)
         if cfg.tie_weights:
             self.head.weight = self.embedding.weight
@@ -41,7 +65,7 @@ class RecurrentLM(nn.Module):
 
     def reset_parameters(self) -> None:
         nn.init.uniform_(self.embedding.weight, -0.1, 0.1)
-        if self.kind == "lstm":
+        if self.kind == "lstm" and self.fused:     # seqlab's LSTMCell sets its own
             # Gates are stacked (input, forget, cell, output) in nn.LSTM; both bias vectors
             # feed the forget gate, so split the wanted bias between them.
             h = self.cfg.hidden_size
@@ -62,9 +86,13 @@ class RecurrentLM(nn.Module):
         if state is None:
             state = self.init_state(x.size(0))
         emb = self.dropout(self.embedding(x))                                # (B, T, E)
-        out, new_state = self.rnn(emb, _to_layer_first(state))               # (B, T, H)
+        if self.fused:   # PyTorch's modules keep the state layer first: (L, B, H)
+            out, new_state = self.rnn(emb, _to_layer_first(state))           # (B, T, H)
+            new_state = _to_batch_first(new_state)
+        else:
+            out, new_state = self.rnn(emb, state)                            # (B, T, H)
         logits = self.head(self.dropout(out))                                # (B, T, V)
-        return logits, _to_batch_first(new_state)
+        return logits, new_state
 
     def step(self, x_t: Tensor, state: State) -> tuple[Tensor, State]:
         # x_t: (B,) -> logits (B, V); one time step, the state carries all the history
@@ -85,5 +113,5 @@ def _to_batch_first(state):
     return state.transpose(0, 1)
 
 
-for _name in _MODULES:
+for _name in ("rnn", "jordan", "lstm", "gru"):
     register("model", _name)(RecurrentLM)
