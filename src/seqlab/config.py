@@ -49,6 +49,11 @@ class ModelConfig:
     layer_norm: bool = opt(False, "layer-normalised recurrence (Ba et al. 2016)")
     gru_form: str = opt("pytorch", "gru: 'pytorch' (reset gate after W_hn h, as cuDNN) or 'cho' (before, Cho et al. 2014)")
     residual: bool = opt(False, "add each layer's input to its output from layer 2 on")
+    variational: bool = opt(False, "dropout masks drawn once per sequence, not per step (Gal & Ghahramani 2016)")
+    recurrent_dropout: float = opt(0.0, "dropout on h_{t-1} inside the recurrence, one mask per sequence (Gal & Ghahramani 2016)")
+    zoneout: float = opt(0.0, "probability that a state unit keeps its previous value at a step (Krueger et al. 2017)")
+    norm_stabilizer: float = opt(0.0, "weight of the penalty mean_t (|h_t| - |h_{t-1}|)^2 (Krueger & Memisevic 2016)")
+    recurrent_init: str = opt("default", "recurrent weights: 'default' (uniform), 'orthogonal' or 'identity' (Le et al. 2015), per gate")
     impl: str = opt("auto", "'fused' (PyTorch's nn.RNN/LSTM/GRU), 'loop' (seqlab's cells) or 'auto' (fused when it can)")
 
 
@@ -238,7 +243,13 @@ def validate(cfg: Config) -> None:
 
 
 def _validate_cell(m: ModelConfig) -> None:
-    choices = {"nonlinearity": ("tanh", "relu"), "gru_form": ("pytorch", "cho"), "impl": ("auto", "fused", "loop")}
+    choices = {"nonlinearity": ("tanh", "relu"), "gru_form": ("pytorch", "cho"), "impl": ("auto", "fused", "loop"),
+               "recurrent_init": ("default", "orthogonal", "identity")}
+    for key in ("recurrent_dropout", "zoneout"):
+        if not 0.0 <= getattr(m, key) < 1.0:
+            raise SeqlabError(f"model.{key} must be in [0, 1), got {getattr(m, key)}")
+    if m.norm_stabilizer < 0:
+        raise SeqlabError(f"model.norm_stabilizer must be 0 or more, got {m.norm_stabilizer}")
     for key, valid in choices.items():
         if getattr(m, key) not in valid:
             raise SeqlabError(f"model.{key} must be one of {', '.join(valid)}; got {getattr(m, key)!r}")
@@ -259,8 +270,9 @@ def _validate_cell(m: ModelConfig) -> None:
 
 def fused_possible(m: ModelConfig) -> bool:
     """Does nn.RNN / nn.LSTM / nn.GRU compute exactly this model?"""
-    return (m.name in ("rnn", "lstm", "gru") and not (m.peephole or m.coupled or m.layer_norm or m.residual)
-            and m.gru_form == "pytorch")
+    return (m.name in ("rnn", "lstm", "gru") and m.gru_form == "pytorch"
+            and not (m.peephole or m.coupled or m.layer_norm or m.residual or m.variational
+                     or m.recurrent_dropout or m.zoneout))
 
 
 def to_dict(cfg: Config) -> dict[str, Any]:

@@ -60,8 +60,11 @@ class Cell(nn.Module):
             return self.norm_ih(x @ self.weight_ih.t())
         return F.linear(x, self.weight_ih, self.bias_ih)
 
-    def recur(self, h: Tensor) -> Tensor:
-        # h: (B, H) -> (B, G*H), the recurrent half of every gate pre-activation
+    def recur(self, h: Tensor, mask: Tensor | None = None) -> Tensor:
+        # h: (B, H) -> (B, G*H), the recurrent half of every gate pre-activation;
+        # mask: (B, H) recurrent dropout, the same at every step of a sequence (Gal & Ghahramani 2016)
+        if mask is not None:
+            h = h * mask
         if self.layer_norm:
             return self.norm_hh(h @ self.weight_hh.t())
         return F.linear(h, self.weight_hh, self.bias_hh)
@@ -77,8 +80,8 @@ class ElmanCell(Cell):
         self.act = {"tanh": torch.tanh, "relu": torch.relu}[nonlinearity]
         super().__init__(input_size, hidden_size, layer_norm)
 
-    def step(self, xp: Tensor, h: Tensor) -> tuple[Tensor, Tensor]:
-        h = self.act(xp + self.recur(h))                               # (B, H)
+    def step(self, xp: Tensor, h: Tensor, mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        h = self.act(xp + self.recur(h, mask))                         # (B, H)
         return h, h
 
 
@@ -94,8 +97,8 @@ class JordanCell(Cell):
         nn.init.uniform_(self.weight_ho, -bound, bound)
         nn.init.uniform_(self.bias_o, -bound, bound)
 
-    def step(self, xp: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
-        h = torch.tanh(xp + self.recur(y))                             # (B, H)
+    def step(self, xp: Tensor, y: Tensor, mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        h = torch.tanh(xp + self.recur(y, mask))                       # (B, H)
         y = torch.tanh(F.linear(h, self.weight_ho, self.bias_o))       # (B, H)
         return y, y
 
@@ -137,9 +140,10 @@ class LSTMCell(Cell):
         zeros = like.new_zeros(batch_size, self.hidden_size)
         return zeros, zeros.clone()
 
-    def step(self, xp: Tensor, state: tuple[Tensor, Tensor]) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+    def step(self, xp: Tensor, state: tuple[Tensor, Tensor],
+             mask: Tensor | None = None) -> tuple[Tensor, tuple[Tensor, Tensor]]:
         h, c = state                                                   # (B, H) each
-        z = xp + self.recur(h)                                         # (B, G*H)
+        z = xp + self.recur(h, mask)                                   # (B, G*H)
         if self.coupled:
             zi, zg, zo = z.chunk(3, dim=1)
         else:
@@ -178,21 +182,22 @@ class GRUCell(Cell):
         self.form = form
         super().__init__(input_size, hidden_size, layer_norm)
 
-    def step(self, xp: Tensor, h: Tensor) -> tuple[Tensor, Tensor]:
+    def step(self, xp: Tensor, h: Tensor, mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
         H = self.hidden_size
         xr, xu, xn = xp.chunk(3, dim=1)                                # (B, H) each
         if self.form == "pytorch":
-            hr, hu, hn = self.recur(h).chunk(3, dim=1)
+            hr, hu, hn = self.recur(h, mask).chunk(3, dim=1)
             r, u = torch.sigmoid(xr + hr), torch.sigmoid(xu + hu)
             n = torch.tanh(xn + r * hn)
         else:
             # r and u need W_h h; the candidate needs W_hn (r ⊙ h), which waits for r
             w_ru, w_n = self.weight_hh[: 2 * H], self.weight_hh[2 * H:]
             b_r, b_u, b_n = self.bias_hh.chunk(3)
-            ru = h @ w_ru.t()                                          # (B, 2H)
+            seen = h if mask is None else h * mask                     # what the products see
+            ru = seen @ w_ru.t()                                       # (B, 2H)
             hr, hu = ru[:, :H] + b_r, ru[:, H:] + b_u
             r = torch.sigmoid(xr + hr)
-            hn = (r * h) @ w_n.t() + b_n                               # (B, H)
+            hn = (r * seen) @ w_n.t() + b_n                            # (B, H)
             u = torch.sigmoid(xu + hu)
             n = torch.tanh(xn + hn)
         h = (1.0 - u) * n + u * h                                      # (B, H)

@@ -21,7 +21,7 @@ from torch import Tensor, nn
 from seqlab.config import ModelConfig, fused_possible
 from seqlab.models.base import State
 from seqlab.models.cells import ElmanCell, GRUCell, JordanCell, LSTMCell
-from seqlab.models.stack import RecurrentStack
+from seqlab.models.stack import RecurrentStack, sequence_mask
 from seqlab.registry import register
 
 _MODULES = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
@@ -57,7 +57,10 @@ class RecurrentLM(nn.Module):
                                           batch_first=True, dropout=between, **extra)
         else:
             self.rnn = RecurrentStack(cell_factory(cfg), cfg.embedding_size, cfg.hidden_size,
-                                      cfg.num_layers, dropout=between, residual=cfg.residual)
+                                      cfg.num_layers, dropout=between, residual=cfg.residual,
+                                      variational=cfg.variational, recurrent_dropout=cfg.recurrent_dropout,
+                                      zoneout=cfg.zoneout)
+        self.aux_loss: Tensor | float = 0.0      # added to the training loss (norm stabiliser)
         self.head = nn.Linear(cfg.hidden_size, vocab_size)
         if cfg.tie_weights:
             self.head.weight = self.embedding.weight
@@ -65,6 +68,10 @@ class RecurrentLM(nn.Module):
 
     def reset_parameters(self) -> None:
         nn.init.uniform_(self.embedding.weight, -0.1, 0.1)
+        if self.cfg.recurrent_init != "default":
+            for name, p in self.rnn.named_parameters():
+                if name.split(".")[-1].startswith("weight_hh"):
+                    init_recurrent(p, self.cfg.hidden_size, self.cfg.recurrent_init)
         if self.kind == "lstm" and self.fused:     # seqlab's LSTMCell sets its own
             # Gates are stacked (input, forget, cell, output) in nn.LSTM; both bias vectors
             # feed the forget gate, so split the wanted bias between them.
@@ -85,19 +92,39 @@ class RecurrentLM(nn.Module):
         # x: (B, T) token ids; state: batch-first (B, L, H), or a pair of them for the LSTM
         if state is None:
             state = self.init_state(x.size(0))
-        emb = self.dropout(self.embedding(x))                                # (B, T, E)
+        emb = self._drop(self.embedding(x))                                  # (B, T, E)
         if self.fused:   # PyTorch's modules keep the state layer first: (L, B, H)
             out, new_state = self.rnn(emb, _to_layer_first(state))           # (B, T, H)
             new_state = _to_batch_first(new_state)
         else:
             out, new_state = self.rnn(emb, state)                            # (B, T, H)
-        logits = self.head(self.dropout(out))                                # (B, T, V)
+        self.aux_loss = 0.0
+        if self.training and self.cfg.norm_stabilizer and out.size(1) > 1:
+            norms = out.norm(dim=-1)                                         # (B, T)
+            self.aux_loss = self.cfg.norm_stabilizer * (norms[:, 1:] - norms[:, :-1]).pow(2).mean()
+        logits = self.head(self._drop(out))                                  # (B, T, V)
         return logits, new_state
+
+    def _drop(self, x: Tensor) -> Tensor:
+        # x: (B, T, F); variational: one mask per sequence, broadcast over time
+        if self.cfg.variational and self.training and self.cfg.dropout:
+            return x * sequence_mask(x, self.cfg.dropout, (x.size(0), 1, x.size(-1)))
+        return self.dropout(x)
 
     def step(self, x_t: Tensor, state: State) -> tuple[Tensor, State]:
         # x_t: (B,) -> logits (B, V); one time step, the state carries all the history
         logits, state = self.forward(x_t.unsqueeze(1), state)
         return logits.squeeze(1), state
+
+
+@torch.no_grad()
+def init_recurrent(weight: Tensor, hidden_size: int, how: str) -> None:
+    """Orthogonal (Saxe et al. 2014) or identity (Le et al. 2015) init of each gate's (H, H) block."""
+    for block in weight.split(hidden_size, dim=0):                          # (H, H) per gate
+        if how == "orthogonal":
+            nn.init.orthogonal_(block)
+        else:
+            block.copy_(torch.eye(hidden_size, dtype=weight.dtype, device=weight.device))
 
 
 def _to_layer_first(state: State):

@@ -215,7 +215,9 @@ def fit(cfg: Config | None, out: str | Path, *, resume: bool = False, overrides:
                         group["lr"] = lr
                     loss, carry, n = train_step(model, data, windows[i], carry)
                     optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
+                    # a model may add a regulariser from its forward pass (the norm stabiliser);
+                    # `loss` stays the pure likelihood, so the logged numbers remain comparable
+                    (loss + getattr(model, "aux_loss", 0.0)).backward()
                     # Clipping the global norm keeps one exploding step (Pascanu et al. 2013)
                     # from throwing the weights far away; it leaves the direction unchanged.
                     norm = torch.nn.utils.clip_grad_norm_(params, t.clip_norm if t.clip_norm > 0 else math.inf)
