@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from seqlab import SeqlabError
-from seqlab.config import Config, all_keys, load_config
+from seqlab.config import all_keys, load_config
 
 
 def test_defaults_and_overrides_are_typed():

@@ -103,6 +103,11 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--out", default="benchmarks/trainer_speed", help="output path without extension")
     b.add_argument("--repeats", type=int, default=7, help="timed blocks per loop, at least; split over 2 alternating rounds, medians compared (default: 7)")
     b.add_argument("--updates", type=int, default=10, help="updates per timed block (default: 10)")
+    b = bsub.add_parser("cells", help="every recurrent cell trained for the same time: validation bpc")
+    b.add_argument("--out", default="benchmarks/cells", help="output path without extension")
+    b.add_argument("--seconds", type=float, default=60.0, help="training time per cell (default: 60)")
+    b.add_argument("--hidden", type=int, default=128, help="hidden units, one layer (default: 128)")
+    b.add_argument("--only", nargs="*", default=None, help="run only the cells whose name contains one of these")
     return parser
 
 
@@ -252,7 +257,13 @@ def cmd_bench(args) -> int:
         from seqlab.bench.trainer_speed import run_benchmark
         run_benchmark(args.out, repeats=args.repeats, updates=args.updates)
         return 0
-    raise SeqlabError("name a benchmark: seqlab bench trainer")
+    if args.bench_command == "cells":
+        from seqlab.bench.cells import run_cells
+        if args.seconds <= 0 or args.hidden <= 0:
+            raise SeqlabError("--seconds and --hidden must be greater than 0")
+        run_cells(args.out, seconds=args.seconds, hidden=args.hidden, only=args.only)
+        return 0
+    raise SeqlabError("name a benchmark: seqlab bench trainer | cells")
 
 
 COMMANDS = {"train": cmd_train, "eval": cmd_eval, "sample": cmd_sample, "data": cmd_data, "bench": cmd_bench}

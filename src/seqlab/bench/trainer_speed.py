@@ -17,10 +17,7 @@ import contextlib
 import copy
 import io
 import json
-import os
-import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -31,6 +28,7 @@ from torch import nn
 
 from seqlab.config import Config, validate
 from seqlab.data.text import batchify, build_splits
+from seqlab.bench.common import commit, machine
 from seqlab.io import atomic_write_text
 
 STAND_IN_CHARS = 1_000_000
@@ -107,30 +105,6 @@ def seqlab_loop(cfg: Config, text_path: Path, blocks: int, updates: int) -> list
         fit(cfg, Path(tmp) / "run", log=lambda m: None)
         rows = [json.loads(line) for line in (Path(tmp) / "run" / "metrics.jsonl").read_text().splitlines()]
     return [r["tok_per_s"] for r in rows if r["split"] == "train"]
-
-
-def machine() -> dict:
-    cpu = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-            "torch": torch.__version__, "python": platform.python_version(), "platform": platform.platform(),
-            "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
-
-
-def commit() -> str:
-    try:
-        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True).stdout.strip()
-        return sha + ("-dirty" if dirty else "") if sha else "unknown"
-    except OSError:
-        return "unknown"
 
 
 def run_benchmark(out: str, repeats: int = 7, updates: int = 20, rounds: int = 2) -> dict:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from typing import Callable, Optional, Protocol, Union, runtime_checkable
 
-import torch
 from torch import Tensor
 
 State = Optional[Union[Tensor, tuple[Tensor, ...]]]
