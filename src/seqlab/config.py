@@ -36,7 +36,7 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    name: str = opt("lstm", "recurrent cell: rnn (Elman), jordan, lstm or gru")
+    name: str = opt("lstm", "model: rnn (Elman), jordan, lstm, gru; window, tcn, wavenet; ngram")
     embedding_size: int = opt(64, "size of the token embedding")
     hidden_size: int = opt(512, "units per recurrent layer")
     num_layers: int = opt(2, "stacked recurrent layers")
@@ -54,6 +54,13 @@ class ModelConfig:
     zoneout: float = opt(0.0, "probability that a state unit keeps its previous value at a step (Krueger et al. 2017)")
     norm_stabilizer: float = opt(0.0, "weight of the penalty mean_t (|h_t| - |h_{t-1}|)^2 (Krueger & Memisevic 2016)")
     recurrent_init: str = opt("default", "recurrent weights: 'default' (uniform), 'orthogonal' or 'identity' (Le et al. 2015), per gate")
+    kernel_size: int = opt(3, "tcn / wavenet: convolution width")
+    dilation_cycle: int = opt(10, "wavenet: dilations 1, 2, ..., 2^(cycle-1), repeated over num_layers")
+    skip_channels: int = opt(0, "wavenet: channels of the skip path (0 = hidden_size)")
+    context: int = opt(8, "window: tokens the fixed-window model sees (Bengio et al. 2003)")
+    order: int = opt(5, "ngram: tokens per n-gram, 1-20")
+    smoothing: str = opt("kneser_ney", "ngram: 'add_k', 'witten_bell', 'kneser_ney' or 'modified_kneser_ney'")
+    add_k: float = opt(1.0, "ngram: the k of add-k smoothing (1 = Laplace)")
     impl: str = opt("auto", "'fused' (PyTorch's nn.RNN/LSTM/GRU), 'loop' (seqlab's cells) or 'auto' (fused when it can)")
 
 
