@@ -73,6 +73,8 @@ VARIANTS = {
     "gru-loop": ["model.name=gru", "model.impl=loop"],
     "gru-cho": ["model.name=gru", "model.gru_form=cho"],
     "gru-layernorm": ["model.name=gru", "model.layer_norm=true"],
+    "mingru": ["model.name=mingru"],
+    "minlstm": ["model.name=minlstm"],
 }
 SMALL = ["model.embedding_size=6", "model.hidden_size=8", "model.num_layers=2", "model.dropout=0.2"]
 
@@ -150,3 +152,8 @@ def test_forget_bias_on_seqlab_cells():
 def test_impossible_combinations_are_explained(overrides, message):
     with pytest.raises(SeqlabError, match=message):
         load_config(None, overrides)
+
+
+def test_minimal_cells_reject_options_they_cannot_honour():
+    with pytest.raises(SeqlabError, match="model.zoneout"):
+        load_config(None, ["model.name=mingru", "model.zoneout=0.1"])

@@ -36,7 +36,7 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    name: str = opt("lstm", "model: rnn (Elman), jordan, lstm, gru; window, tcn, wavenet; ngram")
+    name: str = opt("lstm", "model: rnn (Elman), jordan, lstm, gru, mingru, minlstm; window, tcn, wavenet; ngram")
     embedding_size: int = opt(64, "size of the token embedding")
     hidden_size: int = opt(512, "units per recurrent layer")
     num_layers: int = opt(2, "stacked recurrent layers")
@@ -268,6 +268,12 @@ def _validate_cell(m: ModelConfig) -> None:
         raise SeqlabError(f"model.nonlinearity applies to model.name=rnn, not {m.name}")
     if m.gru_form != "pytorch" and m.name != "gru":
         raise SeqlabError(f"model.gru_form applies to model.name=gru, not {m.name}")
+    if m.name in ("mingru", "minlstm"):
+        unsupported = [k for k in ("layer_norm", "residual", "variational", "recurrent_dropout", "zoneout")
+                       if getattr(m, k)] + (["recurrent_init"] if m.recurrent_init != "default" else [])
+        if unsupported:
+            raise SeqlabError(f"model.name={m.name} has no recurrent weights to apply "
+                              f"{', '.join('model.' + k for k in unsupported)} to")
     if m.layer_norm and m.gru_form == "cho":
         raise SeqlabError("the layer-normalised GRU uses model.gru_form=pytorch")
     if m.impl == "fused" and not fused_possible(m):

@@ -37,6 +37,8 @@ CELLS: dict[str, list[str]] = {
     "gru (PyTorch form)": ["model.name=gru"],
     "gru (Cho form)": ["model.name=gru", "model.gru_form=cho"],
     "gru, layer norm": ["model.name=gru", "model.layer_norm=true"],
+    "minGRU (parallel scan)": ["model.name=mingru"],
+    "minLSTM (parallel scan)": ["model.name=minlstm"],
 }
 
 

@@ -21,6 +21,7 @@ from torch import Tensor, nn
 from seqlab.config import ModelConfig, fused_possible
 from seqlab.models.base import State
 from seqlab.models.cells import ElmanCell, GRUCell, JordanCell, LSTMCell
+from seqlab.models.minimal import MinimalStack
 from seqlab.models.stack import RecurrentStack, sequence_mask
 from seqlab.registry import register
 
@@ -51,7 +52,9 @@ class RecurrentLM(nn.Module):
         self.dropout = nn.Dropout(cfg.dropout)
         between = cfg.dropout if cfg.num_layers > 1 else 0.0
         self.fused = cfg.impl == "fused" or (cfg.impl == "auto" and fused_possible(cfg))
-        if self.fused:
+        if cfg.name in ("mingru", "minlstm"):   # Feng et al. 2024: parallel scan in training
+            self.rnn = MinimalStack(cfg.name, cfg.embedding_size, cfg.hidden_size, cfg.num_layers, dropout=between)
+        elif self.fused:
             extra = {"nonlinearity": cfg.nonlinearity} if cfg.name == "rnn" else {}
             self.rnn = _MODULES[cfg.name](cfg.embedding_size, cfg.hidden_size, cfg.num_layers,
                                           batch_first=True, dropout=between, **extra)
@@ -140,5 +143,5 @@ def _to_batch_first(state):
     return state.transpose(0, 1)
 
 
-for _name in ("rnn", "jordan", "lstm", "gru"):
+for _name in ("rnn", "jordan", "lstm", "gru", "mingru", "minlstm"):
     register("model", _name)(RecurrentLM)
