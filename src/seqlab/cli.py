@@ -215,7 +215,8 @@ def cmd_sample(args) -> int:
             raise SeqlabError(f"--prime has {len(missing)} token(s) the model never saw: "
                               f"{' '.join(repr(m) for m in missing[:10])}; remove them")
         prime_ids, prime_text = vocab.encode(args.prime).tolist(), args.prime
-    banned = (PAD, UNK, BOS) if vocab.level == "char" else (PAD, BOS)
+    # a character stream never contains <eos>; a word stream ends lines with it
+    banned = (PAD, UNK, BOS, EOS) if vocab.level == "char" else (PAD, BOS)
     out = sys.stdout
     out.write(prime_text + (" " if prime_text and vocab.level == "word" else ""))
     if args.beam:

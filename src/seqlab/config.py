@@ -209,6 +209,8 @@ def validate(cfg: Config) -> None:
         if not 0.0 <= v < 0.5:
             raise SeqlabError(f"{key} must be in [0, 0.5), got {v}")
     positive = {
+        "model.kernel_size": m.kernel_size, "model.dilation_cycle": m.dilation_cycle,
+        "model.context": m.context, "model.order": m.order,
         "model.embedding_size": m.embedding_size, "model.hidden_size": m.hidden_size,
         "model.num_layers": m.num_layers, "train.batch_size": t.batch_size,
         "train.bptt_steps": t.bptt_steps, "train.eval_every": t.eval_every, "train.log_every": t.log_every,
@@ -223,7 +225,7 @@ def validate(cfg: Config) -> None:
         "train.clip_norm": t.clip_norm, "train.eval_tokens": t.eval_tokens,
         "train.early_stop": t.early_stop, "train.warmup_steps": t.warmup_steps, "train.lr_patience": t.lr_patience,
         "train.weight_decay": t.weight_decay, "train.threads": t.threads,
-        "data.max_vocab": d.max_vocab, "data.min_count": d.min_count,
+        "data.max_vocab": d.max_vocab, "data.min_count": d.min_count, "model.skip_channels": m.skip_channels,
     }
     for key, v in non_negative.items():
         if v < 0:

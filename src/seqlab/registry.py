@@ -44,5 +44,8 @@ def _load(kind: str) -> None:
     # `seqlab --help` does not pay for importing every model.
     if kind == "model":
         import seqlab.models.recurrent  # noqa: F401
+        import seqlab.models.tcn  # noqa: F401
+        import seqlab.models.wavenet  # noqa: F401
+        import seqlab.models.window  # noqa: F401
     elif kind == "corpus":
         import seqlab.data.sources  # noqa: F401

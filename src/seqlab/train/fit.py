@@ -149,7 +149,8 @@ def fit(cfg: Config | None, out: str | Path, *, resume: bool = False, overrides:
         prepare_out(run.path, overwrite)
         run.save_meta(cfg, splits.vocab, splits.source)
     n_params = sum(p.numel() for p in model.parameters())
-    log(f"{cfg.model.name}: {n_params:,} parameters | {splits.source}: train {len(splits.train):,} / "
+    field = getattr(model, "receptive_field", None)
+    log(f"{cfg.model.name}: {n_params:,} parameters{f', receptive field {field} tokens' if field else ''} | {splits.source}: train {len(splits.train):,} / "
         f"valid {len(splits.valid):,} / test {len(splits.test):,} tokens, vocabulary {len(splits.vocab)} | "
         f"device {device} | run {run.path}")
 
