@@ -119,3 +119,20 @@ def test_plateau_decay_and_early_stopping_in_a_run(tmp_path, text_file):
     assert [r["step"] for r in valid] == [10, 20, 30]
     assert [r["best"] for r in valid] == [True, False, False]
     assert [r["lr"] for r in valid] == [1e-30, 5e-31, 2.5e-31]
+
+
+def test_count_model_goes_through_the_same_flow(tmp_path, text_file, capsys):
+    """The n-gram is fitted by counting, saved as safetensors arrays, then evaluated and
+    sampled by the same commands as a neural model."""
+    from seqlab.cli import main
+    run = tmp_path / "ngram"
+    assert main(["train", f"data.path={text_file}", "model.name=ngram", "model.order=4", "--out", str(run)]) == 0
+    assert (run / "model.safetensors").is_file() and not (run / "state.pt").exists()
+    fitted = rows(run)[0]["bpc"]
+    capsys.readouterr()
+    assert main(["eval", str(run), "--split", "valid", "--json"]) == 0
+    assert abs(json.loads(capsys.readouterr().out)["bpc"] - fitted) < 1e-9
+    assert main(["sample", str(run), "--prime", "The", "--length", "30", "--seed", "1"]) == 0
+    assert len(capsys.readouterr().out) == 3 + 30 + 1
+    assert main(["train", "--resume", str(run)]) == 2
+    assert "nothing to resume" in capsys.readouterr().err

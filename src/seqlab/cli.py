@@ -146,9 +146,12 @@ def load_run(run_path: str, device_name: str):
     run = RunDir(Path(run_path)).require()
     cfg, vocab = run.config(), run.vocab()
     device = resolve_device(device_name)
-    model = build_model(cfg.model, len(vocab)).to(device)
-    run.load_weights(model)
-    model.eval()
+    model = build_model(cfg.model, len(vocab))
+    if hasattr(model, "from_state_arrays"):      # a count-based model: its counts, not weights
+        model = type(model).from_state_arrays(run.load_arrays())
+    else:
+        run.load_weights(model)
+    model = model.to(device).eval()
     return cfg, vocab, model, device
 
 

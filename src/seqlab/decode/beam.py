@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from seqlab.decode.sampling import NEG_INF, prime_model
-from seqlab.models.base import map_state, select_state
+from seqlab.models.base import map_state, model_device, select_state
 
 
 def length_penalty(length: int, alpha: float) -> float:
@@ -34,7 +34,7 @@ def beam_search(model: nn.Module, prime_ids: list[int], length: int, beam_size: 
     A hypothesis ends at `eos_id` (when given) or after `length` tokens.
     """
     model.eval()
-    device = next(model.parameters()).device
+    device = model_device(model)
     logits, state = prime_model(model, prime_ids, device)                   # (1, V)
     state = map_state(lambda s: s.expand(beam_size, *s.shape[1:]).contiguous(), state)
     logits = logits.expand(beam_size, -1)                                   # (K, V)

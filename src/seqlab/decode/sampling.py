@@ -13,7 +13,7 @@ from typing import Callable, Iterator
 import torch
 from torch import Tensor, nn
 
-from seqlab.models.base import State
+from seqlab.models.base import State, model_device
 
 NEG_INF = float("-inf")
 
@@ -68,7 +68,7 @@ def generate(model: nn.Module, prime_ids: list[int], length: int, *, greedy: boo
              generator: torch.Generator | None = None) -> Iterator[int]:
     """Yield `length` new token ids after the prime, one at a time (for streaming)."""
     model.eval()
-    device = next(model.parameters()).device
+    device = model_device(model)
     logits, state = prime_model(model, prime_ids, device)
     for i in range(length):
         if i:

@@ -41,3 +41,11 @@ def detach_state(state: State) -> State:
 def select_state(state: State, index: Tensor) -> State:
     """Rows `index` of every state tensor: beam reordering, batch subsets."""
     return map_state(lambda s: s.index_select(0, index), state)
+
+
+def model_device(model) -> "torch.device":
+    """Where a model lives: its first parameter or buffer (count-based models have only buffers)."""
+    import torch
+    for tensor in list(model.parameters()) + list(model.buffers()):
+        return tensor.device
+    return torch.device("cpu")

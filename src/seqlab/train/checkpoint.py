@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_model, save_model
@@ -101,6 +102,23 @@ class RunDir:
             raise SeqlabError(f"{path} does not match the model in {CONFIG} "
                               f"(missing {list(missing)[:3]}, unexpected {list(unexpected)[:3]})")
         return metadata
+
+    def save_arrays(self, name: str, arrays: dict[str, Any], metadata: dict[str, Any]) -> None:
+        """Numeric arrays of a count-based model (n-gram counts), as safetensors."""
+        from safetensors.numpy import save_file
+        with atomic_path(self.file(name)) as tmp:
+            save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()}, str(tmp),
+                      metadata={"seqlab": json.dumps(metadata)})
+
+    def load_arrays(self, name: str = BEST) -> dict[str, Any]:
+        from safetensors.numpy import load_file
+        path = self.file(name)
+        if not path.is_file():
+            raise SeqlabError(f"{path} is missing; the run has no saved model yet")
+        try:
+            return load_file(str(path))
+        except (SafetensorError, OSError, ValueError) as e:
+            raise SeqlabError(f"{path} is truncated or corrupted ({_first_line(e)}); refit the model") from None
 
     # -- training state ----------------------------------------------------------------------
 

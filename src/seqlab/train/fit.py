@@ -128,6 +128,11 @@ def fit(cfg: Config | None, out: str | Path, *, resume: bool = False, overrides:
         raise SeqlabError(f"the corpus has changed since {run.path} was trained (its vocabulary differs)")
     check_sizes(splits, cfg)
     model = build_model(cfg.model, len(splits.vocab)).to(device)
+    if is_count_model(model):
+        if resume:
+            raise SeqlabError(f"{run.path} is a {cfg.model.name} model, fitted by counting in one pass; "
+                              f"there is nothing to resume (train it again instead)")
+        return fit_counts(run, model, splits, cfg, device, overwrite, log)
     optimizer = make_optimizer(model, t)
     plateau = PlateauDecay(t.lr_decay if t.schedule == "plateau" else 1.0, t.lr_patience)
     progress = Progress()
@@ -271,6 +276,30 @@ def fit(cfg: Config | None, out: str | Path, *, resume: bool = False, overrides:
     metrics.close()
     log(f"stopped: {stop_reason}")
     return final_report(run, model, splits, cfg, device, log)
+
+
+def is_count_model(model) -> bool:
+    """n-gram-like models are fitted by counting (`fit(tokens)`), not by gradients."""
+    return hasattr(model, "fit") and not any(p.requires_grad for p in model.parameters())
+
+
+def fit_counts(run: RunDir, model, splits: Splits, cfg: Config, device, overwrite: bool, log) -> dict[str, float]:
+    """The whole `fit` of a count-based model: count the training split, save, evaluate."""
+    prepare_out(run.path, overwrite)
+    run.save_meta(cfg, splits.vocab, splits.source)
+    started = time.perf_counter()
+    model.fit(splits.train)
+    seconds = time.perf_counter() - started
+    run.save_arrays(ck.BEST, model.state_arrays(), {"step": 0, "fit_seconds": seconds})
+    nats, count = evaluate(model, splits.valid, cfg.train.eval_batch_size, cfg.train.bptt_steps, device)
+    result = summary(nats, cfg.data.level)
+    with open(run.file(ck.METRICS), "a", encoding="utf-8") as f:
+        f.write(json.dumps({"step": 0, "split": "valid", **result, "fit_seconds": seconds, "tokens": count}) + "\n")
+    key = "bpc" if cfg.data.level == "char" else "bits_per_token"
+    log(f"{cfg.model.name} (order {cfg.model.order}, {cfg.model.smoothing}) counted {len(splits.train):,} tokens "
+        f"in {seconds:.1f} s; all {count:,} validation tokens: loss {nats:.4f} nats | ppl {result['ppl']:.3f} | "
+        f"{key} {result[key]:.4f}")
+    return result
 
 
 def log_train(progress: Progress, optimizer, level: str, seconds: float, tokens: int) -> dict[str, Any]:
