@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Callable, Optional, Protocol, Union, runtime_checkable
 
+import torch
 from torch import Tensor
 
 State = Optional[Union[Tensor, tuple[Tensor, ...]]]
@@ -43,9 +44,8 @@ def select_state(state: State, index: Tensor) -> State:
     return map_state(lambda s: s.index_select(0, index), state)
 
 
-def model_device(model) -> "torch.device":
+def model_device(model) -> torch.device:
     """Where a model lives: its first parameter or buffer (count-based models have only buffers)."""
-    import torch
     for tensor in list(model.parameters()) + list(model.buffers()):
         return tensor.device
     return torch.device("cpu")
