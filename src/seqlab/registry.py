@@ -43,6 +43,7 @@ def _load(kind: str) -> None:
     # Importing the modules that register entries fills the tables lazily, so that
     # `seqlab --help` does not pay for importing every model.
     if kind == "model":
+        import seqlab.models.hmm  # noqa: F401
         import seqlab.models.ngram  # noqa: F401
         import seqlab.models.recurrent  # noqa: F401
         import seqlab.models.tcn  # noqa: F401

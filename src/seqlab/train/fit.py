@@ -296,8 +296,7 @@ def fit_counts(run: RunDir, model, splits: Splits, cfg: Config, device, overwrit
     with open(run.file(ck.METRICS), "a", encoding="utf-8") as f:
         f.write(json.dumps({"step": 0, "split": "valid", **result, "fit_seconds": seconds, "tokens": count}) + "\n")
     key = "bpc" if cfg.data.level == "char" else "bits_per_token"
-    log(f"{cfg.model.name} (order {cfg.model.order}, {cfg.model.smoothing}) counted {len(splits.train):,} tokens "
-        f"in {seconds:.1f} s; all {count:,} validation tokens: loss {nats:.4f} nats | ppl {result['ppl']:.3f} | "
+    log(f"{cfg.model.name} fitted to {len(splits.train):,} tokens in {seconds:.1f} s; all {count:,} validation tokens: loss {nats:.4f} nats | ppl {result['ppl']:.3f} | "
         f"{key} {result[key]:.4f}")
     return result
 
