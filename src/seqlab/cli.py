@@ -108,6 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--seconds", type=float, default=60.0, help="training time per cell (default: 60)")
     b.add_argument("--hidden", type=int, default=128, help="hidden units, one layer (default: 128)")
     b.add_argument("--only", nargs="*", default=None, help="run only the cells whose name contains one of these")
+    b = bsub.add_parser("ngram", help="order-20 n-gram build time; speed and perplexity against nltk.lm")
+    b.add_argument("--out", default="benchmarks/ngram", help="output path without extension")
+    b.add_argument("--repeats", type=int, default=3, help="order-20 builds; the median is reported (default: 3)")
     b = bsub.add_parser("families", help="n-grams 1-10, window MLP, TCN, LSTM on the same time budget")
     b.add_argument("--out", default="benchmarks/families", help="output path without extension")
     b.add_argument("--seconds", type=float, default=180.0, help="training time per neural model (default: 180)")
@@ -271,13 +274,17 @@ def cmd_bench(args) -> int:
             raise SeqlabError("--seconds and --hidden must be greater than 0")
         run_cells(args.out, seconds=args.seconds, hidden=args.hidden, only=args.only)
         return 0
+    if args.bench_command == "ngram":
+        from seqlab.bench.ngram import run_ngram
+        run_ngram(args.out, repeats=args.repeats)
+        return 0
     if args.bench_command == "families":
         from seqlab.bench.families import run_families
         if args.seconds <= 0:
             raise SeqlabError("--seconds must be greater than 0")
         run_families(args.out, seconds=args.seconds, only=args.only)
         return 0
-    raise SeqlabError("name a benchmark: seqlab bench trainer | cells | families")
+    raise SeqlabError("name a benchmark: seqlab bench trainer | cells | families | ngram")
 
 
 COMMANDS = {"train": cmd_train, "eval": cmd_eval, "sample": cmd_sample, "data": cmd_data, "bench": cmd_bench}
