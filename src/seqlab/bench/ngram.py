@@ -40,7 +40,6 @@ def build_order20(train: np.ndarray, vocab_size: int, repeats: int) -> list[floa
         model = NGramLM(ModelConfig(name="ngram", order=20, smoothing="kneser_ney"), vocab_size)
         _, seconds = _timed(lambda: model.fit(train))
         times.append(seconds)
-        del model
     return times
 
 
