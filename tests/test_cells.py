@@ -15,14 +15,16 @@ FUSED = {"rnn": (nn.RNN, lambda i, h: ElmanCell(i, h)),
          "gru": (nn.GRU, lambda i, h: GRUCell(i, h))}
 
 
+@pytest.mark.parametrize("fast", [True, False], ids=["fast", "loop"])
 @pytest.mark.parametrize("bidirectional", [False, True])
 @pytest.mark.parametrize("kind", list(FUSED))
-def test_own_stack_equals_pytorch_fused_module(kind, bidirectional):
+def test_own_stack_equals_pytorch_fused_module(kind, bidirectional, fast):
     """Outputs, final states and every gradient, float32, with weights copied."""
     torch.manual_seed(0)
     fused_cls, make_cell = FUSED[kind]
     fused = fused_cls(5, 7, 2, batch_first=True, bidirectional=bidirectional)
-    ours = RecurrentStack(make_cell, 5, 7, num_layers=2, bidirectional=bidirectional)
+    ours = RecurrentStack(make_cell, 5, 7, num_layers=2, bidirectional=bidirectional, fast=fast)
+    assert all(layer.fast == fast for layer in ours.layers)
     ours.copy_from_fused(fused)
     x = torch.randn(3, 11, 5, requires_grad=True)
     y = x.detach().clone().requires_grad_(True)
@@ -71,6 +73,9 @@ VARIANTS = {
     "lstm-layernorm": ["model.name=lstm", "model.layer_norm=true"],
     "lstm-residual": ["model.name=lstm", "model.residual=true", "model.num_layers=3"],
     "gru-loop": ["model.name=gru", "model.impl=loop"],
+    "lstm-fast": ["model.name=lstm", "model.impl=fast"],
+    "gru-fast": ["model.name=gru", "model.impl=fast"],
+    "lstm-peephole-loop": ["model.name=lstm", "model.peephole=true", "model.impl=loop"],
     "gru-cho": ["model.name=gru", "model.gru_form=cho"],
     "gru-layernorm": ["model.name=gru", "model.layer_norm=true"],
     "mingru": ["model.name=mingru"],
@@ -105,11 +110,12 @@ def test_every_variant_trains_is_causal_and_steps_like_a_full_pass(name):
     torch.testing.assert_close(torch.stack(outs, 1), full, rtol=1e-5, atol=1e-6)
 
 
-def test_loop_path_equals_fused_path_inside_the_language_model():
+@pytest.mark.parametrize("impl", ["loop", "fast"])
+def test_seqlab_paths_equal_fused_path_inside_the_language_model(impl):
     for name in ("rnn", "lstm", "gru"):
         torch.manual_seed(0)
         fused = build_model(ModelConfig(name=name, embedding_size=6, hidden_size=8, num_layers=2), 13).eval()
-        loop = build_model(ModelConfig(name=name, embedding_size=6, hidden_size=8, num_layers=2, impl="loop"), 13).eval()
+        loop = build_model(ModelConfig(name=name, embedding_size=6, hidden_size=8, num_layers=2, impl=impl), 13).eval()
         assert fused.fused and not loop.fused
         loop.embedding.load_state_dict(fused.embedding.state_dict())
         loop.head.load_state_dict(fused.head.state_dict())
@@ -147,7 +153,7 @@ def test_forget_bias_on_seqlab_cells():
     (["model.name=lstm", "model.gru_form=cho"], "model.gru_form applies to model.name=gru"),
     (["model.name=gru", "model.gru_form=cho", "model.layer_norm=true"], "gru_form=pytorch"),
     (["model.name=jordan", "model.impl=fused"], "model.impl=fused"),
-    (["model.impl=fast"], "model.impl must be one of"),
+    (["model.impl=quick"], "model.impl must be one of"),
 ])
 def test_impossible_combinations_are_explained(overrides, message):
     with pytest.raises(SeqlabError, match=message):

@@ -32,8 +32,9 @@ def rel_close(a, b, tol=1e-8):
         f"relative error {np.linalg.norm(a - b) / max(np.linalg.norm(a), 1e-300):.3g}"
 
 
+@pytest.mark.parametrize("fast", [True, False], ids=["fast", "loop"])
 @pytest.mark.parametrize("case", list(CASES))
-def test_cell_equals_numpy_reference_in_float64(case):
+def test_cell_equals_numpy_reference_in_float64(case, fast):
     kind, options, make = CASES[case]
     rng = np.random.default_rng(3)
     params = ref.init_params(kind, I, H, rng, **options)
@@ -52,7 +53,8 @@ def test_cell_equals_numpy_reference_in_float64(case):
     with torch.no_grad():
         for k, v in params.items():
             getattr(cell, NAMES[k]).copy_(torch.from_numpy(v))
-    layer = RecurrentLayer(cell)
+    layer = RecurrentLayer(cell, fast=fast)
+    assert layer.fast == fast
     xt = torch.from_numpy(x).transpose(0, 1).contiguous().requires_grad_(True)       # (B, T, I)
     st = tuple(torch.from_numpy(s) for s in state) if kind == "lstm" else torch.from_numpy(state)
     out, final_t = layer(xt, st)                                                      # (B, T, H)

@@ -61,7 +61,8 @@ class ModelConfig:
     order: int = opt(5, "ngram: tokens per n-gram, 1-20")
     smoothing: str = opt("kneser_ney", "ngram: 'add_k', 'witten_bell', 'kneser_ney' or 'modified_kneser_ney'")
     add_k: float = opt(1.0, "ngram: the k of add-k smoothing (1 = Laplace)")
-    impl: str = opt("auto", "'fused' (PyTorch's nn.RNN/LSTM/GRU), 'loop' (seqlab's cells) or 'auto' (fused when it can)")
+    impl: str = opt("auto", "'fused' (PyTorch's nn.RNN/LSTM/GRU), 'fast' (seqlab's cells, hand-written sequence backward), "
+                    "'loop' (seqlab's cells, per-step autograd) or 'auto' (fused when it can, else fast)")
 
 
 @dataclass
@@ -252,7 +253,7 @@ def validate(cfg: Config) -> None:
 
 
 def _validate_cell(m: ModelConfig) -> None:
-    choices = {"nonlinearity": ("tanh", "relu"), "gru_form": ("pytorch", "cho"), "impl": ("auto", "fused", "loop"),
+    choices = {"nonlinearity": ("tanh", "relu"), "gru_form": ("pytorch", "cho"), "impl": ("auto", "fused", "fast", "loop"),
                "recurrent_init": ("default", "orthogonal", "identity")}
     for key in ("recurrent_dropout", "zoneout"):
         if not 0.0 <= getattr(m, key) < 1.0:

@@ -62,7 +62,7 @@ class RecurrentLM(nn.Module):
             self.rnn = RecurrentStack(cell_factory(cfg), cfg.embedding_size, cfg.hidden_size,
                                       cfg.num_layers, dropout=between, residual=cfg.residual,
                                       variational=cfg.variational, recurrent_dropout=cfg.recurrent_dropout,
-                                      zoneout=cfg.zoneout)
+                                      zoneout=cfg.zoneout, fast=cfg.impl != "loop")
         self.aux_loss: Tensor | float = 0.0      # added to the training loss (norm stabiliser)
         self.head = nn.Linear(cfg.hidden_size, vocab_size)
         if cfg.tie_weights:

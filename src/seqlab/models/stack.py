@@ -30,6 +30,7 @@ import torch
 from torch import Tensor, nn
 
 from seqlab.models.cells import Cell, LSTMCell
+from seqlab.models.fast import run_sequence, supports
 
 
 def sequence_mask(like: Tensor, p: float, shape: tuple[int, ...]) -> Tensor:
@@ -51,16 +52,24 @@ def _where(valid, new, old):
 
 
 class RecurrentLayer(nn.Module):
-    """One cell run over time, forward or (reverse=True) backward."""
+    """One cell run over time, forward or (reverse=True) backward.
 
-    def __init__(self, cell: Cell, reverse: bool = False, zoneout: float = 0.0):
+    fast=True runs the sequence through models/fast.py (hand-written sequence-level
+    backward) whenever the cell supports it and neither zoneout nor `lengths` is in play;
+    otherwise, or with fast=False, the plain per-step autograd loop below runs.
+    """
+
+    def __init__(self, cell: Cell, reverse: bool = False, zoneout: float = 0.0, fast: bool = True):
         super().__init__()
         self.cell, self.reverse, self.zoneout = cell, reverse, zoneout
+        self.fast = fast and supports(cell)
 
     def forward(self, x: Tensor, state, lengths: Tensor | None = None,
                 recurrent_mask: Tensor | None = None) -> tuple[Tensor, object]:
         # x: (B, T, I); state: (B, H) or ((B, H), (B, H)); lengths: (B,) valid steps per row
         projected = self.cell.project(x)                                  # (B, T, G*H)
+        if self.fast and not self.zoneout and lengths is None:
+            return run_sequence(self.cell, projected, state, self.reverse, recurrent_mask)
         steps = range(x.size(1) - 1, -1, -1) if self.reverse else range(x.size(1))
         outputs = []
         for t in steps:
@@ -85,7 +94,7 @@ class RecurrentStack(nn.Module):
     def __init__(self, make_cell: Callable[[int, int], Cell], input_size: int, hidden_size: int,
                  num_layers: int = 1, dropout: float = 0.0, bidirectional: bool = False,
                  residual: bool = False, variational: bool = False, recurrent_dropout: float = 0.0,
-                 zoneout: float = 0.0):
+                 zoneout: float = 0.0, fast: bool = True):
         super().__init__()
         self.hidden_size, self.num_layers = hidden_size, num_layers
         self.directions = 2 if bidirectional else 1
@@ -95,7 +104,8 @@ class RecurrentStack(nn.Module):
         for k in range(num_layers):
             size_in = input_size if k == 0 else hidden_size * self.directions
             for d in range(self.directions):
-                self.layers.append(RecurrentLayer(make_cell(size_in, hidden_size), reverse=d == 1, zoneout=zoneout))
+                self.layers.append(RecurrentLayer(make_cell(size_in, hidden_size), reverse=d == 1,
+                                                  zoneout=zoneout, fast=fast))
         self.dropout = nn.Dropout(dropout)
         self.is_lstm = isinstance(self.layers[0].cell, LSTMCell)
 

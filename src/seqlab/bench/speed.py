@@ -1,0 +1,214 @@
+"""Recurrent layer speed: seqlab's fast path (models/fast.py) against PyTorch's fused modules.
+
+One layer, input size = hidden size, batch `batch`, `steps` time steps, float32. Each
+candidate is timed on forward + backward: outputs summed as the loss, `backward()`, no
+optimiser step; the input requires grad (as an embedding's output does), the initial state
+is zeros. Throughput is tokens (batch x steps) per second.
+
+Candidates
+- nn.RNN, nn.LSTM, nn.GRU: PyTorch's fused modules, the baselines (on CPU, nn.LSTM runs
+  oneDNN's fused RNN kernels; nn.RNN and nn.GRU run ATen's per-step loop).
+- naive lstm: RecurrentLayer(LSTMCell), seqlab's per-step autograd loop.
+- fast path, for every cell and option models/fast.py covers: `cell.project(x)` then
+  `run_sequence`, the hand-written BPTT.
+- layer-norm LSTM / GRU through `run_sequence`, which runs them on the autograd loop
+  (models/fast.py has no hand-written backward for layer normalisation).
+
+Method: every candidate is warmed up, then `repeats` rounds each run every candidate once,
+in an order rotated from round to round, so that drift in a shared machine's speed reaches
+all of them alike. Reported: the median over rounds, and ratios of medians: each standard
+cell's fast path against its own module (lstm / nn.LSTM, gru / nn.GRU, elman tanh / nn.RNN)
+and every candidate against nn.LSTM.
+
+    python -m seqlab.bench.speed --out benchmarks/speed [--repeats 7 --batch 32 --steps 100 --hidden 256]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from typing import Callable
+
+import torch
+from torch import nn
+
+from seqlab.bench.common import commit, machine
+from seqlab.io import atomic_write_text
+from seqlab.models.cells import ElmanCell, GRUCell, JordanCell, LSTMCell
+from seqlab.models.fast import run_sequence, supports
+from seqlab.models.stack import RecurrentLayer
+
+# name -> (make cell, own fused module for the ratio, or None)
+FAST = {
+    "lstm": (lambda h: LSTMCell(h, h), "nn.LSTM"),
+    "lstm-peephole": (lambda h: LSTMCell(h, h, peephole=True), None),
+    "lstm-coupled": (lambda h: LSTMCell(h, h, coupled=True), None),
+    "lstm-peephole-coupled": (lambda h: LSTMCell(h, h, peephole=True, coupled=True), None),
+    "gru": (lambda h: GRUCell(h, h, form="pytorch"), "nn.GRU"),
+    "gru-cho": (lambda h: GRUCell(h, h, form="cho"), None),
+    "elman-tanh": (lambda h: ElmanCell(h, h, "tanh"), "nn.RNN"),
+    "elman-relu": (lambda h: ElmanCell(h, h, "relu"), None),
+    "jordan": (lambda h: JordanCell(h, h), None),
+    "lstm-layernorm": (lambda h: LSTMCell(h, h, layer_norm=True), None),
+    "gru-layernorm": (lambda h: GRUCell(h, h, layer_norm=True), None),
+}
+
+
+def _candidates(batch: int, steps: int, hidden: int, device: str) -> dict[str, tuple[str, Callable[[], None], list]]:
+    """name -> (path description, one forward + backward, the tensors whose .grad it fills)."""
+    torch.manual_seed(0)
+    x = torch.randn(batch, steps, hidden, device=device, requires_grad=True)
+    out: dict[str, tuple[str, Callable[[], None], list]] = {}
+
+    def fused(module: nn.Module):
+        module = module.to(device)
+
+        def run() -> None:
+            y, _ = module(x)
+            y.sum().backward()
+        return run, [x, *module.parameters()]
+
+    out["nn.RNN"] = ("PyTorch fused (baseline)", *fused(nn.RNN(hidden, hidden, batch_first=True)))
+    out["nn.LSTM"] = ("PyTorch fused (baseline)", *fused(nn.LSTM(hidden, hidden, batch_first=True)))
+    out["nn.GRU"] = ("PyTorch fused (baseline)", *fused(nn.GRU(hidden, hidden, batch_first=True)))
+
+    naive = RecurrentLayer(LSTMCell(hidden, hidden), fast=False).to(device)
+
+    def run_naive() -> None:
+        y, _ = naive(x, naive.cell.init_state(batch, x))
+        y.sum().backward()
+    out["naive lstm"] = ("seqlab autograd loop (RecurrentLayer)", run_naive, [x, *naive.parameters()])
+
+    for name, (make, _) in FAST.items():
+        cell = make(hidden).to(device)
+
+        def run(cell=cell) -> None:
+            y, _ = run_sequence(cell, cell.project(x), cell.init_state(batch, x))
+            y.sum().backward()
+        if supports(cell):
+            out[f"fast {name}"] = ("seqlab fast path (hand-written BPTT)", run, [x, *cell.parameters()])
+        else:
+            out[name] = ("seqlab autograd loop (no fast path: fallback)", run, [x, *cell.parameters()])
+    return out
+
+
+def _own_module(name: str) -> str | None:
+    key = name.removeprefix("fast ")
+    return FAST[key][1] if key in FAST else None
+
+
+def run_speed(out: str, repeats: int = 7, batch: int = 32, steps: int = 100, hidden: int = 256,
+              device: str = "cpu", warmup: int = 2) -> dict:
+    """Time every candidate; write <out>.json and <out>.md; print the Markdown; return the result."""
+    cands = _candidates(batch, steps, hidden, device)
+    names = list(cands)
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+
+    def once(name: str) -> float:
+        for p in cands[name][2]:
+            p.grad = None
+        sync()
+        start = time.perf_counter()
+        cands[name][1]()
+        sync()
+        return time.perf_counter() - start
+
+    for name in names:
+        for _ in range(warmup):
+            once(name)
+    seconds: dict[str, list[float]] = {name: [] for name in names}
+    for r in range(repeats):
+        k = r % len(names)
+        for name in names[k:] + names[:k]:                       # rotated round-robin
+            seconds[name].append(once(name))
+        print(f"round {r + 1}/{repeats} done", file=sys.stderr, flush=True)
+
+    tokens = batch * steps
+    med_s = {n: statistics.median(s) for n, s in seconds.items()}
+    med_tps = {n: tokens / med_s[n] for n in names}
+    lstm_tps = med_tps["nn.LSTM"]
+    rows = []
+    for n in names:
+        own = _own_module(n)
+        rows.append({
+            "name": n, "path": cands[n][0],
+            "median_ms": 1000 * med_s[n], "median_tok_per_s": med_tps[n],
+            "vs_own_module": (med_tps[n] / med_tps[own]) if own and n.startswith("fast ") else None,
+            "own_module": own if n.startswith("fast ") else None,
+            "vs_nn_lstm": med_tps[n] / lstm_tps,
+        })
+    command = (f"python -m seqlab.bench.speed --out {out} --repeats {repeats} --batch {batch} "
+               f"--steps {steps} --hidden {hidden} --device {device}")
+    result = {
+        "benchmark": "speed",
+        "question": "forward+backward throughput of one recurrent layer: seqlab's fast path vs PyTorch's fused modules",
+        "command": command,
+        "argv": sys.argv,
+        "commit": commit(),
+        "machine": machine(),
+        "settings": {"batch": batch, "steps": steps, "hidden": hidden, "input_size": hidden, "layers": 1,
+                     "dtype": "float32", "device": device, "repeats": repeats, "warmup": warmup,
+                     "loss": "sum of outputs", "input_requires_grad": True, "optimizer": None,
+                     "mkldnn_available": torch.backends.mkldnn.is_available()},
+        "rows": rows,
+        "seconds": seconds,
+        "median_tok_per_s": med_tps,
+        "ratios": {
+            "vs_own_module": {r["name"]: r["vs_own_module"] for r in rows if r["vs_own_module"] is not None},
+            "vs_nn_lstm": {r["name"]: r["vs_nn_lstm"] for r in rows},
+        },
+        "targets": {"standard cells vs own module": 0.95, "every variant vs nn.LSTM": 0.8},
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+    }
+    text = markdown(result)
+    atomic_write_text(f"{out}.json", json.dumps(result, indent=2) + "\n")
+    atomic_write_text(f"{out}.md", text)
+    print(text)
+    return result
+
+
+def markdown(r: dict) -> str:
+    m, s = r["machine"], r["settings"]
+    lines = [
+        "# Recurrent layer speed: seqlab's fast path vs PyTorch's fused modules\n",
+        f"One layer, input = hidden = {s['hidden']}, batch {s['batch']}, {s['steps']} steps, {s['dtype']} on "
+        f"{s['device']}; forward + backward (loss = sum of outputs, input requires grad, no optimiser). "
+        f"Median of {s['repeats']} rounds, candidates interleaved in rotated order, after {s['warmup']} warm-up runs each.\n",
+        "| candidate | path | median ms | tokens/s | vs own module | vs nn.LSTM |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for row in r["rows"]:
+        own = f"{row['vs_own_module']:.3f} ({row['own_module']})" if row["vs_own_module"] is not None else ""
+        lines.append(f"| {row['name']} | {row['path']} | {row['median_ms']:.1f} | {row['median_tok_per_s']:,.0f} | "
+                     f"{own} | {row['vs_nn_lstm']:.3f} |")
+    lines += [
+        "",
+        f"Targets: standard cells at least {r['targets']['standard cells vs own module']} of their own module; "
+        f"every variant at least {r['targets']['every variant vs nn.LSTM']} of nn.LSTM.",
+        "",
+        f"- machine: {m['cpu']}, {m['cores']} cores, {m['torch_threads']} torch threads, torch {m['torch']}, "
+        f"Python {m['python']}, GPU: {m['gpu'] or 'none'}; oneDNN available: {s['mkldnn_available']}",
+        f"- commit: {r['commit']}, {r['date']}",
+        f"- command: `{r['command']}`",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m seqlab.bench.speed", description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", default="benchmarks/speed", help="output path without extension")
+    p.add_argument("--repeats", type=int, default=7)
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--steps", type=int, default=100)
+    p.add_argument("--hidden", type=int, default=256)
+    p.add_argument("--device", default="cpu")
+    a = p.parse_args(argv)
+    run_speed(a.out, repeats=a.repeats, batch=a.batch, steps=a.steps, hidden=a.hidden, device=a.device)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,172 @@
+"""The fast sequence path (models/fast.py): the hand-written BPTT must give exactly what
+the autograd loop of RecurrentLayer gives — outputs, final state and every gradient."""
+import pytest
+import torch
+
+from seqlab.models import fast
+from seqlab.models.cells import ElmanCell, GRUCell, JordanCell, LSTMCell
+from seqlab.models.fast import run_sequence, supports
+from seqlab.models.stack import RecurrentLayer
+
+CELLS = {
+    "elman-tanh": lambda i, h: ElmanCell(i, h, "tanh"),
+    "elman-relu": lambda i, h: ElmanCell(i, h, "relu"),
+    "jordan": lambda i, h: JordanCell(i, h),
+    "lstm": lambda i, h: LSTMCell(i, h),
+    "lstm-peephole": lambda i, h: LSTMCell(i, h, peephole=True),
+    "lstm-coupled": lambda i, h: LSTMCell(i, h, coupled=True),
+    "lstm-peephole-coupled": lambda i, h: LSTMCell(i, h, peephole=True, coupled=True),
+    "gru": lambda i, h: GRUCell(i, h, form="pytorch"),
+    "gru-cho": lambda i, h: GRUCell(i, h, form="cho"),
+    # layer normalisation (Ba et al. 2016)
+    "elman-tanh-ln": lambda i, h: ElmanCell(i, h, "tanh", layer_norm=True),
+    "elman-relu-ln": lambda i, h: ElmanCell(i, h, "relu", layer_norm=True),
+    "jordan-ln": lambda i, h: JordanCell(i, h, layer_norm=True),
+    "lstm-ln": lambda i, h: LSTMCell(i, h, layer_norm=True),
+    "lstm-peephole-ln": lambda i, h: LSTMCell(i, h, peephole=True, layer_norm=True),
+    "lstm-peephole-coupled-ln": lambda i, h: LSTMCell(i, h, peephole=True, coupled=True, layer_norm=True),
+    "gru-ln": lambda i, h: GRUCell(i, h, layer_norm=True),
+}
+B, T, I, H = 3, 7, 5, 6
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    # tiny tensors: a second intra-op thread only adds waiting, a lot of it on a busy machine
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _make(name, dtype=torch.float64):
+    torch.manual_seed(0)
+    cell = CELLS[name](I, H).to(dtype)
+    with torch.no_grad():                       # norms away from their identity initialisation
+        for pname, p in cell.named_parameters():
+            if pname.startswith("norm_"):
+                p.add_(0.3 * torch.randn_like(p))
+    return cell
+
+
+def _state(cell, generator, dtype=torch.float64):
+    if isinstance(cell, LSTMCell):
+        return tuple(torch.randn(B, H, generator=generator, dtype=dtype) for _ in range(2))
+    return torch.randn(B, H, generator=generator, dtype=dtype)
+
+
+def _flat(state):
+    return state if isinstance(state, tuple) else (state,)
+
+
+def _run(cell, x, state, reverse, mask, use_fast):
+    """Outputs, final state and the gradients of a loss that reaches outputs and final state."""
+    cell.zero_grad(set_to_none=True)
+    x = x.detach().clone().requires_grad_(True)
+    state = tuple(s.detach().clone().requires_grad_(True) for s in _flat(state))
+    init = state if isinstance(cell, LSTMCell) else state[0]
+    if use_fast:
+        out, final = run_sequence(cell, cell.project(x), init, reverse=reverse, mask=mask)
+    else:
+        out, final = RecurrentLayer(cell, reverse, fast=False)(x, init, None, mask)
+    g = torch.Generator().manual_seed(1)
+    loss = (out * torch.randn(out.shape, generator=g, dtype=out.dtype)).sum()
+    for f in _flat(final):                       # a non-zero gradient into the final state too
+        loss = loss + (f * torch.randn(f.shape, generator=g, dtype=f.dtype)).sum()
+    loss.backward()
+    grads = {"x": x.grad, **{f"state{k}": s.grad for k, s in enumerate(state)}}
+    grads.update({name: p.grad for name, p in cell.named_parameters()})
+    return out, _flat(final), grads
+
+
+def _compare(name, reverse, masked, dtype, tol):
+    cell = _make(name, dtype)
+    assert supports(cell)
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(B, T, I, generator=gen, dtype=dtype)
+    state = _state(cell, gen, dtype)
+    mask = (torch.rand(B, H, generator=gen, dtype=dtype) > 0.3).to(dtype) / 0.7 if masked else None
+    out_f, final_f, grads_f = _run(cell, x, state, reverse, mask, use_fast=True)
+    out_s, final_s, grads_s = _run(cell, x, state, reverse, mask, use_fast=False)
+    torch.testing.assert_close(out_f, out_s, rtol=tol, atol=tol)
+    for a, b in zip(final_f, final_s):
+        torch.testing.assert_close(a, b, rtol=tol, atol=tol)
+    assert grads_f.keys() == grads_s.keys()
+    for key in grads_s:
+        assert grads_s[key] is not None and grads_f[key] is not None, key
+        torch.testing.assert_close(grads_f[key], grads_s[key], rtol=tol, atol=tol, msg=key)
+
+
+@pytest.mark.parametrize("masked", [False, True], ids=["", "recurrent-dropout"])
+@pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reverse"])
+@pytest.mark.parametrize("name", list(CELLS))
+def test_fast_path_equals_autograd_loop(name, reverse, masked):
+    """float64: outputs, final states and all gradients (x, initial state, every parameter)."""
+    _compare(name, reverse, masked, torch.float64, 1e-10)
+
+
+@pytest.mark.parametrize("name", list(CELLS))
+def test_fast_path_float32(name):
+    """float32, the dtype training uses (tanh is computed as 2σ(2x) - 1 there too)."""
+    _compare(name, True, False, torch.float32, 2e-5)
+
+
+def test_no_grad_inference_matches():
+    cell = _make("lstm-peephole", torch.float32)
+    x = torch.randn(B, T, I)
+    state = cell.init_state(B, x)
+    with torch.no_grad():
+        out, (h, c) = run_sequence(cell, cell.project(x), state)
+        ref, (rh, rc) = RecurrentLayer(cell, fast=False)(x, state)
+    torch.testing.assert_close(out, ref)
+    torch.testing.assert_close(c, rc)
+
+
+def test_other_cells_fall_back_to_the_autograd_loop():
+    class Clipped(LSTMCell):                    # a cell the fast path knows nothing about
+        def step(self, xp, state, mask=None):
+            out, (h, c) = super().step(xp, state, mask)
+            return out, (h, c.clamp(-0.5, 0.5))
+
+    torch.manual_seed(0)
+    cell = Clipped(I, H)
+    assert not supports(cell)
+    x = torch.randn(B, T, I)
+    state = cell.init_state(B, x)
+    out, (h, c) = run_sequence(cell, cell.project(x), state, reverse=True)
+    ref, (rh, rc) = RecurrentLayer(cell, reverse=True, fast=False)(x, state)
+    torch.testing.assert_close(out, ref)
+    torch.testing.assert_close(c, rc)
+    assert c.abs().max() <= 0.5
+
+
+def _double(*shape):
+    return torch.randn(*shape, dtype=torch.float64, requires_grad=True)
+
+
+GRADCHECK = {
+    # every tensor input of the Function at once: projected, state(s), recurrent parameters
+    "lstm-peephole": (fast._LSTMFn, lambda: (
+        _double(2, 4, 16), _double(2, 4), _double(2, 4), _double(16, 4), _double(16),
+        _double(4), _double(4), _double(4), None, None, None, None, None, False, True, False, None, None)),
+    "lstm-coupled-peephole-ln-reverse": (fast._LSTMFn, lambda: (
+        _double(2, 4, 12), _double(2, 4), _double(2, 4), _double(12, 4), None,
+        _double(4), None, _double(4), _double(12), _double(12), _double(4), _double(4), None,
+        True, True, True, 1e-5, 1e-5)),
+    "gru-ln": (fast._GRUTorchFn, lambda: (
+        _double(2, 4, 12), _double(2, 4), _double(12, 4), None, _double(12), _double(12), None, False, 1e-5)),
+    "gru-cho-reverse": (fast._GRUChoFn, lambda: (
+        _double(2, 4, 12), _double(2, 4), _double(12, 4), _double(12), None, True)),
+    "jordan": (fast._JordanFn, lambda: (
+        _double(2, 4, 4), _double(2, 4), _double(4, 4), _double(4), _double(4, 4), _double(4),
+        None, None, None, False, None)),
+}
+
+
+@pytest.mark.parametrize("name", list(GRADCHECK))
+def test_gradcheck(name):
+    """Finite differences against the hand-written backward, every tensor input at once
+    (the full Jacobian for the first, a random projection of it — fast mode — for the rest)."""
+    torch.manual_seed(0)
+    fn, make = GRADCHECK[name]
+    assert torch.autograd.gradcheck(fn.apply, make(), eps=1e-6, atol=1e-7, fast_mode=name != "lstm-peephole")
