@@ -103,6 +103,13 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--out", default="benchmarks/trainer_speed", help="output path without extension")
     b.add_argument("--repeats", type=int, default=7, help="timed blocks per loop, at least; split over 2 alternating rounds, medians compared (default: 7)")
     b.add_argument("--updates", type=int, default=10, help="updates per timed block (default: 10)")
+    b = bsub.add_parser("speed", help="every recurrent path against nn.RNN/LSTM/GRU: forward + backward tokens/s")
+    b.add_argument("--out", default="benchmarks/speed", help="output path without extension")
+    b.add_argument("--repeats", type=int, default=7, help="timed rounds, candidates interleaved (default: 7)")
+    b.add_argument("--batch", type=int, default=32, help="batch size (default: 32)")
+    b.add_argument("--steps", type=int, default=100, help="time steps (default: 100)")
+    b.add_argument("--hidden", type=int, default=256, help="hidden and input size (default: 256)")
+    b.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
     b = bsub.add_parser("cells", help="every recurrent cell trained for the same time: validation bpc")
     b.add_argument("--out", default="benchmarks/cells", help="output path without extension")
     b.add_argument("--seconds", type=float, default=60.0, help="training time per cell (default: 60)")
@@ -274,6 +281,11 @@ def cmd_bench(args) -> int:
             raise SeqlabError("--seconds and --hidden must be greater than 0")
         run_cells(args.out, seconds=args.seconds, hidden=args.hidden, only=args.only)
         return 0
+    if args.bench_command == "speed":
+        from seqlab.bench.speed import run_speed
+        run_speed(args.out, repeats=args.repeats, batch=args.batch, steps=args.steps, hidden=args.hidden,
+                  device=args.device)
+        return 0
     if args.bench_command == "ngram":
         from seqlab.bench.ngram import run_ngram
         run_ngram(args.out, repeats=args.repeats)
@@ -284,7 +296,7 @@ def cmd_bench(args) -> int:
             raise SeqlabError("--seconds must be greater than 0")
         run_families(args.out, seconds=args.seconds, only=args.only)
         return 0
-    raise SeqlabError("name a benchmark: seqlab bench trainer | cells | families | ngram")
+    raise SeqlabError("name a benchmark: seqlab bench trainer | speed | cells | families | ngram")
 
 
 COMMANDS = {"train": cmd_train, "eval": cmd_eval, "sample": cmd_sample, "data": cmd_data, "bench": cmd_bench}
