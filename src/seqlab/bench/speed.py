@@ -20,7 +20,7 @@ all of them alike. Reported: the median over rounds, and ratios of medians: each
 cell's fast path against its own module (lstm / nn.LSTM, gru / nn.GRU, elman tanh / nn.RNN)
 and every candidate against nn.LSTM.
 
-    python -m seqlab.bench.speed --out benchmarks/speed [--repeats 7 --batch 32 --steps 100 --hidden 256]
+    seqlab bench speed --out benchmarks/speed [--repeats 7 --batch 32 --steps 100 --hidden 256]
 """
 from __future__ import annotations
 
@@ -139,7 +139,7 @@ def run_speed(out: str, repeats: int = 7, batch: int = 32, steps: int = 100, hid
             "own_module": own if n.startswith("fast ") else None,
             "vs_nn_lstm": med_tps[n] / lstm_tps,
         })
-    command = (f"python -m seqlab.bench.speed --out {out} --repeats {repeats} --batch {batch} "
+    command = (f"seqlab bench speed --out {out} --repeats {repeats} --batch {batch} "
                f"--steps {steps} --hidden {hidden} --device {device}")
     result = {
         "benchmark": "speed",
