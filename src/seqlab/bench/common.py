@@ -31,3 +31,15 @@ def commit() -> str:
         return sha + ("-dirty" if dirty else "") if sha else "unknown"
     except OSError:
         return "unknown"
+
+
+def write_report(out: str, report: dict, markdown) -> dict:
+    """`out`.json (everything) and `out`.md (the table), both atomic; print the table."""
+    import json
+
+    from seqlab.io import atomic_write_text
+    atomic_write_text(f"{out}.json", json.dumps(report, indent=2) + "\n")
+    text = markdown(report)
+    atomic_write_text(f"{out}.md", text)
+    print(text)
+    return report

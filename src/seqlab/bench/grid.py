@@ -13,10 +13,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from seqlab.bench.common import commit, machine
+from seqlab.bench.common import commit, machine, write_report
 from seqlab.config import load_config
 from seqlab.data import sources
-from seqlab.io import atomic_write_text
 from seqlab.models import build_model
 from seqlab.train.fit import fit
 
@@ -62,10 +61,7 @@ def run_grid(name: str, question: str, rows: dict[str, list[str]], shared: list[
     report = {"benchmark": name, "question": question, "command": command, "commit": commit(),
               "machine": machine(), "data": data, "seconds_per_model": seconds, "shared_overrides": base,
               "rows": results, "date": time.strftime("%Y-%m-%d")}
-    atomic_write_text(f"{out}.json", json.dumps(report, indent=2) + "\n")
-    atomic_write_text(f"{out}.md", markdown(report))
-    print(markdown(report))
-    return report
+    return write_report(out, report, markdown)
 
 
 def markdown(r: dict) -> str:

@@ -11,7 +11,6 @@
 """
 from __future__ import annotations
 
-import json
 import math
 import statistics
 import sys
@@ -20,11 +19,10 @@ import time
 import numpy as np
 
 from seqlab import SeqlabError
-from seqlab.bench.common import commit, machine
+from seqlab.bench.common import commit, machine, write_report
 from seqlab.config import DataConfig, ModelConfig
 from seqlab.data.text import load_splits
 from seqlab.data.vocab import BOS, PAD, UNK
-from seqlab.io import atomic_write_text
 from seqlab.models.ngram import NGramLM, perplexity
 
 
@@ -124,10 +122,7 @@ def run_ngram(out: str, repeats: int = 3) -> dict:
         "order20_build_seconds": builds, "order20_build_median": statistics.median(builds),
         "nltk_comparisons": comparisons,
     }
-    atomic_write_text(f"{out}.json", json.dumps(report, indent=2) + "\n")
-    atomic_write_text(f"{out}.md", markdown(report))
-    print(markdown(report))
-    return report
+    return write_report(out, report, markdown)
 
 
 def markdown(r: dict) -> str:

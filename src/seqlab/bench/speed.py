@@ -25,7 +25,6 @@ and every candidate against nn.LSTM.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
@@ -34,8 +33,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from seqlab.bench.common import commit, machine
-from seqlab.io import atomic_write_text
+from seqlab.bench.common import commit, machine, write_report
 from seqlab.models.cells import ElmanCell, GRUCell, JordanCell, LSTMCell
 from seqlab.models.fast import run_sequence, supports
 from seqlab.models.stack import RecurrentLayer
@@ -162,11 +160,7 @@ def run_speed(out: str, repeats: int = 7, batch: int = 32, steps: int = 100, hid
         "targets": {"standard cells vs own module": 0.95, "every variant vs nn.LSTM": 0.8},
         "date": time.strftime("%Y-%m-%d %H:%M"),
     }
-    text = markdown(result)
-    atomic_write_text(f"{out}.json", json.dumps(result, indent=2) + "\n")
-    atomic_write_text(f"{out}.md", text)
-    print(text)
-    return result
+    return write_report(out, result, markdown)
 
 
 def markdown(r: dict) -> str:

@@ -28,8 +28,7 @@ from torch import nn
 
 from seqlab.config import Config, validate
 from seqlab.data.text import batchify, build_splits
-from seqlab.bench.common import commit, machine
-from seqlab.io import atomic_write_text
+from seqlab.bench.common import commit, machine, write_report
 
 STAND_IN_CHARS = 1_000_000
 
@@ -145,10 +144,7 @@ def run_benchmark(out: str, repeats: int = 7, updates: int = 20, rounds: int = 2
         "ratio": med_seqlab / med_bare,
         "date": time.strftime("%Y-%m-%d"),
     }
-    atomic_write_text(f"{out}.json", json.dumps(result, indent=2) + "\n")
-    atomic_write_text(f"{out}.md", markdown(result))
-    print(markdown(result))
-    return result
+    return write_report(out, result, markdown)
 
 
 def markdown(r: dict) -> str:
