@@ -49,7 +49,8 @@ def run_grid(name: str, question: str, rows: dict[str, list[str]], shared: list[
                 result = fit(cfg, run, log=lambda m: None)
             records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
             train = [r for r in records if r["split"] == "train"]
-            model = build_model(cfg.model, 8) if cfg.model.name != "ngram" else None
+            vocab_size = json.loads((run / "config.json").read_text())["vocab_size"]
+            model = build_model(cfg.model, vocab_size) if cfg.model.name != "ngram" else None
             results.append({
                 "model": label, "overrides": extra,
                 "path": "counts" if model is None else ("fused" if getattr(model, "fused", False) else "seqlab"),
