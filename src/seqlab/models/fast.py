@@ -126,6 +126,16 @@ def _seen_flat(states: list, mask: Tensor | None) -> Tensor:
     return s.view(-1, s.size(-1))
 
 
+def _state_grad(base: Tensor, src: Tensor | None, weight_hh: Tensor, mask: Tensor | None) -> Tensor:
+    """dL/dh_t = (the gradient arriving at h_t directly) + (W_hh^T of the next step's gate
+    gradients `src`, through the recurrent dropout mask). `src` is None at the last step."""
+    if src is None:
+        return base
+    if mask is None:
+        return torch.addmm(base, src, weight_hh)
+    return torch.addcmul(base, torch.mm(src, weight_hh), mask)
+
+
 def _consts(like: Tensor):
     # 0-dim tensors: cheaper per call than Python scalars
     return like.new_full((), -1.0), like.new_full((), 1.0), like.new_full((), 2.0)
@@ -244,12 +254,7 @@ class _ElmanFn(torch.autograd.Function):
         rec.start_backward()
         src = None                                                     # what the next dh comes from
         for t in _grad_steps(T, reverse):
-            if src is None:
-                dh = douts[t] + g_final
-            elif mask is None:
-                dh = torch.addmm(douts[t], src, weight_hh)
-            else:
-                dh = torch.addcmul(douts[t], torch.mm(src, weight_hh), mask)
+            dh = _state_grad(douts[t] + g_final if src is None else douts[t], src, weight_hh, mask)
             src = rec.source(t, torch.mul(dh, slopes[t], out=dzs[t]))
         dh0 = _masked(torch.mm(src, weight_hh), mask)
         n = ctx.needs_input_grad
@@ -300,12 +305,7 @@ class _JordanFn(torch.autograd.Function):
         rec.start_backward()
         src = None
         for t in _grad_steps(T, reverse):
-            if src is None:
-                dy = douts[t] + g_final
-            elif mask is None:
-                dy = torch.addmm(douts[t], src, weight_hh)
-            else:
-                dy = torch.addcmul(douts[t], torch.mm(src, weight_hh), mask)
+            dy = _state_grad(douts[t] + g_final if src is None else douts[t], src, weight_hh, mask)
             torch.mul(dy, slope_y[t], out=das[t])
             src = rec.source(t, torch.mul(torch.mm(das[t], weight_ho), slope_h[t], out=dzs[t]))
         dy0 = _masked(torch.mm(src, weight_hh), mask)
@@ -408,12 +408,7 @@ class _LSTMFn(torch.autograd.Function):
         src = None                                                     # what the next dh comes from
         for t in _grad_steps(T, reverse):
             a, d, i, g, o, cp, tc = a_[t], d_[t], i_[t], g_[t], o_[t], c_in[t], tcs[t]
-            if src is None:
-                dh = douts[t] + g_hT
-            elif mask is None:
-                dh = torch.addmm(douts[t], src, weight_hh)
-            else:
-                dh = torch.addcmul(douts[t], torch.mm(src, weight_hh), mask)
+            dh = _state_grad(douts[t] + g_hT if src is None else douts[t], src, weight_hh, mask)
             torch.addcmul(a, a, a, value=-1, out=ds)                   # σ(1 - σ)
             torch.addcmul(one, g, g, value=-1, out=ds_g)               # 1 - g² for g
             torch.mul(dh, tc, out=do_[t])                              # dzo = dh tanh(c) σ'(zo)
@@ -523,12 +518,7 @@ class _GRUTorchFn(torch.autograd.Function):
         src, carry = None, g_final          # carry: what reaches h_t besides W_hh: dout_t, u dh
         for t in _grad_steps(T, reverse):
             n, u, g = n_[t], u_[t], dxn_[t]
-            if src is None:
-                dh = douts[t] + carry
-            elif mask is None:
-                dh = torch.addmm(carry, src, weight_hh)
-            else:
-                dh = torch.addcmul(carry, torch.mm(src, weight_hh), mask)
+            dh = _state_grad(douts[t] + carry if src is None else carry, src, weight_hh, mask)
             ru = ru_[t]
             torch.addcmul(ru, ru, ru, value=-1, out=k)                 # σ' of r, u
             torch.addcmul(one, n, n, value=-1, out=g).mul_(dh)
