@@ -247,7 +247,7 @@ def test_state_round_trip_through_safetensors(tmp_path):
 
 def test_registered_and_fitted_by_the_count_path():
     from seqlab.registry import _REGISTRY
-    from seqlab.train.fit import is_count_model
+    from seqlab.models.base import is_count_model
 
     assert _REGISTRY["model"]["hmm"] is hmm_module().HMM
     assert is_count_model(make(2, 5))

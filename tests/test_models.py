@@ -4,10 +4,9 @@ import torch
 
 from seqlab.config import ModelConfig
 from seqlab.models import build_model
-from seqlab.models.base import SequenceModel, detach_state
+from seqlab.models.base import SequenceModel, detach_state, is_count_model
 from seqlab.registry import names
 from seqlab.train.checkpoint import RunDir
-from seqlab.train.fit import is_count_model
 from seqlab.train.loop import tbptt_windows, train_step
 
 V = 23

@@ -154,6 +154,7 @@ def cmd_train(args) -> int:
 def load_run(run_path: str, device_name: str):
     """(config, vocab, model on device, device) for a trained run's best weights."""
     from seqlab.models import build_model
+    from seqlab.models.base import is_count_model
     from seqlab.train.checkpoint import RunDir
     from seqlab.train.fit import resolve_device
 
@@ -161,7 +162,7 @@ def load_run(run_path: str, device_name: str):
     cfg, vocab = run.config(), run.vocab()
     device = resolve_device(device_name)
     model = build_model(cfg.model, len(vocab))
-    if hasattr(model, "from_state_arrays"):      # a count-based model: its counts, not weights
+    if is_count_model(model):                    # its counts, not weights
         model = type(model).from_state_arrays(run.load_arrays())
     else:
         run.load_weights(model)

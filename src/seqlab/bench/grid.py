@@ -17,6 +17,7 @@ from seqlab.bench.common import commit, machine, write_report
 from seqlab.config import load_config
 from seqlab.data import sources
 from seqlab.models import build_model
+from seqlab.models.base import is_count_model
 from seqlab.train.fit import fit
 
 SHARED = ["train.batch_size=32", "train.bptt_steps=50", "train.lr=5e-3", "train.max_epochs=0",
@@ -50,7 +51,8 @@ def run_grid(name: str, question: str, rows: dict[str, list[str]], shared: list[
             records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
             train = [r for r in records if r["split"] == "train"]
             vocab_size = json.loads((run / "config.json").read_text())["vocab_size"]
-            model = build_model(cfg.model, vocab_size) if cfg.model.name != "ngram" else None
+            model = build_model(cfg.model, vocab_size)
+            model = None if is_count_model(model) else model
             results.append({
                 "model": label, "overrides": extra,
                 "path": "counts" if model is None else ("fused" if getattr(model, "fused", False) else "seqlab"),

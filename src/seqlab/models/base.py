@@ -49,3 +49,9 @@ def model_device(model) -> torch.device:
     for tensor in list(model.parameters()) + list(model.buffers()):
         return tensor.device
     return torch.device("cpu")
+
+
+def is_count_model(model) -> bool:
+    """Fitted by counting (`fit(tokens)`, saved with `state_arrays`), not by gradients:
+    the n-gram and the HMM. The one question the trainer and the loaders ask of a family."""
+    return hasattr(model, "fit") and not any(p.requires_grad for p in model.parameters())

@@ -29,7 +29,7 @@ from seqlab.analysis.plots import plot_loss, read_metrics
 from seqlab.config import Config, diff
 from seqlab.data.text import Splits, batchify, load_splits
 from seqlab.models import build_model
-from seqlab.models.base import State
+from seqlab.models.base import State, is_count_model
 from seqlab.train import checkpoint as ck
 from seqlab.train.checkpoint import RunDir
 from seqlab.train.loop import evaluate, summary, tbptt_windows, train_step
@@ -276,11 +276,6 @@ def fit(cfg: Config | None, out: str | Path, *, resume: bool = False, overrides:
     metrics.close()
     log(f"stopped: {stop_reason}")
     return final_report(run, model, splits, cfg, device, log)
-
-
-def is_count_model(model) -> bool:
-    """n-gram-like models are fitted by counting (`fit(tokens)`), not by gradients."""
-    return hasattr(model, "fit") and not any(p.requires_grad for p in model.parameters())
 
 
 def fit_counts(run: RunDir, model, splits: Splits, cfg: Config, device, overwrite: bool, log) -> dict[str, float]:
