@@ -95,6 +95,20 @@ def build_parser() -> argparse.ArgumentParser:
     f = dsub.add_parser("fetch", help="download and cache corpora")
     f.add_argument("names", nargs="+", metavar="NAME", help="corpus names (see `seqlab data list`)")
 
+    # task verbs --------------------------------------------------------------------------------
+    for verb, what, example in (
+            ("classify", "label sentences with a `task.name=classify` run",
+             "seqlab classify runs/sentiment --text 'a gripping, funny film'"),
+            ("tag", "tag each word of sentences with a `task.name=tag` run",
+             "seqlab tag runs/pos --text 'The old man saw the boat .'")):
+        p = sub.add_parser(verb, formatter_class=fmt, help=what, description=what[0].upper() + what[1:] + ".",
+                           epilog=f"example:\n  {example}")
+        p.add_argument("run", metavar="RUN", help=f"run directory made by `seqlab train task.name={verb}`")
+        p.add_argument("--text", action="append", default=[], help="a sentence (repeatable)")
+        p.add_argument("--file", metavar="PATH", help="a UTF-8 file, one sentence per line")
+        p.add_argument("--device", default="auto", help="cpu, cuda or auto (default: auto)")
+        p.add_argument("--json", action="store_true", help="one JSON object per sentence")
+
     # bench -----------------------------------------------------------------------------------
     p = sub.add_parser("bench", formatter_class=fmt, help="benchmarks with committed results",
                        description="Named benchmarks; each writes JSON + Markdown with the machine and commit.")
@@ -129,7 +143,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def cmd_train(args) -> int:
     from seqlab.config import load_config
-    from seqlab.train.fit import fit
 
     if args.resume:
         if args.config or args.out:
@@ -142,13 +155,23 @@ def cmd_train(args) -> int:
             from seqlab.config import validate
             apply(cfg, parse_overrides(args.overrides))
             validate(cfg)
-        fit(None, args.resume, resume=True, overrides=cfg)
+        _trainer(cfg)(None, args.resume, resume=True, overrides=cfg)
         return 0
     cfg = load_config(args.config, args.overrides)
     source = Path(cfg.data.path).stem if cfg.data.path else cfg.data.corpus
-    out = args.out or f"runs/{cfg.model.name}-{source}"
-    fit(cfg, out, overwrite=args.overwrite)
+    task = "" if cfg.task.name == "lm" else f"{cfg.task.name}-"
+    out = args.out or f"runs/{task}{cfg.model.name}-{source}"
+    _trainer(cfg)(cfg, out, overwrite=args.overwrite)
     return 0
+
+
+def _trainer(cfg):
+    """The language model's TBPTT trainer, or the supervised one for every other task."""
+    if cfg.task.name == "lm":
+        from seqlab.train.fit import fit
+        return fit
+    from seqlab.train.supervised import fit_task
+    return fit_task
 
 
 def load_run(run_path: str, device_name: str):
@@ -177,6 +200,8 @@ def cmd_eval(args) -> int:
 
     if args.batch_size <= 0:
         raise SeqlabError(f"--batch-size must be greater than 0, got {args.batch_size}")
+    if _task_of(args.run) != "lm":
+        return _eval_task(args)
     cfg, vocab, model, device = load_run(args.run, args.device)
     if args.file:
         text = read_path(args.file, log=lambda m: print(m, file=sys.stderr))
@@ -254,20 +279,104 @@ def cmd_sample(args) -> int:
     return 0
 
 
+def _task_of(run_path: str) -> str:
+    from seqlab.train.checkpoint import RunDir
+    return RunDir(Path(run_path)).require().meta()["config"].get("task", {}).get("name", "lm")
+
+
+def _eval_task(args) -> int:
+    from seqlab.train.supervised import evaluate_run
+    if args.file:
+        raise SeqlabError("--file evaluates language models; a task run is evaluated on --split of its data")
+    result = evaluate_run(args.run, args.split, args.device, log=lambda m: print(m, file=sys.stderr))
+    if args.json:
+        print(json.dumps({"run": args.run, "split": args.split, **result}))
+    else:
+        print(f"{args.split} split: " + " | ".join(f"{k} {v:.4f}" for k, v in result.items()))
+    return 0
+
+
+def _sentences(args) -> list[str]:
+    from seqlab.data.sources import read_path
+    lines = list(args.text)
+    if args.file:
+        lines += [line for line in read_path(args.file).splitlines() if line.strip()]
+    if not lines:
+        raise SeqlabError("give sentences with --text '...' (repeatable) or --file PATH")
+    return lines
+
+
+def _load_task_run(args, verb: str):
+    from seqlab.train.supervised import load_trained
+    name = _task_of(args.run)
+    if name != verb:
+        raise SeqlabError(f"{args.run} is a task.name={name} run; `seqlab {verb}` needs a task.name={verb} run")
+    return load_trained(args.run, args.device)
+
+
+def cmd_classify(args) -> int:
+    import torch
+    sentences = _sentences(args)
+    cfg, task, model, device = _load_task_run(args, "classify")
+    with torch.no_grad():
+        out = task.predict(model, [(task.encode_text(s), 0) for s in sentences], device)
+    for sentence, row in zip(sentences, out):
+        if task.regression:
+            result = {"score": float(row)}
+        else:
+            best = int(row.argmax())
+            result = {"label": task.labels[best], "probability": float(row[best])}
+        if args.json:
+            print(json.dumps({"text": sentence, **result}, ensure_ascii=False))
+        elif task.regression:
+            print(f"{result['score']:+.3f}\t{sentence}")
+        else:
+            print(f"{result['label']}\t{result['probability']:.3f}\t{sentence}")
+    return 0
+
+
+def cmd_tag(args) -> int:
+    import torch
+    from seqlab.tasks.classify import words
+    sentences = _sentences(args)
+    cfg, task, model, device = _load_task_run(args, "tag")
+    tokens = [s.split() if " " in s.strip() else words(s) for s in sentences]
+    with torch.no_grad():
+        tags = task.predict(model, [task.encode_words(t) for t in tokens], device)
+    for toks, ids in zip(tokens, tags):
+        if args.json:
+            print(json.dumps({"tokens": toks, "tags": [task.tags[i] for i in ids]}, ensure_ascii=False))
+        else:
+            print(" ".join(f"{w}/{task.tags[i]}" for w, i in zip(toks, ids)))
+    return 0
+
+
 def cmd_data(args) -> int:
-    from seqlab.data import sources
+    from seqlab.data import datasets, sources
 
     if args.data_command == "list" or args.data_command is None:
         print(f"cache: {sources.cache_dir()}  (set SEQLAB_DATA to move it)\n")
-        for name in sources.corpus_names():
-            c = sources.corpus(name)
-            status = "ready" if c.is_ready() else "not fetched"
-            print(f"{name:<12} {status:<12} {c.size}")
-            print(textwrap.indent(f"{c.description}\nlicence: {c.licence}\nsource: {c.how}", " " * 13) + "\n")
+        groups = (("text corpora (task.name=lm)", sources.corpus_names(), sources.corpus),
+                  ("labelled data (task.name=classify, tag, translate, forecast)", datasets.dataset_names(),
+                   datasets.dataset))
+        for title, names, get in groups:
+            print(title + ":")
+            for name in names:
+                c = get(name)
+                status = "ready" if c.is_ready() else "not fetched"
+                print(f"  {name:<12} {status:<12} {c.size}")
+                print(textwrap.indent(f"{c.description}\nlicence: {c.licence}\nsource: {c.how}", " " * 15) + "\n")
         print("Your own text: seqlab train data.path=FILE_OR_FOLDER")
         return 0
+    known = set(sources.corpus_names()) | set(datasets.dataset_names())
     for name in args.names:
-        sources.corpus(name).fetch(log=print)
+        if name not in known:
+            raise SeqlabError(f"unknown corpus or dataset {name!r}; valid: {', '.join(sorted(known))}")
+    for name in args.names:
+        if name in sources.corpus_names():
+            sources.corpus(name).fetch(log=print)
+        else:
+            datasets.dataset(name).fetch(log=print)
     return 0
 
 
@@ -300,7 +409,8 @@ def cmd_bench(args) -> int:
     raise SeqlabError("name a benchmark: seqlab bench trainer | speed | cells | families | ngram")
 
 
-COMMANDS = {"train": cmd_train, "eval": cmd_eval, "sample": cmd_sample, "data": cmd_data, "bench": cmd_bench}
+COMMANDS = {"train": cmd_train, "eval": cmd_eval, "sample": cmd_sample, "data": cmd_data, "bench": cmd_bench,
+            "classify": cmd_classify, "tag": cmd_tag}
 
 
 def main(argv: list[str] | None = None) -> int:

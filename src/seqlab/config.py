@@ -94,10 +94,34 @@ class TrainConfig:
 
 
 @dataclass
+class TaskConfig:
+    name: str = opt("lm", "what to learn: lm (next token), classify, tag, translate (see tasks/)")
+    target: str = opt("class", "classify: 'class' (labels; sentiment: positive when its score > 0) or 'score' (regression)")
+    pooling: str = opt("final", "classify: sequence summary from the encoder: 'final' states, 'mean' or 'max' over time")
+    bidirectional: bool = opt(True, "classify / tag / translate: read the input in both directions")
+    char_size: int = opt(0, "tag: also build each word from its characters with a Bi-LSTM of this size (Ling et al. 2015); 0 = off")
+    tagset: str = opt("base", "tag (Brown): 'base' strips the -TL/-HL/-NC/FW- markers from each tag; 'full' keeps them")
+    lowercase: bool = opt(False, "lower-case the input words")
+    attention: str = opt("bahdanau", "translate: 'bahdanau' (additive), 'luong_dot', 'luong_general' or 'none'")
+    sampling: str = opt("none", "translate: scheduled sampling (Bengio et al. 2015): none, linear, exponential, inverse_sigmoid")
+    sampling_k: float = opt(0.0, "scheduled sampling: k of the decay (linear: start, exponential: base < 1, "
+                              "inverse_sigmoid: k >= 1); 0 = the schedule's default")
+    sampling_c: float = opt(0.0, "scheduled sampling, linear: decrease per update (0 = reach the floor at train.max_steps)")
+    sampling_min: float = opt(0.0, "scheduled sampling: the lowest probability of feeding the true token")
+    beam_size: int = opt(5, "translate: beam width when evaluating and translating")
+    length_penalty: float = opt(0.6, "translate: alpha of the GNMT length penalty ((5+|Y|)/6)^alpha")
+    max_length: int = opt(0, "drop training examples with more tokens than this (0 = keep all)")
+    batching: str = opt("sort_source", "mini-batches (Morishita et al. 2017): shuffle, sort_source, sort_target, "
+                        "sort_both, token_budget")
+    max_tokens: int = opt(0, "batching=token_budget: padded tokens per batch (0 = batch_size x the mean length)")
+
+
+@dataclass
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    task: TaskConfig = field(default_factory=TaskConfig)
 
 
 SECTIONS = {f.name: f.type for f in dataclasses.fields(Config)}
@@ -169,11 +193,16 @@ def apply(cfg: Config, values: dict[str, Any]) -> Config:
     return cfg
 
 
+# `task=classify` is short for `task.name=classify`; likewise data= and model=.
+SHORTHAND = {"task": "task.name", "data": "data.corpus", "model": "model.name"}
+
+
 def parse_overrides(items: list[str]) -> dict[str, dict[str, str]]:
-    """["model.hidden_size=256"] -> {"model": {"hidden_size": "256"}}"""
+    """["model.hidden_size=256", "task=tag"] -> {"model": {"hidden_size": "256"}, "task": {"name": "tag"}}"""
     out: dict[str, dict[str, str]] = {}
     for item in items:
         key, sep, value = item.partition("=")
+        key = SHORTHAND.get(key.strip(), key)
         if not sep or "." not in key:
             raise SeqlabError(f"override {item!r} is not of the form section.key=value (e.g. model.hidden_size=256)")
         section, name = key.strip().split(".", 1)
@@ -202,7 +231,10 @@ def validate(cfg: Config) -> None:
     """Reject values no run could use, with what to do instead."""
     d, m, t = cfg.data, cfg.model, cfg.train
     from seqlab.registry import get
-    get("model", m.name)          # an unknown name lists the valid ones, before any data is read
+    if cfg.task.name != "lm":
+        get("task", cfg.task.name).validate(cfg)     # the task knows its models and options
+    else:
+        get("model", m.name)      # an unknown name lists the valid ones, before any data is read
     if d.level not in ("char", "word"):
         raise SeqlabError(f"data.level must be 'char' or 'word', got {d.level!r}")
     _validate_cell(m)

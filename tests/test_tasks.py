@@ -1,0 +1,194 @@
+"""The supervised tasks: batching, classify, tag — through the same trainer and command line."""
+from __future__ import annotations
+
+import json
+import random
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from seqlab import SeqlabError
+from seqlab.cli import main
+from seqlab.config import load_config
+from seqlab.data.sequences import make_batches, pad, padding_share, split_indices
+from seqlab.train.supervised import evaluate_run, fit_task
+
+FAST = ["model.hidden_size=24", "model.embedding_size=16", "model.num_layers=1", "model.dropout=0.0",
+        "train.batch_size=16", "train.log_every=5", "train.eval_every=10", "train.progress=false",
+        "train.early_stop=0", "train.lr=0.01"]
+
+
+def sentiment_file(path, n=400, seed=0):
+    """Labels decided by one cue word among fillers: learnable in a few dozen updates."""
+    rng = random.Random(seed)
+    cues = {"pos": ["good", "great", "superb"], "neg": ["bad", "awful", "dull"]}
+    filler = ["the", "film", "was", "a", "plot", "very", "and", "really"]
+    with open(path, "w", encoding="utf-8") as f:
+        for _ in range(n):
+            label = rng.choice(["pos", "neg"])
+            words = [rng.choice(filler) for _ in range(rng.randint(2, 9))]
+            words.insert(rng.randint(0, len(words)), rng.choice(cues[label]))
+            f.write(f"{label}\t{' '.join(words)}\n")
+    return path
+
+
+def tagged_file(path, n=300, seed=0):
+    rng = random.Random(seed)
+    lex = {"DT": ["the", "a"], "NN": ["dog", "cat", "boat"], "VB": ["saw", "likes"], "JJ": ["old", "red"]}
+    with open(path, "w", encoding="utf-8") as f:
+        for _ in range(n):
+            tags = ["DT", "JJ", "NN", "VB", "DT", "NN"][: rng.randint(4, 6)]
+            f.write(" ".join(f"{rng.choice(lex[t])}/{t}" for t in tags) + " ./.\n")
+    return path
+
+
+def losses(run, split):
+    return [r["loss"] for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines()) if r["split"] == split]
+
+
+# -- batching ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("strategy", ["shuffle", "sort_source", "sort_target", "sort_both", "token_budget"])
+def test_every_example_lands_in_exactly_one_batch(strategy):
+    rng = np.random.default_rng(0)
+    src, tgt = rng.integers(1, 40, 500), rng.integers(1, 40, 500)
+    batches = make_batches(src, 16, strategy, target_lengths=tgt, max_tokens=200, rng=np.random.default_rng(1))
+    assert sorted(np.concatenate(batches).tolist()) == list(range(500))
+    if strategy == "token_budget":    # padded size within the budget unless one example alone exceeds it
+        assert all(len(b) * np.maximum(src, tgt)[b].max() <= 200 or len(b) == 1 for b in batches)
+    else:
+        assert max(len(b) for b in batches) == 16
+
+
+def test_sorting_reduces_padding_and_the_share_is_exact():
+    lengths = np.random.default_rng(0).integers(1, 50, 2000)
+    shuffled = make_batches(lengths, 32, "shuffle", rng=np.random.default_rng(0))
+    by_length = make_batches(lengths, 32, "sort_source", rng=np.random.default_rng(0))
+    assert padding_share(by_length, lengths) < padding_share(shuffled, lengths) / 5
+    # hand count: lengths 1 and 3 in one batch pad to 2 x 3 = 6 positions, 4 real
+    assert padding_share([np.array([0, 1])], [1, 3]) == pytest.approx(2 / 6)
+
+
+def test_pad_and_fixed_split():
+    x, lengths = pad([[5, 6, 7], [8]])
+    assert x.tolist() == [[5, 6, 7], [8, 0, 0]] and lengths.tolist() == [3, 1]
+    a, b = split_indices(100, 0.1, 0.2), split_indices(100, 0.1, 0.2)
+    assert all(np.array_equal(u, v) for u, v in zip(a, b))
+    assert sorted(np.concatenate(a).tolist()) == list(range(100)) and [len(p) for p in a] == [70, 10, 20]
+
+
+# -- classify ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("model", ["lstm", "gru", "bow"])
+def test_classifier_learns_and_the_cli_predicts(tmp_path, model, capsys):
+    data = sentiment_file(tmp_path / "s.tsv")
+    cfg = load_config(None, ["task=classify", f"data.path={data}", f"model={model}", "train.max_epochs=6", *FAST]
+                      + (["train.lr=0.1"] if model == "bow" else []))
+    result = fit_task(cfg, tmp_path / "run", log=lambda m: None)
+    train = losses(tmp_path / "run", "train")
+    assert train[-1] < 0.5 * train[0]
+    assert result["accuracy"] >= 0.9
+    assert main(["classify", str(tmp_path / "run"), "--text", "the plot was superb", "--text", "a dull film",
+                 "--json"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["label"] for r in rows] == ["pos", "neg"]
+
+
+def test_regression_on_scores(tmp_path):
+    rng = random.Random(0)
+    with open(tmp_path / "r.tsv", "w") as f:
+        for _ in range(300):
+            k = rng.randint(0, 4)
+            f.write(f"{k - 2}\t{' '.join(['up'] * k + ['down'] * (4 - k) + ['x'] * rng.randint(0, 3))}\n")
+    cfg = load_config(None, ["task=classify", "task.target=score", f"data.path={tmp_path / 'r.tsv'}", "model=gru",
+                             "task.pooling=mean", "train.max_epochs=8", *FAST])
+    result = fit_task(cfg, tmp_path / "run", log=lambda m: None)
+    assert result["mae"] < 0.5 and result["pearson"] > 0.9
+
+
+@pytest.mark.parametrize("pooling", ["final", "mean", "max"])
+def test_padding_never_changes_a_classification(pooling):
+    from seqlab.tasks.classify import SequenceClassifier
+    cfg = load_config(None, ["task=classify", "data.path=x", "model=lstm", "task.pooling=" + pooling, *FAST])
+    model = SequenceClassifier(cfg, 30, 3).eval()
+    seqs = [[5, 6, 7, 8, 9], [10, 11], [12, 13, 14]]
+    x, lengths = pad(seqs)
+    batch_out = model(x, lengths)
+    for i, s in enumerate(seqs):
+        alone = model(torch.tensor([s]), torch.tensor([len(s)]))
+        torch.testing.assert_close(batch_out[i], alone[0], atol=1e-6, rtol=1e-6)
+
+
+# -- tag ----------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("char_size", [0, 8])
+def test_tagger_learns_and_tags_unseen_words_by_spelling(tmp_path, char_size, capsys):
+    data = tagged_file(tmp_path / "t.txt")
+    cfg = load_config(None, ["task=tag", f"data.path={data}", "model=lstm", f"task.char_size={char_size}",
+                             "train.max_epochs=4", *FAST])
+    result = fit_task(cfg, tmp_path / "run", log=lambda m: None)
+    train = losses(tmp_path / "run", "train")
+    assert train[-1] < 0.3 * train[0] and result["accuracy"] > 0.95
+    assert main(["tag", str(tmp_path / "run"), "--text", "the old cat saw a boat ."]) == 0
+    assert capsys.readouterr().out.split() == ["the/DT", "old/JJ", "cat/NN", "saw/VB", "a/DT", "boat/NN", "./."]
+
+
+# -- the trainer ----------------------------------------------------------------------------------
+
+def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path):
+    data = sentiment_file(tmp_path / "s.tsv")
+    common = ["task=classify", f"data.path={data}", "model=lstm", "model.dropout=0.3", *FAST, "train.eval_every=6"]
+    full = load_config(None, [*common, "train.max_steps=36"])
+    fit_task(full, tmp_path / "full", log=lambda m: None)
+    part = load_config(None, [*common, "train.max_steps=12"])
+    fit_task(part, tmp_path / "part", log=lambda m: None)   # stops mid-epoch (25 batches per epoch)
+    fit_task(None, tmp_path / "part", resume=True, overrides=full, log=lambda m: None)
+    a, b = load_file(tmp_path / "full" / "last.safetensors"), load_file(tmp_path / "part" / "last.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert losses(tmp_path / "full", "train") == losses(tmp_path / "part", "train")
+
+
+def test_eval_reports_the_split_and_refuses_changed_data(tmp_path, capsys):
+    data = sentiment_file(tmp_path / "s.tsv")
+    cfg = load_config(None, ["task=classify", f"data.path={data}", "model=bow", "train.max_epochs=1", *FAST])
+    fit_task(cfg, tmp_path / "run", log=lambda m: None)
+    assert main(["eval", str(tmp_path / "run"), "--split", "test", "--json"]) == 0
+    row = json.loads(capsys.readouterr().out)
+    assert row["split"] == "test" and 0 <= row["accuracy"] <= 1
+    sentiment_file(data, seed=5, n=50)          # the data changed under the run
+    with pytest.raises(SeqlabError, match="data has changed"):
+        evaluate_run(tmp_path / "run", "test", log=lambda m: None)
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["task=classify", "model=tcn"], "works with model.name"),
+    (["task=classify", "data=shakespeare", "model=lstm"], "reads data.corpus"),
+    (["task=tag", "data.path=x", "model=lstm", "task.tagset=tiny"], "task.tagset"),
+    (["task=classify", "data.path=x", "model=lstm", "task.batching=random"], "task.batching"),
+    (["task=nope"], "unknown task"),
+])
+def test_bad_task_options_are_one_line_errors(overrides, message):
+    with pytest.raises(SeqlabError, match=message):
+        load_config(None, overrides)
+
+
+def test_bad_input_files_say_what_is_wrong(tmp_path, capsys):
+    bad = tmp_path / "bad.tsv"
+    bad.write_text("pos a fine film without a tab\n")
+    code = main(["train", "task=classify", f"data.path={bad}", "model=bow", "train.progress=false",
+                 "--out", str(tmp_path / "r")])
+    assert code == 2 and "expected LABEL<TAB>TEXT" in capsys.readouterr().err
+    bad.write_text("the/DT dog\n")
+    code = main(["train", "task=tag", f"data.path={bad}", "model=lstm", "train.progress=false",
+                 "--out", str(tmp_path / "r2")])
+    assert code == 2 and "word/TAG" in capsys.readouterr().err
+
+
+def test_data_list_shows_corpora_and_datasets_and_fetch_rejects_unknown_names(capsys):
+    assert main(["data", "list"]) == 0
+    out = capsys.readouterr().out
+    assert all(name in out for name in ("shakespeare", "sentiment", "brown", "en-es", "series"))
+    assert main(["data", "fetch", "imdb"]) == 2
+    assert "unknown corpus or dataset 'imdb'" in capsys.readouterr().err
