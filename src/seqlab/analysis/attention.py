@@ -1,0 +1,45 @@
+"""Attention heat maps: which source tokens each target token attended to (Bahdanau et al.
+2015, figure 3; Luong et al. 2015, figure 7). Rows are target steps, columns source
+positions; each row sums to 1. Written as a PNG (matplotlib, headless), atomically.
+"""
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from seqlab import SeqlabError
+from seqlab.io import atomic_path
+
+
+def plot_attention(path: str | Path, weights, src_tokens: Sequence[str], tgt_tokens: Sequence[str],
+                   title: str = "") -> None:
+    """weights (U, S), a numpy array or tensor; src_tokens S labels, tgt_tokens U labels."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if hasattr(weights, "detach"):
+        weights = weights.detach().cpu().float().numpy()
+    w = np.asarray(weights, dtype=np.float64)                              # (U, S)
+    if w.ndim != 2 or w.shape != (len(tgt_tokens), len(src_tokens)):
+        raise SeqlabError(f"attention weights of shape {w.shape} do not match {len(tgt_tokens)} target "
+                          f"and {len(src_tokens)} source tokens")
+    U, S = w.shape
+    width, height = min(max(5.0, 2.5 + 0.35 * S), 24.0), min(max(3.0, 2.0 + 0.35 * U), 24.0)
+    fig, ax = plt.subplots(figsize=(width, height), dpi=100)
+    image = ax.imshow(w, cmap="Greys", vmin=0.0, vmax=1.0, aspect="auto", interpolation="nearest")
+    ax.set_xticks(range(S), [str(t) for t in src_tokens], rotation=90, fontsize=8)
+    ax.set_yticks(range(U), [str(t) for t in tgt_tokens], fontsize=8)
+    ax.xaxis.tick_top()
+    ax.set_xlabel("source")
+    ax.set_ylabel("target")
+    fig.colorbar(image, ax=ax, fraction=0.04, pad=0.02, label="attention weight")
+    if title:
+        ax.set_title(textwrap.fill(title, int(width * 11)), fontsize=10, pad=12)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
