@@ -192,3 +192,71 @@ def test_data_list_shows_corpora_and_datasets_and_fetch_rejects_unknown_names(ca
     assert all(name in out for name in ("shakespeare", "sentiment", "brown", "en-es", "series"))
     assert main(["data", "fetch", "imdb"]) == 2
     assert "unknown corpus or dataset 'imdb'" in capsys.readouterr().err
+
+
+# -- forecast -------------------------------------------------------------------------------------
+
+def seasonal_csv(path, n=120, period=12, seed=0):
+    rng = np.random.default_rng(seed)
+    t = np.arange(n)
+    values = 50 + 0.3 * t + 10 * np.sin(2 * np.pi * t / period) + rng.normal(0, 0.5, n)
+    path.write_text("value\n" + "\n".join(f"{v:.4f}" for v in values) + "\n")
+    return path
+
+
+@pytest.mark.parametrize("model", ["ar", "gru"])
+def test_forecast_run_beats_seasonal_naive_and_forecasts_the_future(tmp_path, model, capsys):
+    data = seasonal_csv(tmp_path / "series.csv")
+    code = main(["train", "task=forecast", f"data.path={data}", f"model={model}", "task.period=12", "task.horizon=12",
+                 "task.transform=1", "model.hidden_size=16", "model.num_layers=1", "model.dropout=0",
+                 "train.max_steps=300", "train.lr=0.01", "train.batch_size=8", "--out", str(tmp_path / "run")])
+    assert code == 0
+    assert (tmp_path / "run" / "forecast.png").stat().st_size > 1000
+    assert main(["eval", str(tmp_path / "run"), "--json"]) == 0
+    scores = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert scores["one_step_mase"] < 1 and scores["one_step_mase"] < scores["seasonal_naive_one_step_mase"]
+    assert main(["forecast", str(tmp_path / "run"), "--steps", "5", "--json", "--plot", str(tmp_path / "f.png")]) == 0
+    future = json.loads(capsys.readouterr().out)["forecast"]
+    assert len(future) == 5 and all(np.isfinite(future)) and (tmp_path / "f.png").is_file()
+
+
+def test_forecast_errors(tmp_path, capsys):
+    short = tmp_path / "short.csv"
+    short.write_text("1\n2\n3\n4\n5\n")
+    assert main(["train", "task=forecast", f"data.path={short}", "model=ar", "--out", str(tmp_path / "r")]) == 2
+    assert "too few" in capsys.readouterr().err
+    with pytest.raises(SeqlabError, match="task.transform"):
+        load_config(None, ["task=forecast", "data=airline", "model=ar", "task.transform=log,twelve"])
+
+
+# -- translate ------------------------------------------------------------------------------------
+
+def test_translation_learns_reversal_and_the_cli_translates_with_an_attention_map(tmp_path, capsys):
+    rng = random.Random(0)
+    with open(tmp_path / "pairs.tsv", "w") as f:
+        for _ in range(1200):
+            words = [rng.choice("abcdef") for _ in range(rng.randint(2, 5))]
+            f.write(f"{' '.join(words)}\t{' '.join(reversed(words))}\n")
+    cfg = load_config(None, ["task=translate", f"data.path={tmp_path / 'pairs.tsv'}", "model=gru",
+                             "task.sampling=linear", "task.sampling_min=0.8", "task.beam_size=3", *FAST,
+                             "model.hidden_size=32", "train.batch_size=32", "train.max_steps=150", "train.eval_every=50"])
+    result = fit_task(cfg, tmp_path / "run", log=lambda m: None)
+    train = losses(tmp_path / "run", "train")
+    assert train[-1] < 0.3 * train[0] and result["sequence_accuracy"] > 0.5 and result["bleu"] > 50
+    assert main(["eval", str(tmp_path / "run"), "--split", "valid", "--json"]) == 0     # beam search, width 3
+    assert json.loads(capsys.readouterr().out)["sequence_accuracy"] > 0.5
+    png = tmp_path / "attention.png"
+    assert main(["translate", str(tmp_path / "run"), "--text", "a b c", "--attention", str(png)]) == 0
+    assert capsys.readouterr().out.strip() == "c b a" and png.stat().st_size > 1000
+
+
+def test_the_scheduled_sampling_probability_used_in_training_follows_the_schedule():
+    from seqlab.tasks.translate import _schedule_params
+    from seqlab.train.schedules import sampling_prob
+    cfg = load_config(None, ["task=translate", "data=reverse", "model=lstm", "task.sampling=linear",
+                             "task.sampling_min=0.25", "train.max_steps=100"])
+    probs = [sampling_prob("linear", i, 0.25, **_schedule_params(cfg)) for i in (0, 50, 100, 200)]
+    assert probs == pytest.approx([0.0, 0.375, 0.75, 0.75])     # 1 - max(0.25, 1 - 0.0075 i)
+    with pytest.raises(SeqlabError, match="sampling_c"):
+        load_config(None, ["task=translate", "data=reverse", "model=lstm", "task.sampling=linear",
+                           "train.max_steps=0"])

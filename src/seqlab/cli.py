@@ -109,6 +109,29 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--device", default="auto", help="cpu, cuda or auto (default: auto)")
         p.add_argument("--json", action="store_true", help="one JSON object per sentence")
 
+    p = sub.add_parser("translate", formatter_class=fmt, help="translate sentences with a `task.name=translate` run",
+                       description="Translate sentences by beam search (or greedily with --beam 1) and\n"
+                                   "optionally draw the attention of the first one as a heat map.",
+                       epilog="example:\n  seqlab translate runs/en-es --text 'And God said, Let there be light.' "
+                              "--attention light.png")
+    p.add_argument("run", metavar="RUN", help="run directory made by `seqlab train task.name=translate`")
+    p.add_argument("--text", action="append", default=[], help="a sentence (repeatable)")
+    p.add_argument("--file", metavar="PATH", help="a UTF-8 file, one sentence per line")
+    p.add_argument("--beam", type=int, default=0, metavar="K", help="beam width (default: the run's task.beam_size; 1 = greedy)")
+    p.add_argument("--alpha", type=float, default=None, help="length-penalty exponent (default: the run's task.length_penalty)")
+    p.add_argument("--attention", metavar="PNG", help="draw the first sentence's attention weights into this PNG")
+    p.add_argument("--device", default="auto", help="cpu, cuda or auto (default: auto)")
+    p.add_argument("--json", action="store_true", help="one JSON object per sentence")
+
+    p = sub.add_parser("forecast", formatter_class=fmt, help="forecast the future of a `task.name=forecast` run's series",
+                       description="Closed-loop forecast after the end of the run's series: each prediction is\n"
+                                   "fed back as the next input. Prints one value per line (or JSON) and can plot.",
+                       epilog="example:\n  seqlab forecast runs/airline --steps 36 --plot airline-future.png")
+    p.add_argument("run", metavar="RUN", help="run directory made by `seqlab train task.name=forecast`")
+    p.add_argument("--steps", type=int, default=12, help="values to forecast (default: 12)")
+    p.add_argument("--plot", metavar="PNG", help="also draw the series and the forecast into this PNG file")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of lines")
+
     # bench -----------------------------------------------------------------------------------
     p = sub.add_parser("bench", formatter_class=fmt, help="benchmarks with committed results",
                        description="Named benchmarks; each writes JSON + Markdown with the machine and commit.")
@@ -136,7 +159,26 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--out", default="benchmarks/families", help="output path without extension")
     b.add_argument("--seconds", type=float, default=180.0, help="training time per neural model (default: 180)")
     b.add_argument("--only", nargs="*", default=None, help="run only the rows whose name contains one of these")
+    b = bsub.add_parser("tasks", help="classify / tag / translate on real data: one train + eval run per row",
+                        description="Rows (benchmarks/tasks.md): " + "sentiment-bilstm, sentiment-bow, pos-bilstm, "
+                                    "en-es-attention, en-es-no-attention. Finished rows are kept, not rerun.")
+    b.add_argument("--only", nargs="*", default=None, metavar="ROW", help="run only these rows")
+    b.add_argument("--rerun", action="store_true", help="run recorded rows again (default: keep them)")
+    b.add_argument("--reuse", metavar="RUN", help="record RUN, already trained by the row's own command (one --only ROW)")
+    for name, what in MODULE_BENCHES.items():
+        b = bsub.add_parser(name, help=what[1], add_help=False,
+                            description=f"{what[1]}; options: seqlab bench {name} --help")
+        b.add_argument("args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     return parser
+
+
+# benchmarks whose module has its own argument parser: name -> (module, help)
+MODULE_BENCHES = {
+    "generation": ("seqlab.bench.generation", "TCN / WaveNet generation with per-layer queues against recomputation"),
+    "ngram-words": ("seqlab.bench.ngram_words", "word-level n-gram against nltk.lm on 100k tokens, equal perplexity"),
+    "forecast": ("seqlab.bench.forecast", "AR(p), window MLP and LSTM forecasters against the seasonal naive forecast"),
+    "reverse": ("seqlab.bench.reverse", "seq2seq with and without attention on the synthetic reverse task"),
+}
 
 
 # -- commands ---------------------------------------------------------------------------------
@@ -170,6 +212,9 @@ def _trainer(cfg):
     if cfg.task.name == "lm":
         from seqlab.train.fit import fit
         return fit
+    if cfg.task.name == "forecast":
+        from seqlab.tasks.forecast import fit_forecast
+        return fit_forecast
     from seqlab.train.supervised import fit_task
     return fit_task
 
@@ -286,6 +331,16 @@ def _task_of(run_path: str) -> str:
 
 def _eval_task(args) -> int:
     from seqlab.train.supervised import evaluate_run
+    if _task_of(args.run) == "forecast":
+        from seqlab.tasks.forecast import load_forecaster
+        _, meta, _ = load_forecaster(args.run)
+        if args.split != "test":
+            raise SeqlabError("a forecast run is scored on its test horizon only; use --split test")
+        result = {"horizon": meta["horizon"], **meta["test"],
+                  **{f"seasonal_naive_{k}": v for k, v in meta["seasonal_naive_test"].items()}}
+        print(json.dumps({"run": args.run, **result}) if args.json else
+              " | ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in result.items()))
+        return 0
     if args.file:
         raise SeqlabError("--file evaluates language models; a task run is evaluated on --split of its data")
     result = evaluate_run(args.run, args.split, args.device, log=lambda m: print(m, file=sys.stderr))
@@ -351,6 +406,56 @@ def cmd_tag(args) -> int:
     return 0
 
 
+def cmd_translate(args) -> int:
+    import torch
+    if args.beam < 0:
+        raise SeqlabError(f"--beam must be 1 or more (0 = the run's own), got {args.beam}")
+    sentences = _sentences(args)
+    cfg, task, model, device = _load_task_run(args, "translate")
+    beam = args.beam or cfg.task.beam_size
+    alpha = cfg.task.length_penalty if args.alpha is None else args.alpha
+    sources = [task.encode_text(s) for s in sentences]
+    with torch.no_grad():
+        outputs = task.translate(model, sources, device, beam, alpha)
+    for sentence, ids in zip(sentences, outputs):
+        text = task.tgt_vocab.decode(ids)
+        print(json.dumps({"source": sentence, "translation": text}, ensure_ascii=False) if args.json else text)
+    if args.attention:
+        from seqlab.analysis.attention import plot_attention
+        from seqlab.models.seq2seq import make_batch
+        src, lengths, tgt_in, _ = make_batch([(sources[0], outputs[0])], device)
+        with torch.no_grad():
+            _, weights = model(src, lengths, tgt_in)                           # (1, U, S)
+        plot_attention(args.attention, weights[0].cpu().numpy(), [task.src_vocab.itos[i] for i in sources[0]],
+                       [task.tgt_vocab.itos[i] for i in outputs[0]] + ["<eos>"],
+                       title=f"{args.run}: attention ({cfg.task.attention})")
+        print(f"attention map: {args.attention}", file=sys.stderr)
+    return 0
+
+
+def cmd_forecast(args) -> int:
+    from seqlab.tasks.forecast import forecast_future
+    if args.steps <= 0:
+        raise SeqlabError(f"--steps must be greater than 0, got {args.steps}")
+    name = _task_of(args.run)
+    if name != "forecast":
+        raise SeqlabError(f"{args.run} is a task.name={name} run; `seqlab forecast` needs a task.name=forecast run")
+    meta, future = forecast_future(args.run, args.steps)
+    if args.plot:
+        import numpy as np
+
+        from seqlab.tasks.forecast_train import plot_forecast
+        history = np.asarray(meta["values"])
+        plot_forecast(args.plot, history, None, None, {"forecast": future}, show_last=4 * args.steps,
+                      title=f"{meta['series']}: the next {args.steps} values, fed back step by step")
+        print(f"plot: {args.plot}", file=sys.stderr)
+    if args.json:
+        print(json.dumps({"series": meta["series"], "forecast": future.tolist()}))
+    else:
+        print("\n".join(f"{v:.6g}" for v in future))
+    return 0
+
+
 def cmd_data(args) -> int:
     from seqlab.data import datasets, sources
 
@@ -406,14 +511,27 @@ def cmd_bench(args) -> int:
             raise SeqlabError("--seconds must be greater than 0")
         run_families(args.out, seconds=args.seconds, only=args.only)
         return 0
-    raise SeqlabError("name a benchmark: seqlab bench trainer | speed | cells | families | ngram")
+    if args.bench_command == "tasks":
+        from seqlab.bench.tasks import run_tasks
+        run_tasks(args.only, rerun=args.rerun, reuse=args.reuse)
+        return 0
+    if args.bench_command in MODULE_BENCHES:
+        import importlib
+        return importlib.import_module(MODULE_BENCHES[args.bench_command][0]).main(args.args)
+    raise SeqlabError("name a benchmark: seqlab bench trainer | speed | cells | families | ngram | tasks | "
+                      + " | ".join(MODULE_BENCHES))
 
 
 COMMANDS = {"train": cmd_train, "eval": cmd_eval, "sample": cmd_sample, "data": cmd_data, "bench": cmd_bench,
-            "classify": cmd_classify, "tag": cmd_tag}
+            "classify": cmd_classify, "tag": cmd_tag, "forecast": cmd_forecast,
+            "translate": cmd_translate}
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) >= 2 and argv[0] == "bench" and argv[1] in MODULE_BENCHES:   # their own parsers, --help included
+        import importlib
+        return importlib.import_module(MODULE_BENCHES[argv[1]][0]).main(argv[2:])
     parser = build_parser()
     # Overrides may come before or after options (`train --out R model.hidden_size=8`):
     # argparse stops a nargs="*" positional at the first option, so collect the rest here.

@@ -51,7 +51,9 @@ def _load(kind: str) -> None:
         import seqlab.models.window  # noqa: F401
     elif kind == "task":
         import seqlab.tasks.classify  # noqa: F401
+        import seqlab.tasks.forecast  # noqa: F401
         import seqlab.tasks.tag  # noqa: F401
+        import seqlab.tasks.translate  # noqa: F401
     elif kind == "corpus":
         import seqlab.data.sources  # noqa: F401
     elif kind == "dataset":

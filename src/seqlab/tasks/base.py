@@ -98,7 +98,10 @@ class Task:
         """(mean loss over the batch's items, number of items) — items are what the loss averages."""
         raise NotImplementedError
 
-    def evaluate(self, model: nn.Module, examples: Sequence[Example], device: torch.device) -> dict[str, float]:
+    def evaluate(self, model: nn.Module, examples: Sequence[Example], device: torch.device,
+                 final: bool = False) -> dict[str, float]:
+        """Metrics on `examples`; `final` asks for the slower, better decoding (beam search)
+        that `seqlab eval` reports, where the periodic validation uses the fast one."""
         raise NotImplementedError
 
 

@@ -180,7 +180,8 @@ class ClassifyTask(Task):
             outs.append(out.squeeze(-1) if self.regression else out.softmax(-1))
         return torch.cat(outs).cpu().numpy()
 
-    def evaluate(self, model: nn.Module, examples: Sequence, device: torch.device) -> dict[str, float]:
+    def evaluate(self, model: nn.Module, examples: Sequence, device: torch.device,
+                 final: bool = False) -> dict[str, float]:
         truth = np.array([e[1] for e in examples])
         pred = self.predict(model, examples, device)
         if self.regression:

@@ -126,13 +126,16 @@ def plot_forecast(path, history, truth, one_step=None, closed_loop=None, title: 
     """PNG: the history and the truth after it, with one-step forecasts (top panel) and
     closed-loop forecasts (bottom panel) of the truth's span. `one_step` / `closed_loop`: one
     array or a {label: array} mapping; `show_last`: how much history to draw (all by default).
+    `truth` None draws forecasts of the unknown future (their length sets the span).
     Written atomically (seqlab.io.atomic_path)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     past = np.asarray(history, np.float64).reshape(-1)
-    real = np.asarray(truth, np.float64).reshape(-1)
+    future = next((np.asarray(c if not isinstance(c, Mapping) else next(iter(c.values()))).size
+                   for c in (one_step, closed_loop) if c is not None), 0)
+    real = np.asarray(truth, np.float64).reshape(-1) if truth is not None else np.full(future, np.nan)
     shown = past[past.size - min(show_last or past.size, past.size):]
     t_past = np.arange(past.size - shown.size, past.size)
     t_future = np.arange(past.size, past.size + real.size)
@@ -148,7 +151,8 @@ def plot_forecast(path, history, truth, one_step=None, closed_loop=None, title: 
                              sharex=True, squeeze=False)
     for ax, (name, curves) in zip(axes[:, 0], panels or [("", {})]):
         ax.plot(t_past, shown, color="0.55", lw=1.2, label="history")
-        ax.plot(t_future, real, color="black", lw=1.6, label="truth")
+        if truth is not None:
+            ax.plot(t_future, real, color="black", lw=1.6, label="truth")
         for label, values in curves.items():
             values = np.asarray(values, np.float64).reshape(-1)
             if values.size != real.size:

@@ -170,7 +170,8 @@ class TagTask(Task):
             tags.extend(best[i, :len(e[0])].tolist() for i, e in enumerate(part))
         return tags
 
-    def evaluate(self, model: nn.Module, examples: Sequence, device: torch.device) -> dict[str, float]:
+    def evaluate(self, model: nn.Module, examples: Sequence, device: torch.device,
+                 final: bool = False) -> dict[str, float]:
         started = time.perf_counter()
         nll = count = 0.0
         right = total = unseen_right = unseen_total = 0

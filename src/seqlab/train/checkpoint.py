@@ -137,7 +137,9 @@ class RunDir:
 
 
 def _device_of(model: nn.Module) -> torch.device:
-    return next(model.parameters()).device
+    for tensor in (*model.parameters(), *model.buffers()):    # AR(p) has buffers only
+        return tensor.device
+    return torch.device("cpu")
 
 
 def _first_line(e: Exception) -> str:

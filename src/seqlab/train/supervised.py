@@ -285,4 +285,4 @@ def evaluate_run(run_path: str | Path, split: str, device_name: str = "auto",
     if not task.splits[split]:
         raise SeqlabError(f"the {split} split of {task.source} is empty (data.{split}_fraction is 0)")
     with torch.no_grad():
-        return task.evaluate(model, task.splits[split], device)
+        return task.evaluate(model, task.splits[split], device, final=True)
