@@ -260,3 +260,28 @@ def test_the_scheduled_sampling_probability_used_in_training_follows_the_schedul
     with pytest.raises(SeqlabError, match="sampling_c"):
         load_config(None, ["task=translate", "data=reverse", "model=lstm", "task.sampling=linear",
                            "train.max_steps=0"])
+
+
+# -- conditional generation (one-to-many) -----------------------------------------------------
+
+@pytest.mark.parametrize("condition", ["init", "input", "both"])
+def test_conditional_lm_learns_its_classes_and_samples_them(tmp_path, condition, capsys):
+    data = tmp_path / "c.tsv"
+    rng = random.Random(0)
+    with open(data, "w") as f:
+        for _ in range(300):
+            label = rng.choice(["up", "down"])
+            word = "rise" if label == "up" else "fall"
+            f.write(f"{label}\tprices {' '.join([word] * rng.randint(2, 4))} today\n")
+    cfg = load_config(None, ["task=conditional", f"data.path={data}", "model=gru", f"task.condition={condition}",
+                             "train.max_epochs=6", *FAST])
+    result = fit_task(cfg, tmp_path / "run", log=lambda m: None)
+    train = losses(tmp_path / "run", "train")
+    assert train[-1] < 0.5 * train[0] and result["label_accuracy"] > 0.95
+    for label, word in (("up", "rise"), ("down", "fall")):
+        assert main(["sample", str(tmp_path / "run"), "--condition", label, "--greedy", "--length", "8"]) == 0
+        out = capsys.readouterr().out.split()
+        assert out[0] == "prices" and word in out and out[-1] == "today"
+    assert main(["sample", str(tmp_path / "run"), "--condition", "sideways"]) == 2
+    assert main(["sample", str(tmp_path / "run"), "--condition", "up", "--beam", "3", "--length", "8"]) == 0
+    assert capsys.readouterr().out.split()[-1] == "today"

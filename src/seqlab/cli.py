@@ -83,6 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--greedy", action="store_true", help="always take the most likely token")
     p.add_argument("--beam", type=int, default=0, metavar="K", help="beam search with K beams (default: 0 = off)")
     p.add_argument("--alpha", type=float, default=0.6, help="beam length-normalisation exponent (default: 0.6)")
+    p.add_argument("--condition", metavar="LABEL", help="task.name=conditional runs: the class to write a sentence of")
     p.add_argument("--seed", type=int, default=None, help="random seed for reproducible samples (default: none)")
     p.add_argument("--device", default="auto", help="cpu, cuda or auto (default: auto)")
 
@@ -291,6 +292,10 @@ def cmd_sample(args) -> int:
         raise SeqlabError(f"--beam must be 0 (off) or more, got {args.beam}")
     if args.beam and args.greedy:
         raise SeqlabError("choose one of --greedy and --beam")
+    if _task_of(args.run) == "conditional":
+        return _sample_conditional(args)
+    if args.condition:
+        raise SeqlabError("--condition applies to task.name=conditional runs")
     cfg, vocab, model, device = load_run(args.run, args.device)
     if args.prime is None:
         prime_ids = [EOS] if vocab.level == "word" else vocab.encode("\n").tolist()
@@ -453,6 +458,36 @@ def cmd_forecast(args) -> int:
         print(json.dumps({"series": meta["series"], "forecast": future.tolist()}))
     else:
         print("\n".join(f"{v:.6g}" for v in future))
+    return 0
+
+
+def _sample_conditional(args) -> int:
+    import torch
+
+    from seqlab.data.vocab import BOS, EOS, PAD, UNK
+    from seqlab.decode.beam import beam_search
+    from seqlab.decode.sampling import generate
+    from seqlab.tasks.conditional import Conditioned
+    from seqlab.train.supervised import load_trained
+
+    cfg, task, model, device = load_trained(args.run, args.device)
+    if args.condition not in task.labels:
+        raise SeqlabError(f"--condition must be one of {', '.join(task.labels)}; got {args.condition!r}")
+    lm = Conditioned(model, task.labels.index(args.condition)).eval()
+    prime = [BOS] + ([task.vocab.stoi.get(w, UNK) for w in args.prime.split()] if args.prime else [])
+    banned = (PAD, UNK, BOS)
+    if args.beam:
+        ids = beam_search(lm, prime, args.length, args.beam, alpha=args.alpha, banned=banned, eos_id=EOS)[0].tokens
+    else:
+        generator = torch.Generator().manual_seed(args.seed) if args.seed is not None else None
+        ids = []
+        for token in generate(lm, prime, args.length, greedy=args.greedy, temperature=args.temperature,
+                              top_k=args.top_k, top_p=args.top_p, banned=banned, generator=generator):
+            if token == EOS:
+                break
+            ids.append(token)
+    words = [task.vocab.itos[i] for i in prime[1:] + [i for i in ids if i != EOS]]
+    print(" ".join(words))
     return 0
 
 

@@ -95,7 +95,7 @@ class TrainConfig:
 
 @dataclass
 class TaskConfig:
-    name: str = opt("lm", "what to learn: lm (next token), classify, tag, translate, forecast (see tasks/)")
+    name: str = opt("lm", "what to learn: lm (next token), classify, tag, translate, forecast, conditional (see tasks/)")
     target: str = opt("class", "classify: 'class' (labels; sentiment: positive when its score > 0) or 'score' (regression)")
     pooling: str = opt("final", "classify: sequence summary from the encoder: 'final' states, 'mean' or 'max' over time")
     bidirectional: bool = opt(True, "classify / tag / translate: read the input in both directions")
@@ -114,6 +114,8 @@ class TaskConfig:
     batching: str = opt("sort_source", "mini-batches (Morishita et al. 2017): shuffle, sort_source, sort_target, "
                         "sort_both, token_budget")
     max_tokens: int = opt(0, "batching=token_budget: padded tokens per batch (0 = batch_size x the mean length)")
+    condition: str = opt("init", "conditional: the class vector sets the initial state ('init'), joins every input "
+                         "('input') or both")
     horizon: int = opt(0, "forecast: values held out for testing, and as many before them for validation (0 = per series)")
     transform: str = opt("auto", "forecast: 'auto' (chosen on validation), 'none', or e.g. 'log,1,12' (log, then differences)")
     period: int = opt(0, "forecast: seasonal period for MASE and the seasonal naive forecast (0 = the series' own)")

@@ -51,6 +51,7 @@ def _load(kind: str) -> None:
         import seqlab.models.window  # noqa: F401
     elif kind == "task":
         import seqlab.tasks.classify  # noqa: F401
+        import seqlab.tasks.conditional  # noqa: F401
         import seqlab.tasks.forecast  # noqa: F401
         import seqlab.tasks.tag  # noqa: F401
         import seqlab.tasks.translate  # noqa: F401
