@@ -83,8 +83,9 @@ def markdown() -> str:
         lines += [f"- {r['row']}: `{r['commands'][0]}` then `{r['commands'][1]}`"]
     if records:
         m = records[-1]["machine"]
+        loads = ", ".join(f"{r['load_average']:.1f}" for r in records)
         lines += ["", f"Machine: {m['cpu']}, {m['cores']} cores, 1 torch thread per run, torch {m['torch']}; "
-                      f"load averages while recording: {', '.join(f'{r['load_average']:.1f}' for r in records)} "
+                      f"load averages while recording: {loads} "
                       f"(the machine was shared, so training times are upper bounds).", ""]
     return "\n".join(lines)
 

@@ -268,6 +268,8 @@ def load_trained(run_path: str | Path, device_name: str = "auto"):
     """(config, task with its vocabularies, model with the best weights in eval mode, device)."""
     run = RunDir(Path(run_path)).require()
     cfg, task = load_task(run)
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
     device = resolve_device(device_name)
     model = task.build_model()
     run.load_weights(model, ck.BEST)
