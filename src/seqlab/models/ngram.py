@@ -3,7 +3,8 @@ Kneser–Ney smoothing (Chen & Goodman 1998, "An empirical study of smoothing te
 language modeling", TR-10-98; Kneser & Ney 1995; Witten & Bell 1991).
 
 Dimension legend: N training tokens, n order, V vocabulary size, P query positions,
-B batch, T time. A context h of order k is the k−1 tokens before the predicted word w;
+B batch, T time; at one order, R positions whose context was seen, U distinct such contexts,
+E their (h, w) pairs. A context h of order k is the k−1 tokens before the predicted word w;
 h' is h without its oldest token.
 
 Conventions
@@ -38,27 +39,26 @@ Conventions
   leaves (0, r], that order uses KenLM's fallback discounts: 0.5 (KN), (0.5, 1, 1.5) (MKN).
   Each formula then sums to exactly 1 over the vocabulary in every context.
 
-Counting (vectorised, exact, no hashing)
-----------------------------------------
-Write back_j[i] for the token j steps before training token i (back_0 = the token itself).
-1. One `np.lexsort` over the columns (back_0, back_1, …, back_{n−1}) (uint8/uint16 columns,
-   so each pass is a radix sort) orders the events by their *reversed* n-gram. The
-   events sharing an order-k n-gram h w are then contiguous, for every k at once: group
-   boundaries at order k are those of order k−1 OR a change in back_{k−1}. Group sizes are
-   the raw counts; the number of order-(k+1) groups nested in an order-k group is the
-   continuation count N1+(• h w).
-2. The order of the events by reversed *context* (back_1, …, back_{n−1}) is the same sort
-   shifted by one position (the context of token i is the reversed n-gram of token i−1),
-   with token 0's all-<bos> context inserted: no second sort.
-3. Contexts form a trie over reversed contexts: a context of length j has id = its rank
-   among distinct contexts of that length, and key = id(h') · V + (token j back), so the keys
-   of each level are sorted and distinct. Lookups are `np.searchsorted` level by level.
-4. Each order's distinct (h, w) pairs are stored CSR by context id: offsets (per context),
-   words and counts (per pair). Every step after the sort is O(N) vectorised passes.
-Memory: per order, 8–16 bytes per distinct context (key, offset) and 5–12 per distinct
-n-gram (word, count): 8 and 5 for characters (V ≤ 256) on up to 2^31 tokens.
-Queries build, per position, the dense (V,) distribution from order 1 up, scattering each
-seen context's pairs; positions are processed in chunks so that P·V stays bounded.
+Counting: `seqlab.models.ngram_counts` (one sort of the stream; per order, the distinct
+contexts as a trie and their (h, w) pairs as CSR arrays).
+
+Scoring
+-------
+Each formula above reads P_k(w|h) = alpha_k(h w) + gamma_k(h) · P_lower(w), with P_lower the
+uniform for add-k and P_{k−1}(w|h') otherwise. Both paths evaluate it from order 1 up with
+the same floating-point operations, so they agree to rounding (tests/test_ngram_scoring.py
+asks 1e-12; they are in fact equal):
+* the whole distribution (`forward`, `step`, `log_prob_table`: sampling and decoding need
+  every token): per position the dense (V,) table, each seen context's pairs scattered in;
+  positions in chunks so that P·V stays bounded. Cost O(P·V).
+* the targets only (`stream_log_probs`, `target_log_probs`, `perplexity`, and through
+  `target_log_probs` the trainer's `evaluate`): one probability per position. The positions
+  are first sorted by reversed context (`np.lexsort`: radix passes over the small context
+  columns), so that at every order the positions sharing a context are adjacent. At each order the distinct contexts queried are expanded
+  once into their pairs (for C, N1+(h•) and the discount mass), the pairs' (context, word)
+  keys sorted (a context's words are not stored sorted), and each target's c(h w) found by
+  `np.searchsorted`. Cost per order O(P log M + E log E) and memory O(P + E), M the order's
+  distinct contexts and E, the pairs under the contexts queried, at most its distinct n-grams.
 """
 from __future__ import annotations
 
@@ -71,125 +71,23 @@ from torch import Tensor, nn
 from seqlab import SeqlabError
 from seqlab.config import ModelConfig
 from seqlab.data.vocab import BOS, PAD
+from seqlab.models.ngram_counts import count_ngrams, estimate_discounts, token_dtype
 from seqlab.registry import register
+
+__all__ = ["MAX_ORDER", "SMOOTHINGS", "NGramLM", "count_ngrams", "estimate_discounts", "perplexity"]
 
 SMOOTHINGS = ("add_k", "witten_bell", "kneser_ney", "modified_kneser_ney")
 MAX_ORDER = 20
 FORMAT_VERSION = 1
 _CHUNK_ELEMENTS = 1 << 22          # rows × V per block of dense distributions (32 MiB of float64)
-
-
-def _token_dtype(vocab_size: int) -> np.dtype:
-    # small unsigned columns make each lexsort pass a radix sort
-    for dtype in (np.uint8, np.uint16, np.uint32):
-        if vocab_size <= np.iinfo(dtype).max + 1:
-            return np.dtype(dtype)
-    return np.dtype(np.int64)
-
-
-def _index_dtype(largest: int) -> np.dtype:
-    return np.dtype(np.int32 if largest < 2**31 - 1 else np.int64)
-
-
-def _boundaries(previous: np.ndarray, column: np.ndarray) -> np.ndarray:
-    """Refine group starts (bool over sorted rows) by one more sorted key column."""
-    out = previous.copy()
-    out[1:] |= column[1:] != column[:-1]
-    return out
-
-
-def count_ngrams(stream: np.ndarray, order: int, vocab_size: int, continuation: bool):
-    """Count every order 1..n of a <bos>-padded stream. Returns, per order k (list index k−1):
-    context keys (M,), CSR offsets (M+1,), words (pairs,), counts (pairs,). Counts are raw,
-    or continuation counts N1+(• h w) below the top order when `continuation`.
-    The stream holds ids in [0, V) other than <pad> and <bos> (`NGramLM.fit` checks)."""
-    n, N = order, int(stream.size)
-    dtype = _token_dtype(vocab_size)
-    padded = np.concatenate([np.full(n - 1, BOS, dtype), stream.astype(dtype)])       # (N+n-1,)
-    back = [padded[n - 1 - j: n - 1 - j + N] for j in range(n)]                       # n × (N,)
-    if N == 0:
-        empty = np.zeros(0, np.int64)
-        return [(empty, np.zeros(1, np.int64), empty, empty) for _ in range(n)]
-
-    # 1. events sorted by reversed n-gram (w, 1 back, 2 back, ...): lexsort's primary key is last
-    perm_a = np.lexsort(back[::-1])                                                   # (N,)
-    # 2. events sorted by reversed context: token i's context is token i-1's reversed n-gram
-    if n == 1:
-        perm_b = np.arange(N)
-    else:
-        after = perm_a + 1
-        after = after[after < N]
-        perm_b = np.insert(after, np.count_nonzero(stream[:-1] < BOS), 0)          # (N,)
-    inv_b = np.empty(N, np.int64)
-    inv_b[perm_b] = np.arange(N)
-    b_row_of_a = inv_b[perm_a]                      # (N,) position in B order of each A row
-    del inv_b
-    word_b = back[0][perm_b]                                                          # (N,)
-
-    first_row = np.zeros(N, bool)
-    first_row[0] = True
-    bound_a = _boundaries(first_row, back[0][perm_a])                       # order-1 groups
-    bound_b = first_row                                                     # one empty context
-    ctx_b = np.zeros(N, np.int64)                   # context id (current length) per B row
-    keys = np.zeros(1, np.int32)                    # the empty context's key
-    out = []
-    for k in range(1, n + 1):
-        starts_a = np.flatnonzero(bound_a)
-        counts = np.diff(np.append(starts_a, N))                          # (pairs,) raw counts
-        if k < n:
-            next_a = _boundaries(bound_a, back[k][perm_a])
-            if continuation:                  # order-(k+1) groups nested in each order-k group
-                group = np.cumsum(bound_a) - 1
-                counts = np.bincount(group[next_a], minlength=starts_a.size)
-                del group
-        # 3. pairs in context order: each pair is listed at its first event in B order
-        first_b = np.minimum.reduceat(b_row_of_a, starts_a)                          # (pairs,)
-        pair_at = np.full(N, -1, np.int64)
-        pair_at[first_b] = np.arange(starts_a.size)
-        rows = np.flatnonzero(pair_at >= 0)
-        pairs = pair_at[rows]
-        del pair_at, first_b
-        per_ctx = np.bincount(ctx_b[rows], minlength=keys.size)
-        offsets = np.zeros(keys.size + 1, _index_dtype(N))
-        np.cumsum(per_ctx, out=offsets[1:])
-        out.append((keys, offsets, word_b[rows].copy(),
-                    counts[pairs].astype(_index_dtype(N))))
-        if k < n:
-            # 4. contexts one token longer: trie keys (parent id, token k back)
-            column = back[k][perm_b]
-            bound_b = _boundaries(bound_b, column)
-            starts_b = np.flatnonzero(bound_b)
-            # int32 when every possible key (parent id < previous level's size) fits
-            key_dtype = _index_dtype(keys.size * vocab_size)
-            keys = (ctx_b[starts_b] * vocab_size + column[starts_b]).astype(key_dtype)
-            ctx_b = np.cumsum(bound_b) - 1
-            bound_a = next_a
-    return out
-
-
-def estimate_discounts(counts: np.ndarray, modified: bool) -> np.ndarray:
-    """(D1, D2, D3+) from the count-of-counts of one order (Chen & Goodman 1998).
-    Where the estimate does not exist (a zero n_r in a denominator) or leaves (0, r], the
-    order falls back to KenLM's --discount_fallback values: D = 0.5, or (0.5, 1, 1.5)."""
-    n1, n2, n3, n4 = (float(np.count_nonzero(counts == r)) for r in (1, 2, 3, 4))
-    if n1 == 0:
-        return np.array([0.5, 1.0, 1.5]) if modified else np.full(3, 0.5)
-    y = n1 / (n1 + 2 * n2)
-    if not modified:
-        return np.full(3, y)
-    out = []
-    for r, (num, den) in enumerate(((n2, n1), (n3, n2), (n4, n3)), start=1):
-        d = r - (r + 1) * y * num / den if den > 0 else float("nan")
-        if not 0 < d <= r:
-            return np.array([0.5, 1.0, 1.5])
-        out.append(d)
-    return np.array(out)
+_CHUNK_POSITIONS = 1 << 18         # positions per block of target-only scoring (n ids of int64 each)
 
 
 class NGramLM(nn.Module):
     """An n-gram language model behind the sequence-model interface: `fit` counts, then
-    `forward` / `step` return real log-probabilities (B, T, V) / (B, V) usable as logits.
-    The state is the last n−1 tokens (B, n−1), <bos> at the start."""
+    `forward` / `step` return real log-probabilities (B, T, V) / (B, V) usable as logits;
+    `target_log_probs` (B, T) and `stream_log_probs` (N,) only those of given targets, for
+    scoring. The state is the last n−1 tokens (B, n−1), <bos> at the start."""
 
     def __init__(self, cfg: ModelConfig, vocab_size: int):
         super().__init__()
@@ -276,6 +174,54 @@ class NGramLM(nn.Module):
             ids.append(out)
         return ids
 
+    def _reversed_contexts(self, rows: np.ndarray, first: int, count: int) -> np.ndarray:
+        """(B, L) ids -> (B·count, n−1): the n−1 ids starting at positions first..first+count−1
+        of each row, newest first (column j−1 = the token j back). A view when B = 1."""
+        B, width = rows.shape[0], self.order - 1
+        if width == 0:
+            return np.zeros((B * count, 0), np.int64)
+        windows = np.lib.stride_tricks.sliding_window_view(rows, width, axis=1)      # (B, L-n+2, n-1)
+        return windows[:, first:first + count, ::-1].reshape(B * count, width)
+
+    # -- one order of the recursion -----------------------------------------------------
+
+    def _expand(self, k: int, contexts: np.ndarray):
+        """The pairs of order k under the given context ids (U,), flattened to E pairs, and
+        the terms of each context. Returns local (E,) the pair's row in `contexts`, pair (E,)
+        its index in the order's CSR arrays, c (E,) its count as float64, and per context
+        total (U,) C = Σ_w c(h w), fan (U,) N1+(h•), gamma (U,) the weight of P_lower."""
+        _, offsets, _, counts = self._levels[k - 1]
+        start, stop = offsets[contexts], offsets[contexts + 1]
+        fan = (stop - start).astype(np.int64)                                         # (U,)
+        local = np.repeat(np.arange(contexts.size), fan)                              # (E,)
+        pair = np.repeat(start - np.cumsum(fan) + fan, fan) + np.arange(local.size)   # (E,)
+        c = counts[pair].astype(np.float64)                                           # (E,)
+        total = np.bincount(local, weights=c, minlength=contexts.size)                # (U,)
+        if self.smoothing == "add_k":
+            mass = self.add_k * (self.vocab_size - 2)
+            gamma = mass / (total + mass)
+        elif self.smoothing == "witten_bell":
+            gamma = fan / (total + fan)
+        else:
+            gamma = np.bincount(local, weights=self._discount(k, c), minlength=contexts.size) / total
+        return local, pair, c, total, fan, gamma
+
+    def _discount(self, k: int, c: np.ndarray) -> np.ndarray:
+        """D_k(c) of the Kneser–Ney forms: D1, D2 or D3+ by the count (c = 0 reads D1 and
+        leaves max(c − D, 0) = 0)."""
+        return self.discounts[k - 1][np.clip(c, 1, 3).astype(np.int64) - 1]
+
+    def _alpha(self, k: int, c: np.ndarray, total: np.ndarray, fan: np.ndarray) -> np.ndarray:
+        """The count term alpha_k(h w) of each (h, w): c = c(h w), 0 when w was never seen
+        after h; total = C and fan = N1+(h•) of its context."""
+        if self.smoothing == "add_k":
+            return c / (total + self.add_k * (self.vocab_size - 2))
+        if self.smoothing == "witten_bell":
+            return c / (total + fan)
+        return np.maximum(c - self._discount(k, c), 0.0) / total
+
+    # -- the whole distribution ---------------------------------------------------------
+
     def _probabilities(self, reversed_context: np.ndarray) -> np.ndarray:
         """(P, n−1) tokens, 1 back first -> (P, V) float64 probabilities."""
         P, V = reversed_context.shape[0], self.vocab_size
@@ -284,27 +230,11 @@ class NGramLM(nn.Module):
             rows = np.flatnonzero(ids >= 0)
             if rows.size == 0:
                 break                                     # longer contexts are unseen too
-            _, offsets, words, counts = self._levels[k - 1]
-            start, stop = offsets[ids[rows]], offsets[ids[rows] + 1]
-            fan = (stop - start).astype(np.int64)                                     # (R,)
-            local = np.repeat(np.arange(rows.size), fan)                              # (E,)
-            pair = np.repeat(start - np.cumsum(fan) + fan, fan) + np.arange(local.size)
-            c = counts[pair].astype(np.float64)                                       # (E,)
-            total = np.bincount(local, weights=c, minlength=rows.size)                # (R,) C
-            if self.smoothing == "add_k":
-                mass = self.add_k * (V - 2)
-                alpha, gamma = c / (total + mass)[local], mass / (total + mass)
-                lower = np.broadcast_to(self.uniform, (rows.size, V))
-            elif self.smoothing == "witten_bell":
-                alpha, gamma = c / (total + fan)[local], fan / (total + fan)
-                lower = dist[rows]
-            else:
-                d = self.discounts[k - 1][np.minimum(c, 3).astype(np.int64) - 1]      # (E,)
-                alpha = np.maximum(c - d, 0.0) / total[local]
-                gamma = np.bincount(local, weights=d, minlength=rows.size) / total
-                lower = dist[rows]
+            local, pair, c, total, fan, gamma = self._expand(k, ids[rows])
+            alpha = self._alpha(k, c, total[local], fan[local])                       # (E,)
+            lower = np.broadcast_to(self.uniform, (rows.size, V)) if self.smoothing == "add_k" else dist[rows]
             new = gamma[:, None] * lower                                              # (R, V)
-            new[local, words[pair].astype(np.int64)] += alpha
+            new[local, self._levels[k - 1][2][pair].astype(np.int64)] += alpha
             dist[rows] = new
         return dist
 
@@ -315,6 +245,51 @@ class NGramLM(nn.Module):
         with np.errstate(divide="ignore"):                # <pad>, <bos>: log 0 = -inf
             for i in range(0, P, step):
                 out[i:i + step] = np.log(self._probabilities(reversed_context[i:i + step]))
+        return out
+
+    # -- the targets only ---------------------------------------------------------------
+
+    def _target_probabilities(self, reversed_context: np.ndarray, targets: np.ndarray) -> np.ndarray:
+        """(P, n−1) tokens, 1 back first, and (P,) targets -> (P,) float64 probabilities:
+        the entries of `_probabilities` at the targets, without the (P, V) table."""
+        V = self.vocab_size
+        # positions sorted by reversed context (a radix sort of small columns): at every order
+        # the positions that share a context are then adjacent and the context ids ascend
+        if self.order > 1:
+            by_context = np.lexsort(reversed_context.T[::-1].astype(token_dtype(V)))  # (P,)
+            reversed_context, targets = reversed_context[by_context], targets[by_context]
+        prob = self.uniform[targets]                                                  # (P,) P_0
+        for k, ids in enumerate(self._context_ids(reversed_context), start=1):
+            rows = np.flatnonzero(ids >= 0)
+            if rows.size == 0:
+                break
+            seen = ids[rows]                                                          # (R,) ascending
+            first = np.ones(rows.size, bool)
+            first[1:] = seen[1:] != seen[:-1]
+            contexts, at = seen[first], np.cumsum(first) - 1                          # (U,), (R,)
+            local, pair, c, total, fan, gamma = self._expand(k, contexts)
+            # each target's c(h w): search the sorted (context row, word) keys of the pairs
+            keys = local * V + self._levels[k - 1][2][pair]                           # (E,)
+            order = np.argsort(keys, kind="stable")
+            keys = keys[order]
+            query = at * V + targets[rows]                                            # (R,)
+            found = np.minimum(np.searchsorted(keys, query), keys.size - 1)
+            c_target = np.where(keys[found] == query, c[order[found]], 0.0)           # (R,)
+            lower = self.uniform[targets[rows]] if self.smoothing == "add_k" else prob[rows]
+            prob[rows] = gamma[at] * lower + self._alpha(k, c_target, total[at], fan[at])
+        if self.order == 1:
+            return prob
+        out = np.empty_like(prob)
+        out[by_context] = prob                                                        # input order
+        return out
+
+    def _target_log_probs(self, reversed_context: np.ndarray, targets: np.ndarray) -> np.ndarray:
+        out = np.empty(targets.size)
+        step = _CHUNK_POSITIONS
+        with np.errstate(divide="ignore"):                # <pad>, <bos>: log 0 = -inf
+            for i in range(0, targets.size, step):
+                out[i:i + step] = np.log(self._target_probabilities(reversed_context[i:i + step],
+                                                                    targets[i:i + step]))
         return out
 
     def _check_ids(self, ids: np.ndarray) -> None:
@@ -330,29 +305,51 @@ class NGramLM(nn.Module):
         recent = context[context.size - (self.order - 1):][::-1]                      # (n-1,)
         return self._log_probs(recent[None, :])[0]
 
+    def stream_log_probs(self, tokens: np.ndarray) -> np.ndarray:
+        """(N,) float64 natural-log probability of each token of a 1-D stream given the tokens
+        before it, the stream scored from a <bos>-padded start (as `perplexity`)."""
+        tokens = np.asarray(tokens, np.int64).reshape(-1)
+        self._check_ids(tokens)
+        padded = np.concatenate([np.full(self.order - 1, BOS, np.int64), tokens])    # (N+n-1,)
+        return self._target_log_probs(self._reversed_contexts(padded[None], 0, tokens.size), tokens)
+
     # -- the sequence-model interface ---------------------------------------------------
 
     def init_state(self, batch_size: int) -> Tensor:
         return torch.full((batch_size, self.order - 1), BOS, dtype=torch.long, device=self._anchor.device)
 
-    def forward(self, x: Tensor, state: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
-        B, T = x.shape
+    def _with_state(self, x: Tensor, state: Optional[Tensor]) -> tuple[np.ndarray, Tensor]:
+        """(B, n−1+T) ids on the CPU: the state, then the inputs; and the state after them."""
         if state is None:
-            state = self.init_state(B)
+            state = self.init_state(x.shape[0])
         full = torch.cat([state.to(x.device, torch.long), x.long()], 1).cpu().numpy()  # (B, n-1+T)
         self._check_ids(full)
-        if self.order > 1:
-            windows = np.lib.stride_tricks.sliding_window_view(full, self.order - 1, axis=1)
-            reversed_context = windows[:, 1:, ::-1].reshape(B * T, self.order - 1)     # (B*T, n-1)
-        else:
-            reversed_context = np.zeros((B * T, 0), np.int64)
+        new_state = torch.from_numpy(np.ascontiguousarray(full[:, x.shape[1]:])).to(x.device)  # (B, n-1)
+        return full, new_state
+
+    def forward(self, x: Tensor, state: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
+        B, T = x.shape
+        full, new_state = self._with_state(x, state)
+        reversed_context = self._reversed_contexts(full, 1, T)                          # (B*T, n-1)
         log_probs = self._log_probs(reversed_context, np.float32).reshape(B, T, self.vocab_size)
-        new_state = torch.from_numpy(np.ascontiguousarray(full[:, T:])).to(x.device)   # (B, n-1)
         return torch.from_numpy(log_probs).to(x.device), new_state
 
     def step(self, x_t: Tensor, state: Optional[Tensor]) -> tuple[Tensor, Tensor]:
         log_probs, state = self.forward(x_t[:, None], state)
         return log_probs[:, 0], state
+
+    def target_log_probs(self, x: Tensor, targets: Tensor, state: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
+        """(B, T) float64 log-probability of targets[:, t] after x[:, t] (and the state), and
+        the state after x: the entries of `forward(x, state)` at the targets, computed
+        without the (B, T, V) table. What `train.loop.evaluate` scores count models with."""
+        B, T = x.shape
+        if tuple(targets.shape) != (B, T):
+            raise SeqlabError(f"targets must have the inputs' shape {(B, T)}, got {tuple(targets.shape)}")
+        full, new_state = self._with_state(x, state)
+        y = targets.long().cpu().numpy().reshape(B * T)                                 # (B*T,)
+        self._check_ids(y)
+        log_probs = self._target_log_probs(self._reversed_contexts(full, 1, T), y)     # (B*T,)
+        return torch.from_numpy(log_probs.reshape(B, T)).to(x.device), new_state
 
     # -- saving -------------------------------------------------------------------------
 
@@ -392,24 +389,10 @@ class NGramLM(nn.Module):
 def perplexity(model: NGramLM, tokens: np.ndarray) -> tuple[float, int]:
     """Mean negative log-likelihood (nats per token) of a 1-D stream scored from a
     <bos>-padded start, and the number of tokens scored (perplexity = exp of the first)."""
-    tokens = np.asarray(tokens, np.int64).reshape(-1)
-    model._check_ids(tokens)
-    if tokens.size == 0:
+    log_probs = model.stream_log_probs(tokens)                                        # (N,)
+    if log_probs.size == 0:
         return float("nan"), 0
-    n = model.order
-    padded = np.concatenate([np.full(n - 1, BOS, np.int64), tokens])                 # (N+n-1,)
-    step = max(1, _CHUNK_ELEMENTS // model.vocab_size)
-    total = 0.0
-    for i in range(0, tokens.size, step):
-        targets = tokens[i:i + step]                                                  # (P,)
-        if n > 1:
-            windows = np.lib.stride_tricks.sliding_window_view(padded[i:i + targets.size + n - 2], n - 1)
-            reversed_context = windows[:, ::-1]                                       # (P, n-1)
-        else:
-            reversed_context = np.zeros((targets.size, 0), np.int64)
-        log_probs = model._log_probs(reversed_context)                                # (P, V)
-        total -= log_probs[np.arange(targets.size), targets].sum()
-    return total / tokens.size, int(tokens.size)
+    return float(-log_probs.sum() / log_probs.size), int(log_probs.size)
 
 
 register("model", "ngram")(NGramLM)

@@ -69,7 +69,11 @@ def train_step(model: nn.Module, data: Tensor, window: Window, state: State) -> 
 def evaluate(model: nn.Module, ids, batch_size: int, bptt_steps: int, device: torch.device,
              max_tokens: int = 0) -> tuple[float, int]:
     """Mean negative log-likelihood (nats per token) over a stream, with the state carried
-    across chunks as in training. Returns (mean nats, number of targets scored)."""
+    across chunks as in training. Returns (mean nats, number of targets scored).
+
+    A model with `target_log_probs(x, targets, state) -> ((B, T) log-probs, state)` (the
+    n-gram) is scored through it: the targets' log-probabilities without the (B, T, V) table,
+    whose cost at word level is all in the vocabulary."""
     if max_tokens:
         ids = ids[:max_tokens]
     batch_size = max(1, min(batch_size, len(ids) // 2))
@@ -77,14 +81,19 @@ def evaluate(model: nn.Module, ids, batch_size: int, bptt_steps: int, device: to
     was_training = model.training
     model.eval()
     state = model.init_state(batch_size)
+    score_targets = getattr(model, "target_log_probs", None)
     total, count = 0.0, 0
     for i in range(0, data.size(1) - 1, bptt_steps):
         inputs = data[:, i:i + bptt_steps]
         targets = data[:, i + 1:i + 1 + bptt_steps]
         inputs = inputs[:, : targets.size(1)]
-        logits, state = model(inputs, state)                                   # (B, T, V)
-        total += F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1),
-                                 reduction="sum").item()
+        if score_targets is not None:
+            log_probs, state = score_targets(inputs, targets, state)           # (B, T)
+            total -= log_probs.sum().item()
+        else:
+            logits, state = model(inputs, state)                               # (B, T, V)
+            total += F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1),
+                                     reduction="sum").item()
         count += targets.numel()
     model.train(was_training)
     return total / count, count
