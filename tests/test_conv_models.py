@@ -187,6 +187,130 @@ def test_window_state_is_bos_tokens():
     assert torch.equal(state, torch.cat([torch.full((2, 2), BOS), x[:, :1]], 1))
 
 
+# -- the cheap step without autograd: column buffers, cached kernels --------------------------
+
+CONV_CASES = [c for c in CASES if c[1] is not WindowLM]
+CONV_IDS = [c[0] for c in CONV_CASES]
+
+
+@pytest.fixture
+def one_thread():
+    # hundreds of tiny steps: a second thread only adds contention on a shared machine
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+def steps(model, x, state, **kw):
+    """Logits (B, T, V) of stepping through x (B, T) from state, and the final state."""
+    outs = []
+    for t in range(x.size(1)):
+        out, state = model.step(x[:, t], state, **kw)
+        outs.append(out)
+    return torch.stack(outs, 1), state
+
+
+@pytest.mark.parametrize("case", CONV_CASES, ids=CONV_IDS)
+@pytest.mark.usefixtures("one_thread")
+def test_step_buffers_over_a_long_run_and_branches(case):
+    """float64: many buffer refills (T ≫ SPARE_COLUMNS) still equal one forward pass (1e-12);
+    a step writes in place (the new history shares the previous one's memory); a second
+    continuation of a state (a branch) leaves the state and the first continuation intact;
+    forward continues a stepped state."""
+    model = build(case, torch.float64)
+    B, T, t = 2, 3 * tcn.SPARE_COLUMNS + model.receptive_field, 150
+    x = tokens(B, T)
+    other = perturb(x, [t, t + 1])                                             # the branch's tokens
+    with torch.no_grad():
+        full, final = model(x, model.init_state(B))
+        full_other, _ = model(other[:, : t + 2], model.init_state(B))
+        first, mid = steps(model, x[:, :t], model.init_state(B))              # (B, t, V)
+        rest, end = steps(model, x[:, t:], mid)
+        _, next1 = steps(model, x[:, t: t + 1], mid)                           # the first continuation
+        _, next2 = steps(model, x[:, t + 1: t + 2], next1)
+        kept = [s.clone() for s in next2]
+        branch, _ = steps(model, other[:, t: t + 2], mid)                      # the second
+        again, _ = steps(model, x[:, t + 2:], next2)
+        chunked, chunk_end = model(x[:, t:], mid)
+    torch.testing.assert_close(torch.cat([first, rest], 1), full, rtol=0, atol=1e-12)
+    torch.testing.assert_close(end, final, rtol=0, atol=1e-12)
+    torch.testing.assert_close(branch, full_other[:, t:], rtol=0, atol=1e-12)
+    torch.testing.assert_close(list(next2), kept, rtol=0, atol=0)              # not overwritten by the branch
+    torch.testing.assert_close(again, rest[:, 2:], rtol=0, atol=0)
+    torch.testing.assert_close(chunked, rest, rtol=0, atol=1e-12)
+    torch.testing.assert_close(chunk_end, final, rtol=0, atol=1e-12)
+    for before, now in zip(next1, next2):
+        if before.size(2):                                                     # in place: one column on
+            assert now.data_ptr() - before.data_ptr() == before.stride(2) * before.element_size()
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_step_inside_and_outside_inference_mode():
+    """States made under inference_mode step on under no_grad and back (their buffers are
+    inference tensors, which only inference mode may write), with the logits of forward."""
+    model = build(CASES[3])                                                    # tcn-k2-l3
+    x = tokens(2, 40)
+    with torch.no_grad():
+        full, _ = model(x, model.init_state(2))
+    with torch.inference_mode():
+        a, state = steps(model, x[:, :10], model.init_state(2))
+    with torch.no_grad():
+        b, state = steps(model, x[:, 10:25], state)
+    with torch.inference_mode():
+        c, state = steps(model, x[:, 25:], state)
+    torch.testing.assert_close(torch.cat([a, b, c], 1), full, rtol=0, atol=1e-5)
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_cached_kernels_follow_the_weights():
+    """Without autograd the weight-normalised kernels are computed once; every change of g or
+    v (an optimizer step, load_state_dict, a swapped .data, a dtype change) is seen by the
+    next step, whose logits equal forward's with the new weights; with autograd on, step
+    trains g and v."""
+    model = build(CASES[4], torch.float64)                                     # tcn-k3-l2
+    conv = model.tcn.blocks[0].conv1
+    x = tokens(2, 30)
+    prime, nxt = x[:, :-1], x[:, -1]
+
+    def check():
+        """Step logits (B, V) after the prime, checked against one forward pass."""
+        with torch.no_grad():
+            full, _ = model(x, model.init_state(2))
+            _, state = model(prime, model.init_state(2))
+            out, _ = model.step(nxt, state)
+        torch.testing.assert_close(out, full[:, -1], rtol=0, atol=1e-12)
+        return out
+
+    before = check()
+    with torch.no_grad():
+        assert conv.matrix() is conv.matrix()                                  # cached
+    assert conv.matrix() is not conv.matrix()                                  # autograd on: recomputed
+    saved = {k: v.clone() for k, v in model.state_dict().items()}
+
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
+    logits, _ = model.step(nxt, model(prime, model.init_state(2))[1])          # autograd through step
+    torch.nn.functional.cross_entropy(logits, x[:, 0]).backward()
+    g, v = conv.conv.parametrizations.weight.original0, conv.conv.parametrizations.weight.original1
+    assert g.grad.abs().sum() > 0 and v.grad.abs().sum() > 0
+    optimizer.step()
+    trained = check()
+    assert (trained - before).abs().max() > 1e-3
+
+    model.load_state_dict(saved)                                               # in place: versions move
+    torch.testing.assert_close(check(), before, rtol=0, atol=0)
+    with torch.no_grad():
+        g.data = g.data * 2                                                    # new memory, same version
+    swapped = check()
+    assert (swapped - before).abs().max() > 1e-3
+    model.float()
+    with torch.no_grad():
+        assert conv.matrix().dtype == torch.float32
+        full, _ = model(x, model.init_state(2))
+        out, _ = model.step(nxt, model(prime, model.init_state(2))[1])
+    torch.testing.assert_close(out, full[:, -1], rtol=0, atol=1e-5)
+
+
 # -- training, shapes, weights ----------------------------------------------------------
 
 @pytest.mark.parametrize("case", CASES, ids=IDS)

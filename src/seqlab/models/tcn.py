@@ -30,6 +30,17 @@ afterwards. So one form serves
   * fast generation (the queues of Paine et al. 2016, "Fast Wavenet Generation Algorithm"):
     `step` is `forward` on one column; each convolution then computes a single output from
     its k taps, O(L·C²·k) per token instead of a recompute of the receptive field.
+
+Two things make `step` cheap without autograd (under torch.no_grad or inference_mode, as
+in generation); with autograd on it computes exactly as `forward` does:
+  * its new histories are windows onto buffers with spare columns (`append_column`): the next
+    step writes its column in place after the window instead of copying the h columns, so a
+    step costs O(C·k) per convolution, not O(C·h). The state keeps its form — plain
+    (B, C_in, h) tensors with the same values — so `forward`, `select_state` and TBPTT take it
+    as before. A state shares memory with the states stepped from it: treat states as
+    read-only, as every caller here does;
+  * the weight-normalised kernels are computed once and reused while their g and v are
+    unchanged (`CausalConv1d.matrix`), instead of on every call.
 """
 from __future__ import annotations
 
@@ -50,11 +61,61 @@ def receptive_field(kernel_size: int, num_layers: int) -> int:
     return 1 + 2 * (kernel_size - 1) * (2 ** num_layers - 1)
 
 
+SPARE_COLUMNS = 64          # the least room a step buffer keeps after its window
+
+
+def append_column(history: Tensor, x: Tensor, every: int = 1) -> tuple[Tensor, Tensor]:
+    """history (B, C, h), x (B, C) -> (taps, new history): every `every`-th column of
+    [history, x] counting back from x — for a causal convolution (h = (k − 1)·d, every = d) its
+    k taps (B, C, k) — and the last h columns of [history, x] (B, C, h).
+
+    With autograd on, a concatenation. Without it the new history is a window onto a buffer
+    (B, C, h + spare), and the next call writes its column in place just after that window
+    when nothing has been written there yet, i.e. when the window is the newest one onto its
+    buffer; otherwise (a state that did not come from a step, a full buffer, or a second
+    continuation of one state, as in branching) it copies the h columns into a fresh buffer,
+    as the concatenation would. Columns a window covers are never written again, so every
+    state handed out stays valid. (Two threads must not step one state at the same time.)
+    """
+    B, C, h = history.shape
+    if torch.is_grad_enabled() or h == 0 or x.shape != (B, C) or x.dtype != history.dtype:
+        full = torch.cat([history, x.unsqueeze(2)], dim=2)                   # (B, C, h + 1)
+        return full[:, :, h % every:: every], full[:, :, 1:]
+    buffer = getattr(history, "_seqlab_buffer", None)
+    end = -1                                                                # the column to write
+    if (buffer is not None and buffer.dtype == history.dtype and buffer.shape[:2] == history.shape[:2]
+            and history.stride() == buffer.stride()
+            and (torch.is_inference_mode_enabled() or not buffer.is_inference())):
+        start = (history.data_ptr() - buffer.data_ptr()) // buffer.element_size()   # its first column
+        if start + h == buffer._seqlab_end < buffer.size(2):
+            end = start + h
+    if end < 0:
+        buffer = history.new_empty(B, C, h + max(h, SPARE_COLUMNS))
+        buffer[:, :, :h] = history
+        end = h
+    buffer.select(2, end).copy_(x)
+    buffer._seqlab_end = end + 1                                            # written up to here
+    new = buffer[:, :, end + 1 - h: end + 1]                                # (B, C, h)
+    new._seqlab_buffer = buffer
+    return buffer[:, :, end - h + h % every: end + 1: every], new
+
+
+def pointwise(conv: nn.Conv1d, x: Tensor) -> Tensor:
+    """A 1x1 convolution: x (B, C_in, T) -> (B, C_out, T), or one column (B, C_in) -> (B, C_out)
+    as a plain matrix product, a fraction of Conv1d's fixed cost per call on CPU."""
+    if x.dim() == 2:
+        return F.linear(x, conv.weight.squeeze(2), conv.bias)
+    if x.size(2) == 1:
+        return F.linear(x.squeeze(2), conv.weight.squeeze(2), conv.bias).unsqueeze(2)
+    return conv(x)
+
+
 class CausalConv1d(nn.Module):
     """A dilated Conv1d that only looks left; its left padding is an explicit history.
 
     forward(x (B, C_in, T), history (B, C_in, h) or None = zeros)
         -> (y (B, C_out, T), new history (B, C_in, h): the last h columns of [history, x])
+    forward(x_t (B, C_in), history) -> (y_t (B, C_out), new history): one column, as in generation
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, dilation: int = 1,
@@ -65,26 +126,52 @@ class CausalConv1d(nn.Module):
         self.in_channels = in_channels
         self.dilation = dilation
         self.history = (kernel_size - 1) * dilation
+        self._matrix: Optional[tuple[Tensor, list, list[Tensor]]] = None    # see `matrix`
 
     def forward(self, x: Tensor, history: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
         if history is None:
             history = x.new_zeros(x.size(0), self.in_channels, self.history)
-        full = torch.cat([history, x], dim=2)                                 # (B, C_in, h + T)
+        if x.dim() == 2:
+            # One column: its k taps as one matrix product. Much cheaper than Conv1d on CPU,
+            # whose dilated kernel has a large fixed cost per call.
+            taps, history = append_column(history, x, self.dilation)         # (B, C_in, k)
+            return F.linear(taps.flatten(1), self.matrix(), self.conv.bias), history   # (B, C_out)
         if x.size(2) == 1:
-            # One column (generation): its k taps as one matrix product. Much cheaper than
-            # Conv1d on CPU, whose dilated kernel has a large fixed cost per call.
-            taps = full[:, :, :: self.dilation].flatten(1)                    # (B, C_in·k)
-            y = F.linear(taps, self.conv.weight.flatten(1), self.conv.bias).unsqueeze(2)
-        else:
-            y = self.conv(full)                                               # (B, C_out, T)
-        return y, full[:, :, full.size(2) - self.history:]                    # (B, C_in, h)
+            y, history = self.forward(x.squeeze(2), history)
+            return y.unsqueeze(2), history
+        full = torch.cat([history, x], dim=2)                                 # (B, C_in, h + T)
+        return self.conv(full), full[:, :, full.size(2) - self.history:]      # (B, C_out, T), (B, C_in, h)
+
+    def matrix(self) -> Tensor:
+        """The kernel as one matrix (C_out, C_in·k), the layout of the flattened taps.
+
+        PyTorch recomputes a parametrised (weight-normalised) kernel from g and v on every
+        access. Without autograd it is computed here once and reused for as long as every
+        tensor it is computed from is unchanged: the same memory and layout (not swapped by
+        `.data =`, `.to()`, `.double()`, `load_state_dict(assign=True)`) at the same version
+        (every in-place change bumps it: optimizer steps, `load_state_dict`, `p.mul_()`). So it
+        is never stale, except after writes that bypass PyTorch (through a NumPy view of a
+        parameter), which autograd cannot see either.
+        """
+        parametrizations = getattr(self.conv, "parametrizations", None)
+        if torch.is_grad_enabled() or parametrizations is None or "weight" not in parametrizations:
+            return self.conv.weight.flatten(1)                                # a view: never stale
+        parametrization = parametrizations.weight
+        if any(m._parameters or m._buffers or m._modules for m in parametrization):
+            return self.conv.weight.flatten(1)        # not a function of the originals alone
+        sources = list(parametrization._parameters.values())                 # weight norm: g, v
+        key = [(p._version, p.data_ptr(), p.stride(), p.dtype) for p in sources]
+        if self._matrix is None or self._matrix[1] != key:
+            # the aliases hold on to the sources' memory: no other tensor can take its address
+            self._matrix = (self.conv.weight.flatten(1), key, [p.detach() for p in sources])
+        return self._matrix[0]
 
 
 class TemporalBlock(nn.Module):
     """Two weight-normalised dilated causal convolutions with ReLU and dropout, plus a residual.
 
-    forward(x (B, C_in, T), state (h1 (B, C_in, h), h2 (B, C_out, h)) or None)
-        -> (y (B, C_out, T), new state)
+    forward(x (B, C_in, T) or one column (B, C_in), state (h1 (B, C_in, h), h2 (B, C_out, h)) or None)
+        -> (y (B, C_out, T) or (B, C_out), new state)
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, dilation: int,
@@ -101,7 +188,7 @@ class TemporalBlock(nn.Module):
         out = self.dropout(torch.relu(out))
         out, h2 = self.conv2(out, h2)
         out = self.dropout(torch.relu(out))
-        res = x if self.downsample is None else self.downsample(x)
+        res = x if self.downsample is None else pointwise(self.downsample, x)
         return torch.relu(out + res), (h1, h2)
 
 
@@ -109,6 +196,7 @@ class TemporalConvNet(nn.Module):
     """Blocks with dilations 1, 2, 4, …; channels[i] output channels for block i.
 
     forward(x (B, C_in, T), state: 2·L histories, flat, or None = zeros) -> (y (B, C_L, T), state)
+    forward(x_t (B, C_in), state) -> (y_t (B, C_L), state): one column
     """
 
     def __init__(self, num_inputs: int, num_channels: Sequence[int], kernel_size: int = 2,
@@ -171,9 +259,11 @@ class TCNLM(nn.Module):
         return logits, state
 
     def step(self, x_t: Tensor, state: State) -> tuple[Tensor, State]:
-        # x_t: (B,) -> logits (B, V); each convolution computes one column from its k taps
-        logits, state = self.forward(x_t.unsqueeze(1), state)
-        return logits.squeeze(1), state
+        # x_t: (B,) -> logits (B, V): forward on one column; each convolution computes its
+        # output from its k taps
+        emb = self.dropout(self.embedding(x_t))                                # (B, E)
+        out, state = self.tcn(emb, state)                                      # (B, H)
+        return self.head(self.dropout(out)), state                             # (B, V)
 
 
 register("model", "tcn")(TCNLM)

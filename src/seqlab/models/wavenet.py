@@ -24,8 +24,9 @@ State: per-layer input histories, as for the TCN (models/tcn.py): for the input 
 and then for each dilated convolution, the last h columns of its input, (B, C_in, h), batch
 first; zeros at the start of a stream. `forward(chunk, state)` continues the previous chunk
 exactly, and `step` is `forward` on one column (each convolution computes one output from
-its k taps: O(L) per token). The condition is not part of the state: pass the same `cond`
-to every forward/step call of a stream.
+its k taps, and each 1x1 is a plain matrix product: O(L) per token; without autograd the
+histories grow in place, see models/tcn.py). The condition is not part of the state: pass
+the same `cond` to every forward/step call of a stream.
 """
 from __future__ import annotations
 
@@ -37,7 +38,7 @@ from torch import Tensor, nn
 
 from seqlab.config import ModelConfig
 from seqlab.models.base import State
-from seqlab.models.tcn import CausalConv1d
+from seqlab.models.tcn import CausalConv1d, pointwise
 from seqlab.registry import register
 
 
@@ -75,6 +76,7 @@ class WaveNetLayer(nn.Module):
 
     forward(x (B, C, T), history (B, C, h) or None, cond (B,) long or None)
         -> (x_next (B, C, T), skip (B, S, T), history)
+    forward(x_t (B, C), history, cond) -> (x_next (B, C), skip (B, S), history): one column
     """
 
     def __init__(self, channels: int, skip_channels: int, kernel_size: int, dilation: int,
@@ -91,11 +93,12 @@ class WaveNetLayer(nn.Module):
         if cond is not None:
             if self.cond is None:
                 raise ValueError("this WaveNet was built with num_classes=0: it takes no condition")
-            pre = pre + self.cond(cond).unsqueeze(2)                          # (B, 2C, 1) over time
+            bias = self.cond(cond)                                            # (B, 2C)
+            pre = pre + (bias if pre.dim() == 2 else bias.unsqueeze(2))       # the same at every time
         f, g = pre.chunk(2, dim=1)
-        z = torch.tanh(f) * torch.sigmoid(g)                                  # (B, C, T)
-        out = x if self.res is None else x + self.res(z)
-        return out, self.skip(z), history
+        z = torch.tanh(f) * torch.sigmoid(g)                                  # (B, C, T) or (B, C)
+        out = x if self.res is None else x + pointwise(self.res, z)
+        return out, pointwise(self.skip, z), history
 
 
 class WaveNetLM(nn.Module):
@@ -141,23 +144,29 @@ class WaveNetLM(nn.Module):
 
     def forward(self, x: Tensor, state: State = None, cond: Optional[Tensor] = None) -> tuple[Tensor, State]:
         # x: (B, T) ids; state: per-convolution input histories; cond: (B,) class ids or None
-        hist: Sequence[Optional[Tensor]] = state if state is not None else [None] * (1 + len(self.layers))
         emb = self.dropout(self.embedding(x)).transpose(1, 2)                  # (B, E, T)
-        h, first = self.input_conv(emb, hist[0])                               # (B, C, T)
+        out, state = self._stack(emb, state, cond)                             # (B, C, T)
+        logits = self.head(self.dropout(out.transpose(1, 2)))                  # (B, T, V)
+        return logits, state
+
+    def step(self, x_t: Tensor, state: State, cond: Optional[Tensor] = None) -> tuple[Tensor, State]:
+        # x_t: (B,) -> logits (B, V): forward on one column; each convolution computes its
+        # output from its k taps
+        emb = self.dropout(self.embedding(x_t))                                # (B, E)
+        out, state = self._stack(emb, state, cond)                             # (B, C)
+        return self.head(self.dropout(out)), state                             # (B, V)
+
+    def _stack(self, emb: Tensor, state: State, cond: Optional[Tensor]) -> tuple[Tensor, State]:
+        # emb (B, E, T) or one column (B, E) -> the post-processed skip sum (B, C, T) or (B, C)
+        hist: Sequence[Optional[Tensor]] = state if state is not None else [None] * (1 + len(self.layers))
+        h, first = self.input_conv(emb, hist[0])                               # (B, C, T) or (B, C)
         new = [first]
         skips: Optional[Tensor] = None
         for layer, past in zip(self.layers, hist[1:]):
             h, skip, past = layer(h, past, cond)
             skips = skip if skips is None else skips + skip                   # (B, S, T)
             new.append(past)
-        out = torch.relu(self.post(torch.relu(skips)))                         # (B, C, T)
-        logits = self.head(self.dropout(out.transpose(1, 2)))                  # (B, T, V)
-        return logits, tuple(new)
-
-    def step(self, x_t: Tensor, state: State, cond: Optional[Tensor] = None) -> tuple[Tensor, State]:
-        # x_t: (B,) -> logits (B, V); each convolution computes one column from its k taps
-        logits, state = self.forward(x_t.unsqueeze(1), state, cond)
-        return logits.squeeze(1), state
+        return torch.relu(pointwise(self.post, torch.relu(skips))), tuple(new)
 
 
 register("model", "wavenet")(WaveNetLM)
