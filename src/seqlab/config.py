@@ -120,6 +120,8 @@ class TaskConfig:
     transform: str = opt("auto", "forecast: 'auto' (chosen on validation), 'none', or e.g. 'log,1,12' (log, then differences)")
     period: int = opt(0, "forecast: seasonal period for MASE and the seasonal naive forecast (0 = the series' own)")
     ar_order: int = opt(0, "forecast, model.name=ar: the p of AR(p); 0 = chosen by AIC")
+    elmo: str = opt("", "tag / classify: path of a task.name=bilm run whose frozen layers, mixed by learned weights, "
+                    "join each word's input (Peters et al. 2018); '' = off")
 
 
 @dataclass

@@ -50,6 +50,7 @@ def _load(kind: str) -> None:
         import seqlab.models.wavenet  # noqa: F401
         import seqlab.models.window  # noqa: F401
     elif kind == "task":
+        import seqlab.tasks.bilm  # noqa: F401
         import seqlab.tasks.classify  # noqa: F401
         import seqlab.tasks.conditional  # noqa: F401
         import seqlab.tasks.forecast  # noqa: F401

@@ -6,6 +6,9 @@ Pooling (`task.pooling`): `final` concatenates the last layer's final state of e
 direction (the forward one has read the sentence left to right, the backward one right to
 left); `mean` and `max` pool the outputs over the real (unpadded) positions.
 
+With `task.elmo=RUN` (a task.name=bilm run) each word's input is [word embedding; ELMo
+mix]: the frozen biLM's layers mixed by learned weights (Peters et al. 2018, models/bilm.py).
+
 `model.name=bow` is the baseline the lectures set beside it: logistic regression on the
 bag of words (word counts, order thrown away), trained by the same loop.
 
@@ -46,15 +49,23 @@ def words(text: str, lowercase: bool = False) -> list[str]:
 
 
 class SequenceClassifier(nn.Module):
-    def __init__(self, cfg: Config, vocab_size: int, outputs: int):
+    def __init__(self, cfg: Config, vocab_size: int, outputs: int, elmo: nn.Module | None = None):
         super().__init__()
         self.pooling = cfg.task.pooling
-        self.encoder = SequenceEncoder(cfg.model, vocab_size, bidirectional=cfg.task.bidirectional)
+        if elmo is None:
+            self.encoder = SequenceEncoder(cfg.model, vocab_size, bidirectional=cfg.task.bidirectional)
+        else:    # the encoder reads [embedding; ELMo] vectors, so the embedding lives here
+            self.words = nn.Embedding(vocab_size, cfg.model.embedding_size, padding_idx=PAD)
+            self.elmo = elmo
+            self.encoder = SequenceEncoder(cfg.model, 0, bidirectional=cfg.task.bidirectional,
+                                           input_size=cfg.model.embedding_size + elmo.output_size)
         self.dropout = nn.Dropout(cfg.model.dropout)
         self.head = nn.Linear(self.encoder.output_size, outputs)
 
-    def forward(self, x: Tensor, lengths: Tensor) -> Tensor:
-        # x (B, T), lengths (B,) -> (B, C) logits or scores
+    def forward(self, x: Tensor, lengths: Tensor, elmo_ids: Tensor | None = None) -> Tensor:
+        # x (B, T), lengths (B,), elmo_ids (B, T) biLM ids when task.elmo is on -> (B, C) logits or scores
+        if elmo_ids is not None:
+            x = torch.cat([self.words(x), self.elmo(elmo_ids, lengths)], dim=-1)   # (B, T, E + 2H')
         out, state = self.encoder(x, lengths)                                     # (B, T, D*H)
         if self.pooling == "final":
             pooled = self.encoder.summary(state)                                  # (B, D*H)
@@ -92,6 +103,7 @@ class ClassifyTask(Task):
         self.higher_is_better = not self.regression
         self.vocab = Vocab([], "word")
         self.labels: list[str] = []
+        self._elmo_vocab = None
 
     @classmethod
     def validate(cls, cfg: Config) -> None:
@@ -100,6 +112,12 @@ class ClassifyTask(Task):
             raise SeqlabError(f"task.target must be 'class' or 'score' for classify, got {cfg.task.target!r}")
         if cfg.task.pooling not in ("final", "mean", "max"):
             raise SeqlabError(f"task.pooling must be 'final', 'mean' or 'max', got {cfg.task.pooling!r}")
+        if cfg.task.elmo:
+            if cfg.model.name == "bow":
+                raise SeqlabError("task.elmo feeds a recurrent encoder; model.name=bow (a bag of word counts) "
+                                  "cannot take it — use model.name=lstm or gru")
+            from seqlab.tasks.bilm import bilm_run
+            bilm_run(cfg.task.elmo)
 
     # -- data ---------------------------------------------------------------------------------
 
@@ -134,9 +152,9 @@ class ClassifyTask(Task):
                 raise SeqlabError(f"{self.source}: the training split has only one label ({self.labels}); "
                                   f"a classifier needs at least two")
         index = {label: i for i, label in enumerate(self.labels)}
-        for name, part in self.splits.items():
-            self.splits[name] = [(encode_words(self.vocab, w) or [PAD], label if self.regression else index.get(label, -1))
-                                 for w, label in part]
+        for name, part in self.splits.items():   # with ELMo each example keeps its words for the biLM
+            self.splits[name] = [(encode_words(self.vocab, w) or [PAD], label if self.regression else index.get(label, -1),
+                                  *([w] if self.cfg.task.elmo else [])) for w, label in part]
         limit = self.cfg.task.max_length
         if limit:
             self.splits["train"] = [e for e in self.splits["train"] if len(e[0]) <= limit]
@@ -157,16 +175,39 @@ class ClassifyTask(Task):
         outputs = 1 if self.regression else len(self.labels)
         if self.cfg.model.name == "bow":
             return BagOfWords(len(self.vocab), outputs)
-        return SequenceClassifier(self.cfg, len(self.vocab), outputs)
+        elmo = None
+        if self.cfg.task.elmo:
+            from seqlab.tasks.bilm import load_elmo
+            elmo, self._elmo_vocab = load_elmo(self.cfg.task.elmo)
+        return SequenceClassifier(self.cfg, len(self.vocab), outputs, elmo)
+
+    def elmo_vocab(self):
+        """The biLM's vocabulary (task.elmo), read once."""
+        if self._elmo_vocab is None:
+            from seqlab.tasks.bilm import ElmoVocab
+            self._elmo_vocab = ElmoVocab(self.cfg.task.elmo)
+        return self._elmo_vocab
 
     def collate(self, examples: Sequence, device: torch.device) -> dict[str, Tensor]:
         x, lengths = pad([e[0] for e in examples])
         dtype = torch.float32 if self.regression else torch.long
         y = torch.tensor([e[1] for e in examples], dtype=dtype)
-        return {"x": x.to(device), "lengths": lengths, "y": y.to(device)}
+        batch = {"x": x.to(device), "lengths": lengths, "y": y.to(device)}
+        if self.cfg.task.elmo:
+            # an example without its words (from encode_text) is read back through this task's
+            # vocabulary, so a word it does not know reaches the biLM as <unk>
+            sentences = [e[2] if len(e) > 2 else [self.vocab.itos[i] for i in e[0]] for e in examples]
+            batch["elmo_ids"] = self.elmo_vocab().batch(sentences, lengths.tolist()).to(device)
+        return batch
+
+    @staticmethod
+    def _run(model: nn.Module, batch: dict[str, Tensor]) -> Tensor:
+        if "elmo_ids" in batch:
+            return model(batch["x"], batch["lengths"], batch["elmo_ids"])
+        return model(batch["x"], batch["lengths"])
 
     def loss(self, model: nn.Module, batch: dict[str, Tensor], step: int) -> tuple[Tensor, int]:
-        out = model(batch["x"], batch["lengths"])                                   # (B, C)
+        out = self._run(model, batch)                                               # (B, C)
         if self.regression:
             return F.mse_loss(out.squeeze(-1), batch["y"]), len(batch["y"])
         return F.cross_entropy(out, batch["y"]), len(batch["y"])
@@ -176,7 +217,7 @@ class ClassifyTask(Task):
         outs = []
         for part in batched(list(examples), 256):
             batch = self.collate(part, device)
-            out = model(batch["x"], batch["lengths"])
+            out = self._run(model, batch)
             outs.append(out.squeeze(-1) if self.regression else out.softmax(-1))
         return torch.cat(outs).cpu().numpy()
 

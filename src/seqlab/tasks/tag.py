@@ -9,6 +9,10 @@ and a backward LSTM over its characters — so a word never seen in training sti
 its suffix (-ly, -ed, -tion) and capital letter to go by. Each distinct word of a batch is
 spelled once.
 
+With `task.elmo=RUN` (a task.name=bilm run) each word's input also holds its ELMo vector
+(Peters et al. 2018): the frozen biLM's layers over the sentence, mixed by learned weights
+(models/bilm.py), so [word embedding; char features; ELMo mix] feeds the Bi-LSTM.
+
 Data: `data.corpus=brown` (seqlab data fetch brown): 57,340 tagged sentences. With
 `task.tagset=base` the tags lose Brown's markers for words in titles (-TL), headlines (-HL),
 cited words (-NC) and foreign words (FW-), which say where a word stands, not what part of
@@ -54,13 +58,16 @@ class CharWords(nn.Module):
 
 
 class Tagger(nn.Module):
-    def __init__(self, cfg: Config, vocab_size: int, n_chars: int, n_tags: int):
+    def __init__(self, cfg: Config, vocab_size: int, n_chars: int, n_tags: int, elmo: nn.Module | None = None):
         super().__init__()
         m, size = cfg.model, cfg.task.char_size
         self.words = nn.Embedding(vocab_size, m.embedding_size, padding_idx=PAD)
         self.chars = CharWords(n_chars, size) if size else None
+        if elmo is not None:     # registered only when on, so a run without ELMo keeps its weight names
+            self.elmo = elmo
+        extra = elmo.output_size if elmo is not None else 0
         self.encoder = SequenceEncoder(m, 0, bidirectional=cfg.task.bidirectional,
-                                       input_size=m.embedding_size + 2 * size)
+                                       input_size=m.embedding_size + 2 * size + extra)
         self.dropout = nn.Dropout(m.dropout)
         self.head = nn.Linear(self.encoder.output_size, n_tags)
 
@@ -69,6 +76,8 @@ class Tagger(nn.Module):
         if self.chars is not None:
             spelled = self.chars(batch["chars"], batch["char_lengths"])        # (U, 2C)
             x = torch.cat([x, spelled[batch["spelling"]]], dim=-1)             # (B, T, E + 2C)
+        if "elmo_ids" in batch:
+            x = torch.cat([x, self.elmo(batch["elmo_ids"], batch["lengths"])], dim=-1)   # (B, T, E + 2C + 2H')
         out, _ = self.encoder(x, batch["lengths"])                             # (B, T, D*H)
         return self.head(self.dropout(out))                                    # (B, T, tags)
 
@@ -86,12 +95,16 @@ class TagTask(Task):
         self.vocab = Vocab([], "word")
         self.chars = Vocab([], "char")
         self.tags: list[str] = []
+        self._elmo_vocab = None
 
     @classmethod
     def validate(cls, cfg: Config) -> None:
         super().validate(cfg)
         if cfg.task.tagset not in ("base", "full"):
             raise SeqlabError(f"task.tagset must be 'base' or 'full', got {cfg.task.tagset!r}")
+        if cfg.task.elmo:
+            from seqlab.tasks.bilm import bilm_run
+            bilm_run(cfg.task.elmo)
 
     # -- data ---------------------------------------------------------------------------------
 
@@ -139,7 +152,18 @@ class TagTask(Task):
     # -- model, loss, metrics ------------------------------------------------------------
 
     def build_model(self) -> nn.Module:
-        return Tagger(self.cfg, len(self.vocab), len(self.chars), len(self.tags))
+        elmo = None
+        if self.cfg.task.elmo:
+            from seqlab.tasks.bilm import load_elmo
+            elmo, self._elmo_vocab = load_elmo(self.cfg.task.elmo)
+        return Tagger(self.cfg, len(self.vocab), len(self.chars), len(self.tags), elmo)
+
+    def elmo_vocab(self):
+        """The biLM's vocabulary (task.elmo), read once."""
+        if self._elmo_vocab is None:
+            from seqlab.tasks.bilm import ElmoVocab
+            self._elmo_vocab = ElmoVocab(self.cfg.task.elmo)
+        return self._elmo_vocab
 
     def collate(self, examples: Sequence, device: torch.device) -> dict[str, Tensor]:
         x, lengths = pad([e[0] for e in examples])                             # (B, T)
@@ -155,6 +179,8 @@ class TagTask(Task):
             spelled = [[self.chars.stoi.get(c, UNK) for c in w] or [PAD] for w in distinct]
             chars, char_lengths = pad(spelled)                                  # (U, L)
             batch.update(chars=chars.to(device), char_lengths=char_lengths, spelling=spelling.to(device))
+        if self.cfg.task.elmo:
+            batch["elmo_ids"] = self.elmo_vocab().batch([e[2] for e in examples], lengths.tolist()).to(device)
         return batch
 
     def loss(self, model: nn.Module, batch: dict[str, Tensor], step: int) -> tuple[Tensor, int]:
