@@ -25,6 +25,7 @@ def _isolated(tmp_path, monkeypatch):
     # Never touch the user's cache; keep each test single-threaded and deterministic.
     monkeypatch.setenv("SEQLAB_DATA", str(tmp_path / "cache"))
     torch.manual_seed(0)
+    torch.set_num_threads(1)    # tiny models: one thread is fastest, and steady on a shared machine
 
 
 @pytest.fixture
