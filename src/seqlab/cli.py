@@ -433,7 +433,7 @@ def cmd_translate(args) -> int:
             _, weights = model(src, lengths, tgt_in)                           # (1, U, S)
         plot_attention(args.attention, weights[0].cpu().numpy(), [task.src_vocab.itos[i] for i in sources[0]],
                        [task.tgt_vocab.itos[i] for i in outputs[0]] + ["<eos>"],
-                       title=f"{args.run}: attention ({cfg.task.attention})")
+                       title=f"{Path(args.run).name}: attention ({cfg.task.attention})")
         print(f"attention map: {args.attention}", file=sys.stderr)
     return 0
 

@@ -78,7 +78,9 @@ def markdown() -> str:
                           for k in keys if k in r["test"])
         lines.append(f"| {r['row']} | {r['data']} | {shown} | {r['train_seconds'] / 60:.1f} min | {r['commit']} | "
                      f"{r['anchor']} |")
-    lines += ["", "Commands:", ""]
+    lines += ["", "The en-es attention model's weights for one verse (`seqlab translate runs/bench/en-es-attention "
+              "--text 'And God said, Let there be light: and there was light.' --attention benchmarks/en-es_attention.png`):",
+              "", "![attention](en-es_attention.png)", "", "Commands:", ""]
     for r in records:
         lines += [f"- {r['row']}: `{r['commands'][0]}` then `{r['commands'][1]}`"]
     if records:
