@@ -34,6 +34,9 @@ examples:
   seqlab train --config configs/demo.toml --out runs/demo
   seqlab train data.path=notes.txt model.hidden_size=256 train.max_time=600 --out runs/notes
   seqlab train --resume runs/notes train.max_epochs=20      # continue, with a larger budget
+  seqlab train --config sentiment --out runs/sentiment       # task=classify, Bi-LSTM
+  seqlab train task=translate data=reverse model=lstm train.max_steps=1500 --out runs/reverse
+  seqlab train task=forecast data=airline model=ar --out runs/airline-ar
 """
 
 
@@ -41,14 +44,16 @@ def build_parser() -> argparse.ArgumentParser:
     fmt = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(
         prog="seqlab", formatter_class=fmt,
-        description="Deep sequence modelling on PyTorch: train, evaluate and sample language models.",
+        description="Deep sequence modelling on PyTorch: language models, classifiers, taggers,\n"
+                    "translators and forecasters — train, evaluate, decode.",
         epilog="Run `seqlab COMMAND --help` for each command's options.")
     parser.add_argument("--version", action="version", version=f"seqlab {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     # train ---------------------------------------------------------------------------------
-    p = sub.add_parser("train", formatter_class=fmt, help="train a language model into a run directory",
-                       description="Train a character- or word-level language model with truncated BPTT.\n"
+    p = sub.add_parser("train", formatter_class=fmt, help="train a model (a language model, or task.name=...) into a run directory",
+                       description="Train a character- or word-level language model with truncated BPTT, or with\n"
+                                   "task.name=classify|tag|translate|conditional|forecast|bilm a supervised model.\n"
                                    "Options come from defaults, then a TOML preset (--config), then\n"
                                    "section.key=value overrides. Ctrl-C saves a checkpoint; --resume continues it.",
                        epilog=_help_table() + "\n" + TRAIN_EXAMPLES)

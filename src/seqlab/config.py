@@ -95,7 +95,7 @@ class TrainConfig:
 
 @dataclass
 class TaskConfig:
-    name: str = opt("lm", "what to learn: lm (next token), classify, tag, translate, forecast, conditional (see tasks/)")
+    name: str = opt("lm", "what to learn: lm (next token), classify, tag, translate, forecast, conditional, bilm (see tasks/)")
     target: str = opt("class", "classify: 'class' (labels; sentiment: positive when its score > 0) or 'score' (regression)")
     pooling: str = opt("final", "classify: sequence summary from the encoder: 'final' states, 'mean' or 'max' over time")
     bidirectional: bool = opt(True, "classify / tag / translate: read the input in both directions")
