@@ -11,6 +11,8 @@ Candidates
 - naive lstm: RecurrentLayer(LSTMCell), seqlab's per-step autograd loop.
 - fast path, for every cell and option models/fast.py covers: `cell.project(x)` then
   `run_sequence`, the hand-written BPTT.
+- fast lstm-variational: the LSTM with variational input dropout and recurrent dropout
+  (one mask per sequence each, p = 0.25, drawn at every call as in training).
 - layer-norm LSTM / GRU through `run_sequence`, which runs them on the autograd loop
   (models/fast.py has no hand-written backward for layer normalisation).
 
@@ -36,7 +38,9 @@ from torch import nn
 from seqlab.bench.common import commit, machine, write_report
 from seqlab.models.cells import ElmanCell, GRUCell, JordanCell, LSTMCell
 from seqlab.models.fast import run_sequence, supports
-from seqlab.models.stack import RecurrentLayer
+from seqlab.models.stack import RecurrentLayer, sequence_mask
+
+VARIATIONAL_P = 0.25
 
 # name -> (make cell, own fused module for the ratio, or None)
 FAST = {
@@ -78,6 +82,18 @@ def _candidates(batch: int, steps: int, hidden: int, device: str) -> dict[str, t
         y, _ = naive(x, naive.cell.init_state(batch, x))
         y.sum().backward()
     out["naive lstm"] = ("seqlab autograd loop (RecurrentLayer)", run_naive, [x, *naive.parameters()])
+
+    # Variational dropout (Gal & Ghahramani 2016) as training runs it: one mask per sequence on
+    # the inputs and one on h_{t-1} inside the recurrence, drawn afresh at every call.
+    varcell = LSTMCell(hidden, hidden).to(device)
+
+    def run_variational() -> None:
+        keep_in = sequence_mask(x, VARIATIONAL_P, (batch, 1, hidden))                   # (B, 1, H)
+        keep_h = sequence_mask(x, VARIATIONAL_P, (batch, hidden))                       # (B, H)
+        y, _ = run_sequence(varcell, varcell.project(x * keep_in), varcell.init_state(batch, x), False, keep_h)
+        y.sum().backward()
+    out["fast lstm-variational"] = (f"seqlab fast path, variational + recurrent dropout {VARIATIONAL_P}",
+                                    run_variational, [x, *varcell.parameters()])
 
     for name, (make, _) in FAST.items():
         cell = make(hidden).to(device)
