@@ -1,0 +1,95 @@
+"""Gate activations of LSTM and GRU layers, and how saturated they are.
+
+Karpathy, Johnson & Fei-Fei (2016), "Visualizing and Understanding Recurrent Networks",
+§4.2: a gate unit is *left-saturated* at a step when its activation is below 0.1 and
+*right-saturated* when above 0.9; plotting each unit's two fractions against each other
+shows, for instance, forget-gate units that are almost always right-saturated — cells
+that remember for long stretches.
+
+PyTorch's fused modules do not expose their gates, so they are recomputed here from the
+layer's weights, its inputs x_t and its outputs h_{t-1} — one matrix product over the whole
+sequence, in PyTorch's gate order:
+
+    LSTM  (i, f, g, o):  [i f g o] = [σ σ tanh σ](W_ih x_t + b_ih + W_hh h_{t-1} + b_hh)
+    GRU   (r, z, n):     r, z = σ(W_ir x_t + b_ir + W_hr h_{t-1} + b_hr), σ(... z ...)
+
+Dimension legend: B batch, T time, I input size, H hidden units.
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from seqlab import SeqlabError
+
+LEFT, RIGHT = 0.1, 0.9
+
+
+def saturation(activations: Tensor, low: float = LEFT, high: float = RIGHT,
+               valid: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """Per unit (last dimension), the fraction of positions below `low` and above `high`.
+
+    activations (..., U); valid: optional bool mask of the leading dimensions (padding False).
+    Returns (left (U,), right (U,)), each in [0, 1]."""
+    flat = activations.reshape(-1, activations.size(-1))                          # (N, U)
+    if valid is not None:
+        flat = flat[valid.reshape(-1)]
+    if flat.size(0) == 0:
+        raise SeqlabError("no positions to measure gate saturation on")
+    return (flat < low).float().mean(0), (flat > high).float().mean(0)
+
+
+def lstm_gates(x: Tensor, h: Tensor, h0: Tensor, weight_ih: Tensor, weight_hh: Tensor,
+               bias_ih: Tensor | None = None, bias_hh: Tensor | None = None) -> dict[str, Tensor]:
+    """x (B, T, I) inputs, h (B, T, H) outputs, h0 (B, H) -> {"input", "forget", "cell", "output"}: (B, T, H)."""
+    z = _preactivations(x, h, h0, weight_ih, weight_hh, bias_ih, bias_hh)        # (B, T, 4H)
+    i, f, g, o = z.chunk(4, dim=-1)
+    return {"input": i.sigmoid(), "forget": f.sigmoid(), "cell": g.tanh(), "output": o.sigmoid()}
+
+
+def gru_gates(x: Tensor, h: Tensor, h0: Tensor, weight_ih: Tensor, weight_hh: Tensor,
+              bias_ih: Tensor | None = None, bias_hh: Tensor | None = None) -> dict[str, Tensor]:
+    """x (B, T, I), h (B, T, H), h0 (B, H) -> {"reset", "update"}: (B, T, H)."""
+    H = h.size(-1)
+    z = _preactivations(x, h, h0, weight_ih[:2 * H], weight_hh[:2 * H],
+                        None if bias_ih is None else bias_ih[:2 * H], None if bias_hh is None else bias_hh[:2 * H])
+    r, u = z.chunk(2, dim=-1)
+    return {"reset": r.sigmoid(), "update": u.sigmoid()}
+
+
+def _preactivations(x, h, h0, weight_ih, weight_hh, bias_ih, bias_hh) -> Tensor:
+    previous = torch.cat([h0[:, None], h[:, :-1]], dim=1)                          # h_{t-1}: (B, T, H)
+    z = x @ weight_ih.t() + previous @ weight_hh.t()                               # (B, T, G*H)
+    if bias_ih is not None:
+        z = z + bias_ih
+    if bias_hh is not None:
+        z = z + bias_hh
+    return z
+
+
+@torch.no_grad()
+def fused_layer_gates(rnn: torch.nn.Module, x: Tensor, state=None) -> list[dict[str, Tensor]]:
+    """Every layer's gates of a unidirectional nn.LSTM / nn.GRU (batch_first) run on x (B, T, I).
+
+    state: PyTorch's initial (L, B, H) state (or pair), zeros when None. Returns one dict per layer."""
+    kind = type(rnn).__name__
+    if kind not in ("LSTM", "GRU") or rnn.bidirectional or not rnn.batch_first:
+        raise SeqlabError(f"gate statistics need a unidirectional batch-first nn.LSTM or nn.GRU, got {kind}")
+    B, L = x.size(0), rnn.num_layers
+    if state is None:
+        zeros = x.new_zeros(L, B, rnn.hidden_size)
+        state = (zeros, zeros) if kind == "LSTM" else zeros
+    layers, inputs = [], x
+    for k in range(L):
+        single = type(rnn)(inputs.size(-1), rnn.hidden_size, batch_first=True, bias=rnn.bias).to(x)
+        for name in ("weight_ih", "weight_hh") + (("bias_ih", "bias_hh") if rnn.bias else ()):
+            getattr(single, f"{name}_l0").copy_(getattr(rnn, f"{name}_l{k}"))
+        layer_state = tuple(s[k:k + 1] for s in state) if kind == "LSTM" else state[k:k + 1]
+        h, _ = single(inputs, layer_state)                                        # (B, T, H)
+        h0 = layer_state[0][0] if kind == "LSTM" else layer_state[0]
+        args = [getattr(rnn, f"weight_ih_l{k}"), getattr(rnn, f"weight_hh_l{k}")]
+        if rnn.bias:
+            args += [getattr(rnn, f"bias_ih_l{k}"), getattr(rnn, f"bias_hh_l{k}")]
+        layers.append((lstm_gates if kind == "LSTM" else gru_gates)(inputs, h, h0, *args))
+        inputs = h
+    return layers
