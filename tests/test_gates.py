@@ -2,6 +2,8 @@
 that reproduce PyTorch's own fused LSTM / GRU outputs."""
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 from torch import nn
@@ -66,3 +68,41 @@ def test_gate_statistics_refuse_what_they_cannot_read():
         fused_layer_gates(nn.LSTM(3, 4, batch_first=True, bidirectional=True), torch.randn(1, 2, 3))
     with pytest.raises(SeqlabError, match="nn.LSTM or nn.GRU"):
         fused_layer_gates(nn.RNN(3, 4, batch_first=True), torch.randn(1, 2, 3))
+
+
+@pytest.mark.parametrize("name", ["lstm", "gru"])
+def test_language_model_saturation_matches_the_gates_read_directly_and_plots(tmp_path, name):
+    from seqlab.analysis.gates import lm_saturation, plot_saturation
+    from seqlab.config import ModelConfig
+    from seqlab.models.recurrent import RecurrentLM
+    torch.manual_seed(0)
+    model = RecurrentLM(ModelConfig(name=name, embedding_size=8, hidden_size=12, num_layers=2, dropout=0.0), 20).eval()
+    ids = torch.randint(4, 20, (400,))
+    stats = lm_saturation(model, ids, batch_size=4, steps=30)      # state carried over 4 chunks of <= 30
+    # the same fractions from one pass over whole streams, gates read with the initial zero state
+    x = ids.view(4, 100)
+    direct = fused_layer_gates(model.rnn, model.embedding(x).detach())
+    assert len(stats) == 2
+    for k in range(2):
+        for gate, (left, right) in stats[k].items():
+            want_left, want_right = saturation(direct[k][gate])
+            torch.testing.assert_close(left, want_left)
+            torch.testing.assert_close(right, want_right)
+    plot_saturation(tmp_path / "sat.png", stats, title="test")
+    assert (tmp_path / "sat.png").stat().st_size > 1000
+
+
+def test_analyze_saturation_on_the_command_line(tmp_path, text_file, capsys):
+    from conftest import TINY
+
+    from seqlab.cli import main
+    run = tmp_path / "run"
+    assert main(["train", f"data.path={text_file}", *TINY, "train.max_steps=5", "--out", str(run)]) == 0
+    png = tmp_path / "sat.png"
+    assert main(["analyze", "saturation", str(run), "--out", str(png), "--json", "--tokens", "2000"]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert sum("gate:" in line for line in out) == 6          # 2 layers x input, forget, output
+    assert png.stat().st_size > 1000
+    stats = json.loads(out[-1])
+    assert len(stats) == 2 and len(stats[0]["forget"]["left"]) == 32
+    assert main(["analyze", "saturation", str(run), "--tokens", "0"]) == 2

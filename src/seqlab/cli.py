@@ -107,6 +107,23 @@ def build_parser() -> argparse.ArgumentParser:
     from seqlab.cli_tasks import add_task_parsers
     add_task_parsers(sub, fmt)
 
+    # analyze ---------------------------------------------------------------------------------
+    p = sub.add_parser("analyze", formatter_class=fmt, help="look inside a trained language model",
+                       description="Analyses of a trained run (Karpathy, Johnson & Fei-Fei 2016).")
+    asub = p.add_subparsers(dest="analyze_command", metavar="WHAT")
+    a = asub.add_parser("saturation", formatter_class=fmt,
+                        help="how often each LSTM / GRU gate unit is saturated, as a scatter PNG",
+                        description="Per layer and gate, the fraction of steps each unit spends below 0.1\n"
+                                    "(left-saturated) and above 0.9 (right-saturated), read on a split of\n"
+                                    "the run's corpus or on a text file; plotted as Karpathy et al.'s figure 4.",
+                        epilog="example:\n  seqlab analyze saturation runs/demo --out saturation.png")
+    a.add_argument("run", metavar="RUN", help="a run of model.name=lstm or gru (task.name=lm)")
+    a.add_argument("--split", default="valid", choices=["train", "valid", "test"], help="split to read (default: valid)")
+    a.add_argument("--file", metavar="PATH", help="read this UTF-8 text file instead of a split")
+    a.add_argument("--tokens", type=int, default=100000, help="read at most this many tokens (default: 100000)")
+    a.add_argument("--out", default="saturation.png", help="PNG to write (default: saturation.png)")
+    a.add_argument("--json", action="store_true", help="also print the fractions per layer and gate as JSON")
+
     # bench -----------------------------------------------------------------------------------
     p = sub.add_parser("bench", formatter_class=fmt, help="benchmarks with committed results",
                        description="Named benchmarks; each writes JSON + Markdown with the machine and commit.")
@@ -303,6 +320,37 @@ def cmd_sample(args) -> int:
     return 0
 
 
+def cmd_analyze(args) -> int:
+    import torch
+
+    from seqlab.analysis.gates import lm_saturation, plot_saturation
+    if args.analyze_command != "saturation":
+        raise SeqlabError("name an analysis: seqlab analyze saturation RUN")
+    if args.tokens <= 0:
+        raise SeqlabError(f"--tokens must be greater than 0, got {args.tokens}")
+    if _task_of(args.run) != "lm":
+        raise SeqlabError(f"{args.run} is not a language-model run; gate saturation reads task.name=lm runs")
+    cfg, vocab, model, device = load_run(args.run, "cpu")
+    if args.file:
+        from seqlab.data.sources import read_path
+        ids, what = vocab.encode(read_path(args.file)), args.file
+    else:
+        from seqlab.data.text import load_splits
+        ids, what = load_splits(cfg.data, log=lambda m: print(m, file=sys.stderr)).get(args.split), args.split
+    ids = torch.as_tensor(ids[:args.tokens])
+    stats = lm_saturation(model, ids)
+    plot_saturation(args.out, stats, title=f"{Path(args.run).name}: gate saturation on {len(ids):,} tokens of {what}")
+    for k, layer in enumerate(stats, 1):
+        for gate, (left, right) in layer.items():
+            print(f"layer {k} {gate:>7} gate: mean left-saturated {left.mean():.3f}, right-saturated {right.mean():.3f}; "
+                  f"units right-saturated > 50% of the time: {int((right > 0.5).sum())} of {len(right)}")
+    if args.json:
+        print(json.dumps([{g: {"left": l.tolist(), "right": r.tolist()} for g, (l, r) in layer.items()}
+                          for layer in stats]))
+    print(f"plot: {args.out}", file=sys.stderr)
+    return 0
+
+
 def cmd_data(args) -> int:
     from seqlab.data import datasets, sources
 
@@ -370,7 +418,8 @@ def cmd_bench(args) -> int:
 
 
 COMMANDS = {"train": cmd_train, "eval": cmd_eval, "sample": cmd_sample, "data": cmd_data, "bench": cmd_bench,
-            "classify": cmd_classify, "tag": cmd_tag, "forecast": cmd_forecast, "translate": cmd_translate}
+            "classify": cmd_classify, "tag": cmd_tag, "forecast": cmd_forecast, "translate": cmd_translate,
+            "analyze": cmd_analyze}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -93,3 +93,61 @@ def fused_layer_gates(rnn: torch.nn.Module, x: Tensor, state=None) -> list[dict[
         layers.append((lstm_gates if kind == "LSTM" else gru_gates)(inputs, h, h0, *args))
         inputs = h
     return layers
+
+
+@torch.no_grad()
+def lm_saturation(model: torch.nn.Module, ids: Tensor, batch_size: int = 16, steps: int = 100
+                  ) -> list[dict[str, tuple[Tensor, Tensor]]]:
+    """Per layer and gate, (left, right) saturation fractions (H,) of a fused LSTM / GRU language
+    model (models/recurrent.py) reading the token ids (N,) as `batch_size` streams of `steps`
+    tokens (the state carried from chunk to chunk, as in evaluation)."""
+    from seqlab.data.text import batchify
+    from seqlab.models.recurrent import _to_layer_first
+
+    if not getattr(model, "fused", False) or model.kind not in ("lstm", "gru"):
+        raise SeqlabError("gate saturation reads PyTorch's fused LSTM / GRU: train with model.name=lstm or gru "
+                          "and no cell variants (model.impl=auto)")
+    model.eval()
+    data = batchify(ids, batch_size)                                               # (B, N/B)
+    if data.size(1) < 1:
+        raise SeqlabError(f"{len(ids)} tokens are too few for {batch_size} streams; give more text")
+    gates: list[dict[str, list[Tensor]]] = []
+    state = model.init_state(data.size(0))
+    for start in range(0, data.size(1), steps):
+        x = data[:, start:start + steps]                                           # (B, t)
+        emb = model.embedding(x)                                                   # (B, t, E)
+        layers = fused_layer_gates(model.rnn, emb, _to_layer_first(state))
+        _, state = model(x, state)
+        for k, layer in enumerate(layers):
+            if len(gates) <= k:
+                gates.append({name: [] for name in layer})
+            for name, acts in layer.items():
+                gates[k][name].append(acts.reshape(-1, acts.size(-1)))
+    return [{name: saturation(torch.cat(parts)) for name, parts in layer.items() if name != "cell"}
+            for layer in gates]
+
+
+def plot_saturation(path, stats: list[dict[str, tuple[Tensor, Tensor]]], title: str = "") -> None:
+    """Karpathy et al. (2016), figure 4: per gate unit, fraction right-saturated (y) against
+    left-saturated (x), one panel per layer, one colour per gate. Written atomically."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from seqlab.io import atomic_path
+    fig, axes = plt.subplots(1, len(stats), figsize=(4 * len(stats), 4), dpi=100, squeeze=False)
+    for k, (ax, layer) in enumerate(zip(axes[0], stats)):
+        for name, (left, right) in layer.items():
+            ax.scatter(left.numpy(), right.numpy(), s=8, alpha=0.6, label=f"{name} gate")
+        ax.plot([0, 1], [1, 0], color="0.8", lw=0.8)
+        ax.set(xlim=(-0.02, 1.02), ylim=(-0.02, 1.02), xlabel="fraction left-saturated (< 0.1)",
+               title=f"layer {k + 1}")
+        ax.grid(alpha=0.3)
+        if k == 0:
+            ax.set_ylabel("fraction right-saturated (> 0.9)")
+            ax.legend(fontsize=7)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
