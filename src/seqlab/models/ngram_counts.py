@@ -49,6 +49,23 @@ def _boundaries(previous: np.ndarray, column: np.ndarray) -> np.ndarray:
     return out
 
 
+def sort_reversed(back: list[np.ndarray], vocab_size: int, combined: bool | None = None) -> np.ndarray:
+    """The stable permutation sorting events by (back_0, back_1, ..., back_{n-1}).
+
+    Byte columns (V <= 256) go to np.lexsort, one radix pass per column. Wider columns are
+    folded into one int64 key when V^n fits, and one stable argsort of it is about twice as
+    fast as lexsort's passes over 16-bit columns (word level); ties keep the original order
+    in both, so the permutations are identical."""
+    if combined is None:
+        combined = back[0].dtype != np.uint8 and vocab_size ** len(back) < 2 ** 63
+    if not combined:
+        return np.lexsort(back[::-1])                     # lexsort's primary key is the last
+    key = back[0].astype(np.int64)
+    for column in back[1:]:
+        key = key * vocab_size + column
+    return np.argsort(key, kind="stable")
+
+
 def count_ngrams(stream: np.ndarray, order: int, vocab_size: int, continuation: bool):
     """Count every order 1..n of a <bos>-padded stream. Returns, per order k (list index k−1):
     context keys (M,), CSR offsets (M+1,), words (pairs,), counts (pairs,). Counts are raw,
@@ -62,8 +79,8 @@ def count_ngrams(stream: np.ndarray, order: int, vocab_size: int, continuation: 
         empty = np.zeros(0, np.int64)
         return [(empty, np.zeros(1, np.int64), empty, empty) for _ in range(n)]
 
-    # 1. events sorted by reversed n-gram (w, 1 back, 2 back, ...): lexsort's primary key is last
-    perm_a = np.lexsort(back[::-1])                                                   # (N,)
+    # 1. events sorted by reversed n-gram (w, 1 back, 2 back, ...)
+    perm_a = sort_reversed(back, vocab_size)                                          # (N,)
     # 2. events sorted by reversed context: token i's context is token i-1's reversed n-gram
     if n == 1:
         perm_b = np.arange(N)
