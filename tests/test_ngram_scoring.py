@@ -141,7 +141,7 @@ def test_evaluate_scores_count_models_without_the_tables(smoothing, monkeypatch)
 def test_the_folded_key_sort_equals_lexsort(order):
     from seqlab.models.ngram_counts import sort_reversed
     rng = np.random.default_rng(order)
-    V = 3000                                              # 16-bit columns, the word-level case
-    stream = rng.integers(0, 40, 5000).astype(np.uint16)  # few distinct values: many ties to keep stable
+    V = 70000                                             # 32-bit columns: a large word vocabulary
+    stream = rng.integers(0, 40, 5000).astype(np.uint32)  # few distinct values: many ties to keep stable
     back = [stream[order - 1 - j: stream.size - j] for j in range(order)]
     np.testing.assert_array_equal(sort_reversed(back, V, combined=True), sort_reversed(back, V, combined=False))

