@@ -11,15 +11,13 @@ from typing import Sequence
 import numpy as np
 
 from seqlab import SeqlabError
-from seqlab.io import atomic_path
+from seqlab.analysis.plots import pyplot, save_figure
 
 
 def plot_attention(path: str | Path, weights, src_tokens: Sequence[str], tgt_tokens: Sequence[str],
                    title: str = "") -> None:
     """weights (U, S), a numpy array or tensor; src_tokens S labels, tgt_tokens U labels."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     if hasattr(weights, "detach"):
         weights = weights.detach().cpu().float().numpy()
@@ -39,7 +37,4 @@ def plot_attention(path: str | Path, weights, src_tokens: Sequence[str], tgt_tok
     fig.colorbar(image, ax=ax, fraction=0.04, pad=0.02, label="attention weight")
     if title:
         ax.set_title(textwrap.fill(title, int(width * 11)), fontsize=10, pad=12)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
+    save_figure(fig, path)

@@ -130,11 +130,8 @@ def lm_saturation(model: torch.nn.Module, ids: Tensor, batch_size: int = 16, ste
 def plot_saturation(path, stats: list[dict[str, tuple[Tensor, Tensor]]], title: str = "") -> None:
     """Karpathy et al. (2016), figure 4: per gate unit, fraction right-saturated (y) against
     left-saturated (x), one panel per layer, one colour per gate. Written atomically."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from seqlab.io import atomic_path
+    from seqlab.analysis.plots import pyplot, save_figure
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(stats), figsize=(4 * len(stats), 4), dpi=100, squeeze=False)
     for k, (ax, layer) in enumerate(zip(axes[0], stats)):
         for name, (left, right) in layer.items():
@@ -146,8 +143,4 @@ def plot_saturation(path, stats: list[dict[str, tuple[Tensor, Tensor]]], title: 
         if k == 0:
             ax.set_ylabel("fraction right-saturated (> 0.9)")
             ax.legend(fontsize=7)
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
+    save_figure(fig, path, title)

@@ -86,11 +86,8 @@ def gradient_flow(cells=CELLS, hidden_size: int = 64, steps: int = 100, batch_si
 
 def plot_gradient_flow(path, flow: dict[str, dict], title: str = "") -> None:
     """Two panels, log scale: ‖∂L_T/∂h_k‖ and ‖∏ ∂h_i/∂h_{i-1}‖ against T − k. Written atomically."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from seqlab.io import atomic_path
+    from seqlab.analysis.plots import pyplot, save_figure
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(10, 4), dpi=100)
     for name, f in flow.items():
         for ax, key in zip(axes, ("gradient", "jacobian")):
@@ -101,8 +98,4 @@ def plot_gradient_flow(path, flow: dict[str, dict], title: str = "") -> None:
     for ax in axes:
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=8)
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
+    save_figure(fig, path, title)

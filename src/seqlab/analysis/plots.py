@@ -20,12 +20,27 @@ def read_metrics(path: str | Path) -> list[dict]:
     return rows
 
 
-def plot_loss(metrics_path: str | Path, out_path: str | Path, title: str = "") -> None:
-    """Training and validation loss (nats per token) against updates."""
+def pyplot():
+    """matplotlib.pyplot on the headless Agg backend, imported on first use (it is slow to import)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    return plt
 
+
+def save_figure(fig, path: str | Path, title: str | None = None) -> None:
+    """Optionally title the figure, lay it out, write it as a PNG atomically and close it."""
+    if title is not None:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    pyplot().close(fig)
+
+
+def plot_loss(metrics_path: str | Path, out_path: str | Path, title: str = "") -> None:
+    """Training and validation loss (nats per token) against updates."""
+    plt = pyplot()
     rows = read_metrics(metrics_path)
     fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
     for split, style in (("train", dict(lw=1, alpha=0.8)), ("valid", dict(marker="o", ms=4, lw=1.5))):
@@ -38,7 +53,4 @@ def plot_loss(metrics_path: str | Path, out_path: str | Path, title: str = "") -
     if ax.lines:
         ax.legend()
     ax.set_title(title, fontsize=10)
-    fig.tight_layout()
-    with atomic_path(out_path) as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
+    save_figure(fig, out_path)

@@ -30,7 +30,6 @@ import torch
 from torch import nn
 
 from seqlab import SeqlabError
-from seqlab.io import atomic_path
 from seqlab.models.forecasters import closed_loop_forecast, model_dtype, one_step_forecast
 
 
@@ -128,9 +127,8 @@ def plot_forecast(path, history, truth, one_step=None, closed_loop=None, title: 
     array or a {label: array} mapping; `show_last`: how much history to draw (all by default).
     `truth` None draws forecasts of the unknown future (their length sets the span).
     Written atomically (seqlab.io.atomic_path)."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from seqlab.analysis.plots import pyplot, save_figure
+    plt = pyplot()
 
     past = np.asarray(history, np.float64).reshape(-1)
     future = next((np.asarray(c if not isinstance(c, Mapping) else next(iter(c.values()))).size
@@ -163,8 +161,4 @@ def plot_forecast(path, history, truth, one_step=None, closed_loop=None, title: 
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, loc="upper left")
     axes[-1, 0].set_xlabel("time step")
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
+    save_figure(fig, path, title)
