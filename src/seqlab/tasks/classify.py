@@ -121,21 +121,8 @@ class ClassifyTask(Task):
 
     # -- data ---------------------------------------------------------------------------------
 
-    def read(self, log: Callable[[str], None]) -> list[tuple[str, str]]:
-        """(label or score as text, sentence) pairs."""
-        d = self.cfg.data
-        if d.path:
-            self.source = Path(d.path).name
-            return read_labelled(Path(d.path))
-        from seqlab.data.datasets import dataset
-        self.source = d.corpus
-        rows = [(repr(float(score)), text) for text, score in dataset(d.corpus).load()]
-        if not self.regression:      # the sign of the human score; the few neutral ones (0) are dropped
-            rows = [("positive" if float(s) > 0 else "negative", text) for s, text in rows if float(s) != 0]
-        return rows
-
     def prepare(self, log: Callable[[str], None] = print) -> None:
-        rows = self.read(log)
+        self.source, rows = labelled_rows(self.cfg, scores=self.regression)
         lower = self.cfg.task.lowercase
         examples = [(words(text, lower), label) for label, text in rows]
         if self.regression:
@@ -236,6 +223,20 @@ class ClassifyTask(Task):
 
     def encode_text(self, text: str) -> list[int]:
         return encode_words(self.vocab, words(text, self.cfg.task.lowercase)) or [PAD]
+
+
+def labelled_rows(cfg: Config, scores: bool = False) -> tuple[str, list[tuple[str, str]]]:
+    """(source name, [(label, sentence)]) from data.path (LABEL<TAB>TEXT lines) or a named
+    dataset of scored sentences: the score as text when `scores`, else its sign — positive
+    or negative, the few neutral sentences (score 0) dropped."""
+    d = cfg.data
+    if d.path:
+        return Path(d.path).name, read_labelled(Path(d.path))
+    from seqlab.data.datasets import dataset
+    pairs = dataset(d.corpus).load()
+    if scores:
+        return d.corpus, [(repr(float(score)), text) for text, score in pairs]
+    return d.corpus, [("positive" if score > 0 else "negative", text) for text, score in pairs if score != 0]
 
 
 def read_labelled(path: Path) -> list[tuple[str, str]]:

@@ -15,7 +15,6 @@ file with data.path=FILE, one `LABEL<TAB>TEXT` per line.
 """
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import torch
@@ -28,7 +27,7 @@ from seqlab.data.sequences import pad
 from seqlab.data.vocab import BOS, EOS, PAD, Vocab
 from seqlab.registry import register
 from seqlab.tasks.base import Task, batched, encode_words, label_vocab, word_vocab
-from seqlab.tasks.classify import read_labelled, words
+from seqlab.tasks.classify import labelled_rows, words
 
 CONDITIONING = ("init", "input", "both")
 
@@ -115,12 +114,7 @@ class ConditionalTask(Task):
 
     def prepare(self, log: Callable[[str], None] = print) -> None:
         d = self.cfg.data
-        if d.path:
-            self.source, rows = Path(d.path).name, read_labelled(Path(d.path))
-        else:
-            from seqlab.data.datasets import dataset
-            self.source = d.corpus
-            rows = [("positive" if s > 0 else "negative", text) for text, s in dataset(d.corpus).load() if s != 0]
+        self.source, rows = labelled_rows(self.cfg)
         self.split([(words(text, self.cfg.task.lowercase), label) for label, text in rows])
         train = self.splits["train"]
         self.vocab = word_vocab((w for w, _ in train), d.max_vocab, d.min_count)
