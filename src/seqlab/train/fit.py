@@ -296,12 +296,17 @@ def fit_counts(run: RunDir, model, splits: Splits, cfg: Config, device, overwrit
     return result
 
 
+def check_finite(loss: float, step: int) -> float:
+    """The mean training loss since the last record, or a SeqlabError saying how to recover."""
+    if not math.isfinite(loss):
+        raise SeqlabError(f"training loss became {loss} by update {step}; "
+                          f"lower train.lr or keep train.clip_norm on, then --resume from the last checkpoint")
+    return loss
+
+
 def log_train(progress: Progress, optimizer, level: str, seconds: float, tokens: int) -> dict[str, Any]:
     updates = progress.norm_count
-    nats = progress.loss_sum / max(progress.loss_count, 1)
-    if not math.isfinite(nats):
-        raise SeqlabError(f"training loss became {nats} by update {progress.step}; "
-                          f"lower train.lr or keep train.clip_norm on, then --resume from the last checkpoint")
+    nats = check_finite(progress.loss_sum / max(progress.loss_count, 1), progress.step)
     row = {"step": progress.step, "epoch": progress.epoch, "split": "train", **summary(nats, level),
            "grad_norm": progress.norm_sum / max(updates, 1), "lr": optimizer.param_groups[0]["lr"],
            "tokens": progress.tokens, "tok_per_s": tokens / max(seconds, 1e-9), "elapsed": progress.elapsed}

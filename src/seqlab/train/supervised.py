@@ -35,7 +35,7 @@ from seqlab.registry import get
 from seqlab.tasks.base import Task
 from seqlab.train import checkpoint as ck
 from seqlab.train.checkpoint import RunDir
-from seqlab.train.fit import Interrupted, ctrl_c_flag, prepare_out, resolve_device, truncate_metrics
+from seqlab.train.fit import Interrupted, check_finite, ctrl_c_flag, prepare_out, resolve_device, truncate_metrics
 from seqlab.train.optim import PlateauDecay, make_optimizer, scheduled_lr
 
 TASK_META = "task.json"
@@ -169,6 +169,7 @@ def fit_task(cfg: Config | None, out: str | Path, *, resume: bool = False, overr
     # 4. the loop ---------------------------------------------------------------------------
     params = [p for p in model.parameters() if p.requires_grad]
     train = task.splits["train"]
+    src_lengths, _ = task.lengths(train)            # fixed: the padding share of each epoch's batches
     model.train()
     stop_reason = ""
     with ctrl_c_flag() as ctrl_c:
@@ -177,10 +178,9 @@ def fit_task(cfg: Config | None, out: str | Path, *, resume: bool = False, overr
                 if t.max_epochs and progress.epoch >= t.max_epochs:
                     stop_reason = f"reached train.max_epochs={t.max_epochs}"
                     break
-                src_lengths, _ = task.lengths(train)
                 if progress.batch == 0:
-                    say(f"epoch {progress.epoch + 1}: {len(batches)} batches, "
-                        f"{padding_share(batches, src_lengths):.1%} of positions are padding ({cfg.task.batching})")
+                    say(f"epoch {progress.epoch + 1}: {len(batches)} batches, {padding_share(batches, src_lengths):.1%} "
+                        f"of positions are padding ({cfg.task.batching})")
                 started, window_items = time.perf_counter(), 0
                 for i in range(progress.batch, len(batches)):
                     lr = scheduled_lr(t, progress.step, optimizer.param_groups[0]["lr"])
@@ -253,10 +253,7 @@ def fit_task(cfg: Config | None, out: str | Path, *, resume: bool = False, overr
 
 
 def log_row(progress: Progress, optimizer, items_per_s: float) -> dict[str, Any]:
-    loss = progress.loss_sum / max(progress.loss_count, 1)
-    if not math.isfinite(loss):
-        raise SeqlabError(f"training loss became {loss} by update {progress.step}; "
-                          f"lower train.lr or keep train.clip_norm on, then --resume from the last checkpoint")
+    loss = check_finite(progress.loss_sum / max(progress.loss_count, 1), progress.step)
     row = {"step": progress.step, "epoch": progress.epoch, "split": "train", "loss": loss,
            "grad_norm": progress.norm_sum / max(progress.norm_count, 1), "lr": optimizer.param_groups[0]["lr"],
            "items": progress.items, "items_per_s": items_per_s, "elapsed": progress.elapsed}
