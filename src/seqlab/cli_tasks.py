@@ -11,6 +11,15 @@ from pathlib import Path
 from seqlab import SeqlabError
 
 
+def _sentence_arguments(p, verb: str) -> None:
+    """RUN, --text, --file, --device and --json: what every verb that reads sentences takes."""
+    p.add_argument("run", metavar="RUN", help=f"run directory made by `seqlab train task.name={verb}`")
+    p.add_argument("--text", action="append", default=[], help="a sentence (repeatable)")
+    p.add_argument("--file", metavar="PATH", help="a UTF-8 file, one sentence per line")
+    p.add_argument("--device", default="auto", help="cpu, cuda or auto (default: auto)")
+    p.add_argument("--json", action="store_true", help="one JSON object per sentence")
+
+
 def add_task_parsers(sub, fmt) -> None:
     """The classify / tag / translate / forecast sub-commands."""
     for verb, what, example in (
@@ -20,25 +29,17 @@ def add_task_parsers(sub, fmt) -> None:
              "seqlab tag runs/pos --text 'The old man saw the boat .'")):
         p = sub.add_parser(verb, formatter_class=fmt, help=what, description=what[0].upper() + what[1:] + ".",
                            epilog=f"example:\n  {example}")
-        p.add_argument("run", metavar="RUN", help=f"run directory made by `seqlab train task.name={verb}`")
-        p.add_argument("--text", action="append", default=[], help="a sentence (repeatable)")
-        p.add_argument("--file", metavar="PATH", help="a UTF-8 file, one sentence per line")
-        p.add_argument("--device", default="auto", help="cpu, cuda or auto (default: auto)")
-        p.add_argument("--json", action="store_true", help="one JSON object per sentence")
+        _sentence_arguments(p, verb)
 
     p = sub.add_parser("translate", formatter_class=fmt, help="translate sentences with a `task.name=translate` run",
                        description="Translate sentences by beam search (or greedily with --beam 1) and\n"
                                    "optionally draw the attention of the first one as a heat map.",
                        epilog="example:\n  seqlab translate runs/en-es --text 'And God said, Let there be light.' "
                               "--attention light.png")
-    p.add_argument("run", metavar="RUN", help="run directory made by `seqlab train task.name=translate`")
-    p.add_argument("--text", action="append", default=[], help="a sentence (repeatable)")
-    p.add_argument("--file", metavar="PATH", help="a UTF-8 file, one sentence per line")
+    _sentence_arguments(p, "translate")
     p.add_argument("--beam", type=int, default=0, metavar="K", help="beam width (default: the run's task.beam_size; 1 = greedy)")
     p.add_argument("--alpha", type=float, default=None, help="length-penalty exponent (default: the run's task.length_penalty)")
     p.add_argument("--attention", metavar="PNG", help="draw the first sentence's attention weights into this PNG")
-    p.add_argument("--device", default="auto", help="cpu, cuda or auto (default: auto)")
-    p.add_argument("--json", action="store_true", help="one JSON object per sentence")
 
     p = sub.add_parser("forecast", formatter_class=fmt, help="forecast the future of a `task.name=forecast` run's series",
                        description="Closed-loop forecast after the end of the run's series: each prediction is\n"
