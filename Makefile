@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-slow bench-trainer clean venv
+.PHONY: demo test test-slow bench-trainer clean venv chromium
 
 venv: $(STAMP)
 
@@ -22,8 +22,16 @@ demo: $(STAMP)
 	$(BIN)/seqlab eval runs/demo --split valid
 	$(BIN)/seqlab sample runs/demo --prime "ROMEO." --length 300 --temperature 0.8 --seed 1
 
-test: $(STAMP)
+test: $(STAMP) chromium
 	$(BIN)/python -m pytest -q
+
+# The `seqlab viz` page is tested in headless Chromium (Debian's package). As root it is
+# installed here; otherwise the browser test fails and says what to install
+# (SEQLAB_SKIP_BROWSER=1 skips it on purpose).
+chromium:
+	@command -v chromium >/dev/null || [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null || \
+	  (echo "installing Debian's chromium for the browser test ..." && apt-get update -qq && \
+	   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null)
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow

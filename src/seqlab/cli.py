@@ -137,6 +137,12 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     a.add_argument("--out", default="gradients.png", help="PNG to write (default: gradients.png)")
     a.add_argument("--json", action="store_true", help="also print every norm as JSON")
+    for name, what in MODULE_ANALYSES.items():
+        a = asub.add_parser(name, help=what[1], add_help=False,
+                            description=f"{what[1]}; options: seqlab analyze {name} --help")
+        a.add_argument("args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    p = sub.add_parser("viz", help=VIZ[1], add_help=False, description=f"{VIZ[1]}; options: seqlab viz --help")
+    p.add_argument("args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
 
     # bench -----------------------------------------------------------------------------------
     p = sub.add_parser("bench", formatter_class=fmt, help="benchmarks with committed results",
@@ -184,7 +190,36 @@ MODULE_BENCHES = {
     "ngram-words": ("seqlab.bench.ngram_words", "word-level n-gram against nltk.lm on 100k tokens, equal perplexity"),
     "forecast": ("seqlab.bench.forecast", "AR(p), window MLP and LSTM forecasters against the seasonal naive forecast"),
     "reverse": ("seqlab.bench.reverse", "seq2seq with and without attention on the synthetic reverse task"),
+    "faults": ("seqlab.bench.faults", "SIGKILL a short run at random moments, resume, compare with an uninterrupted run"),
+    "list": ("seqlab.bench.suite", "the paper-reproduction benchmarks (karpathy2016, bai2018, ...) and their grids"),
+    "run": ("seqlab.bench.suite", "run a paper-reproduction benchmark's grid: seqlab bench run NAME --profile quick"),
 }
+# analyses whose module has its own argument parser: name -> (module, help)
+MODULE_ANALYSES = {
+    "onebit": ("seqlab.analysis.experiments", "one-bit memory (Bengio et al. 1994): success rate against T for RNN, LSTM, GRU"),
+    "clipping": ("seqlab.analysis.experiments", "exploding gradients with and without norm clipping: loss and gradient-norm traces"),
+    "forget-bias": ("seqlab.analysis.experiments", "forget-gate bias 0 against 1 on a long-dependency task (Jozefowicz et al. 2015)"),
+    "cells": ("seqlab.analysis.cells", "the LSTM cells whose activation best correlates with quotes, line position, bracket depth, ..."),
+    "errors": ("seqlab.analysis.errors", "which characters the model predicts better than an n-gram on the same data, grouped"),
+}
+VIZ = ("seqlab.analysis.viz", "one offline HTML page: the text coloured by a cell's activation, cell picker, loss, predictions")
+
+
+def _module_main(argv: list[str]):
+    """The `main(argv)` of a command whose module parses its own arguments, or None."""
+    import importlib
+    target = None
+    if len(argv) >= 2 and argv[0] == "bench" and argv[1] in MODULE_BENCHES:
+        target = MODULE_BENCHES[argv[1]][0]
+        # `bench list` / `bench run NAME` share one module, which needs to know which verb it serves
+        rest = argv[1:] if target == "seqlab.bench.suite" else argv[2:]
+    elif len(argv) >= 2 and argv[0] == "analyze" and argv[1] in MODULE_ANALYSES:
+        target, rest = MODULE_ANALYSES[argv[1]][0], argv[1:]
+    elif argv and argv[0] == "viz":
+        target, rest = VIZ[0], argv[1:]
+    if target is None:
+        return None
+    return lambda: importlib.import_module(target).main(rest)
 
 
 # -- commands ---------------------------------------------------------------------------------
@@ -341,7 +376,7 @@ def cmd_analyze(args) -> int:
     if args.analyze_command == "gradients":
         return _analyze_gradients(args)
     if args.analyze_command != "saturation":
-        raise SeqlabError("name an analysis: seqlab analyze saturation RUN | seqlab analyze gradients")
+        raise SeqlabError("name an analysis: seqlab analyze saturation | gradients | " + " | ".join(MODULE_ANALYSES))
     if args.tokens <= 0:
         raise SeqlabError(f"--tokens must be greater than 0, got {args.tokens}")
     if _task_of(args.run) != "lm":
@@ -457,9 +492,9 @@ COMMANDS = {"train": cmd_train, "eval": cmd_eval, "sample": cmd_sample, "data": 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if len(argv) >= 2 and argv[0] == "bench" and argv[1] in MODULE_BENCHES:   # their own parsers, --help included
-        import importlib
-        return importlib.import_module(MODULE_BENCHES[argv[1]][0]).main(argv[2:])
+    delegated = _module_main(argv)     # modules with their own parsers, --help included
+    if delegated is not None:
+        return _guarded(delegated)
     parser = build_parser()
     # Overrides may come before or after options (`train --out R model.hidden_size=8`):
     # argparse stops a nargs="*" positional at the first option, so collect the rest here.
@@ -472,10 +507,15 @@ def main(argv: list[str] | None = None) -> int:
     if not args.command:
         parser.print_help()
         return 2
+    return _guarded(lambda: COMMANDS[args.command](args))
+
+
+def _guarded(command) -> int:
+    """Run a command, turning seqlab's errors and Ctrl-C into one line and an exit status."""
     from seqlab.train.fit import Interrupted
 
     try:
-        return COMMANDS[args.command](args)
+        return command()
     except SeqlabError as e:
         print(f"seqlab: error: {e}", file=sys.stderr)
         return 2
