@@ -27,12 +27,12 @@ def tar_bytes(members: dict[str, bytes]) -> bytes:
     return buffer.getvalue()
 
 
-def test_the_four_datasets_are_registered_and_an_unknown_name_lists_them():
-    assert dataset_names() == ["brown", "en-es", "sentiment", "series"]
+def test_the_datasets_are_registered_and_an_unknown_name_lists_them():
+    assert dataset_names() == ["brown", "chorales", "en-es", "mnist", "sentiment", "series"]
     for name in dataset_names():
         d = dataset(name)
         assert d.name == name and d.description and d.size and d.licence and d.how
-    with pytest.raises(SeqlabError, match="valid: brown, en-es, sentiment, series"):
+    with pytest.raises(SeqlabError, match="valid: brown, chorales, en-es, mnist, sentiment, series"):
         dataset("imdb")
 
 

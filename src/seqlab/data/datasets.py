@@ -507,3 +507,9 @@ _add(Dataset(
     decode=_decode_series,
     summary=lambda series: ", ".join(f"{s.name} {len(s.values):,}" for s in series.values()),
 ))
+
+
+# MNIST and the chorales are cached as .npy arrays (data/arrays.py); importing registers them.
+from seqlab.data import images, music  # noqa: E402
+
+ARRAY_DATASETS = (images.MNIST, music.CHORALES)

@@ -146,6 +146,39 @@ _add(Corpus(
 ))
 
 
+# -- linux, austen: read out of Debian packages (builders in data/corpora.py) -------------
+
+def _linux(tmp: Path) -> str:
+    from seqlab.data.corpora import build_linux
+    return build_linux(tmp)
+
+
+def _austen(tmp: Path) -> str:
+    from seqlab.data.corpora import build_austen
+    return build_austen(tmp)
+
+
+_add(Corpus(
+    name="linux",
+    description="Linux kernel C source: every .c and .h under kernel/, sorted by path "
+                "(Karpathy et al. 2016 used ~6.2M chars of kernel source)",
+    size="11,631,155 chars, 102 symbols (Linux 6.1.176; Debian updates may shift it)",
+    licence="GPL-2.0",
+    how="apt-get download linux-source-6.1 (no root needed; the .deb is read, never installed; 139 MB)",
+    build=_linux,
+))
+
+_add(Corpus(
+    name="austen",
+    description="Jane Austen's six novels, one after another with a blank line between "
+                "(a stand-in for War and Peace: 19th-century prose)",
+    size="4,025,033 chars, 81 symbols",
+    licence="public domain (janeaustenr package: MIT)",
+    how="apt-get download r-cran-janeaustenr (R data read by seqlab.data.rdata; no R needed)",
+    build=_austen,
+))
+
+
 # -- the user's own text -------------------------------------------------------------------
 
 def _decode(path: Path, data: bytes) -> str:
