@@ -49,6 +49,10 @@ def _load(kind: str) -> None:
         import seqlab.models.tcn  # noqa: F401
         import seqlab.models.wavenet  # noqa: F401
         import seqlab.models.window  # noqa: F401
+    elif kind == "benchmark":
+        import seqlab.bench.bai2018  # noqa: F401
+        import seqlab.bench.karpathy2016  # noqa: F401
+        import seqlab.bench.suite  # noqa: F401
     elif kind == "task":
         import seqlab.tasks.bilm  # noqa: F401
         import seqlab.tasks.classify  # noqa: F401
