@@ -16,6 +16,11 @@ from seqlab.train.fit import Interrupted, fit
 from conftest import TINY
 
 
+def latest(run):
+    """The newest committed checkpoint folder of a run (step-NNNNNNNN sorts by update)."""
+    return max((run / "checkpoints").glob("step-*"))
+
+
 def rows(run, drop=("tok_per_s", "elapsed")):
     lines = (run / "metrics.jsonl").read_text().splitlines()
     return [{k: v for k, v in json.loads(line).items() if k not in drop} for line in lines]
@@ -25,10 +30,13 @@ def test_training_learns_and_writes_a_complete_run(tmp_path, text_file):
     cfg = load_config(None, TINY + [f"data.path={text_file}", "train.max_steps=100", "train.lr=0.02"])
     result = fit(cfg, tmp_path / "run", log=lambda m: None)
     run = tmp_path / "run"
-    for name in ("config.json", "vocab.json", "model.safetensors", "last.safetensors", "state.pt",
-                 "metrics.jsonl", "loss.png"):
+    for name in ("config.json", "vocab.json", "model.safetensors", "metrics.jsonl", "loss.png"):
         assert (run / name).is_file(), name
-    assert not list(run.glob("*.tmp")) and not list(run.glob(".*"))
+    for name in ("weights.safetensors", "state.pt", "manifest.json"):
+        assert (latest(run) / name).is_file(), name
+    assert latest(run).name == "step-00000100"
+    assert len(list((run / "checkpoints").iterdir())) == 2          # train.keep_checkpoints=2
+    assert not list(run.rglob("*.tmp")) and not list(run.rglob(".*"))
     records = rows(run)
     train = [r for r in records if r["split"] == "train"]
     valid = [r for r in records if r["split"] == "valid"]
@@ -60,15 +68,15 @@ def test_interrupted_and_resumed_run_equals_an_uninterrupted_one(tmp_path, text_
     with pytest.raises(Interrupted):
         fit(load_config(None, overrides), broken, log=lambda m: None)
     monkeypatch.setattr(fit_module, "train_step", real_step)
-    state = torch.load(broken / "state.pt", weights_only=True)
+    state = torch.load(latest(broken) / "state.pt", weights_only=True)
     assert state["progress"]["step"] == 23
     fit(None, broken, resume=True, log=lambda m: None)
 
     assert rows(broken) == rows(straight)
-    a = torch.load(straight / "state.pt", weights_only=True)
-    b = torch.load(broken / "state.pt", weights_only=True)
+    a = torch.load(latest(straight) / "state.pt", weights_only=True)
+    b = torch.load(latest(broken) / "state.pt", weights_only=True)
     assert a["progress"]["step"] == b["progress"]["step"] == 37
-    assert (straight / "last.safetensors").read_bytes() == (broken / "last.safetensors").read_bytes()
+    assert (latest(straight) / "weights.safetensors").read_bytes() == (latest(broken) / "weights.safetensors").read_bytes()
 
 
 def test_resume_can_extend_the_budget_but_not_the_model(tmp_path, text_file):
@@ -101,12 +109,12 @@ def test_ctrl_c_on_the_command_line_saves_and_resumes(tmp_path, text_file):
     assert proc.returncode == 130, out
     assert "Traceback" not in out
     assert "seqlab train --resume" in out
-    step = torch.load(run / "state.pt", weights_only=True)["progress"]["step"]
+    step = torch.load(latest(run) / "state.pt", weights_only=True)["progress"]["step"]
     assert step >= 5
     done = subprocess.run([sys.executable, "-m", "seqlab.cli", "train", "--resume", str(run),
                            f"train.max_steps={step + 10}"], capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 0, done.stderr
-    assert torch.load(run / "state.pt", weights_only=True)["progress"]["step"] == step + 10
+    assert torch.load(latest(run) / "state.pt", weights_only=True)["progress"]["step"] == step + 10
 
 
 def test_plateau_decay_and_early_stopping_in_a_run(tmp_path, text_file):
@@ -127,7 +135,7 @@ def test_count_model_goes_through_the_same_flow(tmp_path, text_file, capsys):
     from seqlab.cli import main
     run = tmp_path / "ngram"
     assert main(["train", f"data.path={text_file}", "model.name=ngram", "model.order=4", "--out", str(run)]) == 0
-    assert (run / "model.safetensors").is_file() and not (run / "state.pt").exists()
+    assert (run / "model.safetensors").is_file() and not (run / "checkpoints").exists()
     fitted = rows(run)[0]["bpc"]
     capsys.readouterr()
     assert main(["eval", str(run), "--split", "valid", "--json"]) == 0

@@ -32,6 +32,8 @@ class DataConfig:
     test_fraction: float = opt(0.05, "share of the token stream (at the very end) held out for testing")
     max_vocab: int = opt(0, "word level: keep the most frequent N words, the rest become <unk> (0 = all)")
     min_count: int = opt(1, "word level: words seen fewer times in train become <unk>")
+    memmap: bool = opt(False, "stream the corpus once into a token file on disk (uint8/uint16/int32) and train from it "
+                       "memory-mapped, for corpora larger than memory")
 
 
 @dataclass
@@ -91,6 +93,15 @@ class TrainConfig:
     device: str = opt("auto", "'cpu', 'cuda', 'cuda:N' or 'auto' (cuda when available)")
     threads: int = opt(0, "CPU threads for PyTorch (0 = PyTorch's default)")
     progress: bool = opt(True, "show a live progress bar")
+    checkpoint_every: int = opt(0, "save a resumable checkpoint every N updates (0 = at every evaluation); "
+                                "SIGKILL loses at most the updates since the last one")
+    keep_checkpoints: int = opt(2, "checkpoints kept (newest first); an older one is the fallback when the newest is damaged")
+    nan_retries: int = opt(3, "non-finite losses in a row rolled back to the last checkpoint before the run stops")
+    nan_lr_factor: float = opt(0.5, "multiply the learning rate by this at each rollback after a non-finite loss")
+    precision: str = opt("fp32", "'fp32', or 'bf16' (autocast: matrix products in bfloat16, weights and optimizer in "
+                         "float32; pays off on GPUs with bf16 units)")
+    compile: bool = opt(False, "run the training step through torch.compile (pays off on GPUs for long runs; "
+                        "the first updates are slow while it compiles)")
 
 
 @dataclass
@@ -266,6 +277,7 @@ def validate(cfg: Config) -> None:
         "train.clip_norm": t.clip_norm, "train.eval_tokens": t.eval_tokens,
         "train.early_stop": t.early_stop, "train.warmup_steps": t.warmup_steps, "train.lr_patience": t.lr_patience,
         "train.weight_decay": t.weight_decay, "train.threads": t.threads,
+        "train.checkpoint_every": t.checkpoint_every, "train.nan_retries": t.nan_retries,
         "data.max_vocab": d.max_vocab, "data.min_count": d.min_count, "model.skip_channels": m.skip_channels,
     }
     for key, v in non_negative.items():
@@ -273,6 +285,12 @@ def validate(cfg: Config) -> None:
             raise SeqlabError(f"{key} must be 0 or more, got {v}")
     if not 0.0 <= m.dropout < 1.0:
         raise SeqlabError(f"model.dropout must be in [0, 1), got {m.dropout}")
+    if t.keep_checkpoints < 1:
+        raise SeqlabError(f"train.keep_checkpoints must be 1 or more, got {t.keep_checkpoints}")
+    if not 0.0 < t.nan_lr_factor <= 1.0:
+        raise SeqlabError(f"train.nan_lr_factor must be in (0, 1], got {t.nan_lr_factor}")
+    if t.precision not in ("fp32", "bf16"):
+        raise SeqlabError(f"train.precision must be 'fp32' or 'bf16', got {t.precision!r}")
     if not 0.0 < t.lr_decay <= 1.0:
         raise SeqlabError(f"train.lr_decay must be in (0, 1], got {t.lr_decay}")
     if t.bptt_stride > t.bptt_steps:

@@ -11,6 +11,9 @@ For training, the stream is cut into B parallel columns (here: rows, batch first
                  └ s t u v w x ┘   that does not fill a row is dropped)
 
 Chunk i of length T: inputs data[:, i:i+T], targets data[:, i+1:i+T+1].
+
+A corpus larger than memory (data.memmap=true) arrives as read-only np.memmap views
+(data/memmap.py); batchify_view cuts it into the same rows without copying a byte.
 """
 from __future__ import annotations
 
@@ -32,7 +35,7 @@ from seqlab.io import atomic_path, atomic_write_text
 @dataclass
 class Splits:
     vocab: Vocab
-    train: np.ndarray   # (N_train,) int64 token ids
+    train: np.ndarray   # (N_train,) int64 token ids (uint8/uint16/int32 memmap views with data.memmap)
     valid: np.ndarray   # (N_valid,)
     test: np.ndarray    # (N_test,)
     source: str         # what the text was, for logs and results tables
@@ -76,14 +79,21 @@ def _cache_key(cfg: DataConfig) -> str:
 
 
 def load_splits(cfg: DataConfig, log=print) -> Splits:
-    """The configured text as splits. Named corpora are tokenised once and cached as .npy."""
+    """The configured text as splits. Named corpora are tokenised once and cached as .npy;
+    with data.memmap, a data.path is streamed into a token file and memory-mapped."""
+    if cfg.memmap and cfg.path:
+        from seqlab.data.memmap import load_memmap
+        return load_memmap(cfg, log)
     if cfg.path or not sources.corpus(cfg.corpus).needs_fetch:
         text, source = corpus_text(cfg, log)
         return build_splits(text, cfg, source=source)
     folder = sources.corpus(cfg.corpus).folder / f"tokens-{_cache_key(cfg)}"
     if (folder / "done").is_file():
         vocab = Vocab.load(folder / "vocab.json")
-        parts = [np.load(folder / f"{s}.npy", allow_pickle=False).astype(np.int64) for s in ("train", "valid", "test")]
+        if cfg.memmap:     # read in place, window by window (see batchify_view)
+            parts = [np.load(folder / f"{s}.npy", mmap_mode="r", allow_pickle=False) for s in ("train", "valid", "test")]
+        else:
+            parts = [np.load(folder / f"{s}.npy", allow_pickle=False).astype(np.int64) for s in ("train", "valid", "test")]
         return Splits(vocab, *parts, source=f"corpus {cfg.corpus}")
     text, source = corpus_text(cfg, log)
     splits = build_splits(text, cfg, source=source)
@@ -106,3 +116,14 @@ def batchify(ids: np.ndarray | torch.Tensor, batch_size: int) -> torch.Tensor:
             f"{ids.numel()} tokens cannot fill {batch_size} streams of at least 2 tokens; "
             f"use a smaller batch size or more text")
     return ids[: per_row * batch_size].view(batch_size, per_row)   # (B, N)
+
+
+def batchify_view(ids: np.ndarray, batch_size: int) -> np.ndarray:
+    """batchify without a copy: (N,) -> (B, N // B) rows as a view of `ids` (a memory-mapped
+    stream stays on disk; each window is read when it is trained on)."""
+    per_row = len(ids) // batch_size
+    if per_row < 2:
+        raise SeqlabError(
+            f"{len(ids)} tokens cannot fill {batch_size} streams of at least 2 tokens; "
+            f"use a smaller batch size or more text")
+    return ids[: per_row * batch_size].reshape(batch_size, per_row)   # (B, N), a view

@@ -3,22 +3,37 @@
     RUN/config.json        resolved config, vocabulary size, seqlab version, data source
     RUN/vocab.json         the vocabulary
     RUN/model.safetensors  weights with the best validation loss (what eval and sample use)
-    RUN/last.safetensors   the latest weights (for resuming)
-    RUN/state.pt           optimizer, schedule, RNG, position in the data, carried hidden
-                           state — tensors and plain values only, loaded with weights_only=True
+    RUN/checkpoints/step-NNNNNNNN/   one checkpoint: what resuming needs, as one unit
+        weights.safetensors      the weights after update NNNNNNNN
+        state.pt                 optimizer, schedule, RNG, position in the data, carried hidden
+                                 state — tensors and plain values only, loaded with weights_only=True
+        manifest.json            the update number and each file's size and sha256
     RUN/metrics.jsonl      one JSON record per log line
     RUN/loss.png           the loss curves
 
-Every file is written atomically (temp file + rename). Nothing here unpickles code:
+A checkpoint is written into a hidden temporary folder, fsynced, and committed by renaming
+that folder into place, so SIGKILL at any instant leaves every earlier checkpoint intact and
+the new one complete or absent. The newest `keep` are kept; loading verifies the checksums
+and falls back to the previous checkpoint when the newest is truncated or corrupted (a disk
+that lied about fsync, a copy cut short). Runs saved before this layout (RUN/last.safetensors +
+RUN/state.pt) still resume.
+
+Every other file is written atomically (temp file + rename). Nothing here unpickles code:
 safetensors holds the weights, and torch.load(weights_only=True) refuses anything but
 tensors and plain containers, so opening a stranger's run never executes their code.
 """
 from __future__ import annotations
 
+import errno
+import hashlib
 import json
+import os
+import shutil
+import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
@@ -34,6 +49,13 @@ from seqlab.io import atomic_path, atomic_write_text
 
 CONFIG, VOCAB, BEST, LAST, STATE, METRICS, PLOT = (
     "config.json", "vocab.json", "model.safetensors", "last.safetensors", "state.pt", "metrics.jsonl", "loss.png")
+CHECKPOINTS, WEIGHTS, MANIFEST = "checkpoints", "weights.safetensors", "manifest.json"
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    path: Path       # RUN/checkpoints/step-NNNNNNNN (or RUN itself for the old layout)
+    step: int        # -1 for the old layout, whose step is in its state
 
 
 @dataclass
@@ -82,13 +104,13 @@ class RunDir:
     # -- weights ---------------------------------------------------------------------------
 
     def save_weights(self, model: nn.Module, name: str, metadata: dict[str, Any]) -> None:
-        with atomic_path(self.file(name)) as tmp:
+        with atomic_path(self.file(name)) as tmp, _write_errors_as_oserror(self.path):
             # save_model records tied weights in the metadata itself; ours goes under one key
             save_model(model, str(tmp), metadata={"seqlab": json.dumps(metadata)})
 
-    def load_weights(self, model: nn.Module, name: str = BEST) -> dict[str, Any]:
-        """Load weights into `model`; returns the metadata saved with them."""
-        path = self.file(name)
+    def load_weights(self, model: nn.Module, name: str | Path = BEST) -> dict[str, Any]:
+        """Load weights (a file of the run, or any path) into `model`; returns their metadata."""
+        path = name if isinstance(name, Path) else self.file(name)
         if not path.is_file():
             raise SeqlabError(f"{path} is missing; the run has no saved weights yet")
         try:
@@ -120,20 +142,172 @@ class RunDir:
         except (SafetensorError, OSError, ValueError) as e:
             raise SeqlabError(f"{path} is truncated or corrupted ({_first_line(e)}); refit the model") from None
 
-    # -- training state ----------------------------------------------------------------------
+    # -- checkpoints: one directory per saved update, committed by one rename -----------------
 
-    def save_state(self, state: dict[str, Any]) -> None:
-        with atomic_path(self.file(STATE)) as tmp:
-            torch.save(state, tmp)
+    def checkpoint_dir(self) -> Path:
+        return self.file(CHECKPOINTS)
 
-    def load_state(self) -> dict[str, Any]:
-        path = self.file(STATE)
+    def save_checkpoint(self, step: int, model: nn.Module, state: dict[str, Any], keep: int = 2) -> Path:
+        """Write weights + training state as RUN/checkpoints/step-NNNNNNNN, then drop all but the
+        newest `keep`. The files go into a hidden temporary folder, are fsynced with their sha256
+        in manifest.json, and the folder is renamed into place: a kill at any instant leaves the
+        previous checkpoints untouched and the new one either complete or invisible."""
+        folder = self.checkpoint_dir()
+        folder.mkdir(parents=True, exist_ok=True)
+        final = folder / f"step-{step:08d}"
+        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=folder))
+        try:
+            os.chmod(tmp, 0o777 & ~_umask())
+            with _write_errors_as_oserror(folder):
+                save_model(model, str(tmp / WEIGHTS), metadata={"seqlab": json.dumps({"step": step})})
+                torch.save(state, tmp / STATE)
+            files = {name: {"sha256": _sha256(tmp / name), "bytes": (tmp / name).stat().st_size}
+                     for name in (WEIGHTS, STATE)}
+            manifest = {"step": step, "seqlab_version": seqlab.__version__, "files": files}
+            (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+            for name in (WEIGHTS, STATE, MANIFEST):
+                _fsync(tmp / name)
+            _fsync(tmp)
+            if final.exists():          # saved again at the same update (e.g. Ctrl-C right after an evaluation)
+                _discard(final)
+            os.rename(tmp, final)
+            _fsync(folder)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        self._prune(keep)
+        return final
+
+    def checkpoints(self) -> list[Checkpoint]:
+        """Committed checkpoints, newest first (not yet verified)."""
+        folder = self.checkpoint_dir()
+        found = []
+        if folder.is_dir():
+            for path in folder.iterdir():
+                name = path.name
+                if name.startswith("step-") and name[5:].isdigit() and path.is_dir():
+                    found.append(Checkpoint(path, int(name[5:])))
+        if not found and self.file(LAST).is_file() and self.file(STATE).is_file():
+            found.append(Checkpoint(self.path, -1))        # a run saved before checkpoints/ existed
+        return sorted(found, key=lambda c: c.step, reverse=True)
+
+    def load_checkpoint(self, model: nn.Module, log: Callable[[str], None] = print) -> tuple[dict[str, Any], Checkpoint] | None:
+        """Load the newest intact checkpoint into `model`; returns (training state, checkpoint),
+        or None when the run has none. A damaged newest one is reported and the previous used."""
+        candidates = self.checkpoints()
+        if not candidates:
+            return None
+        problems = []
+        for checkpoint in candidates:
+            try:
+                state = self._load_one(model, checkpoint)
+            except SeqlabError as e:
+                problems.append(str(e))
+                log(f"warning: {e}; falling back to the previous checkpoint")
+                continue
+            return state, checkpoint
+        raise SeqlabError(f"{problems[0]}; no intact checkpoint is left in {self.path}, "
+                          f"so this run cannot be resumed (train it again with --overwrite)")
+
+    def _load_one(self, model: nn.Module, checkpoint: Checkpoint) -> dict[str, Any]:
+        if checkpoint.step < 0:                 # the old layout: last.safetensors + state.pt
+            state = self._read_state(self.file(STATE))
+            meta = self.load_weights(model, LAST)
+            if meta.get("step") != state.get("progress", {}).get("step"):
+                raise SeqlabError(f"{self.file(LAST)} and {self.file(STATE)} disagree; the run was cut off while saving")
+            return state
+        step = self.verify(checkpoint)
+        state = self._read_state(checkpoint.path / STATE)
+        self.load_weights(model, checkpoint.path / WEIGHTS)
+        if state.get("progress", {}).get("step") != step:
+            raise SeqlabError(f"{checkpoint.path / STATE} is not the state of update {step}")
+        return state
+
+    def verify(self, checkpoint: Checkpoint) -> int:
+        """Check a checkpoint's files against its manifest (sizes, sha256); returns its update
+        number, or raises SeqlabError naming the damaged file."""
+        manifest_path = checkpoint.path / MANIFEST
+        try:
+            manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+            files = manifest["files"]
+            step = int(manifest["step"])
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise SeqlabError(f"{manifest_path} is missing or corrupted ({_first_line(e)})") from None
+        for name in (WEIGHTS, STATE):
+            path = checkpoint.path / name
+            if not path.is_file():
+                raise SeqlabError(f"{path} is missing")
+            expected = files.get(name, {})
+            if path.stat().st_size != expected.get("bytes") or _sha256(path) != expected.get("sha256"):
+                raise SeqlabError(f"{path} is truncated or corrupted (its sha256 differs from {MANIFEST})")
+        return step
+
+    def _prune(self, keep: int) -> None:
+        """Drop checkpoints beyond the newest `keep`, and leftovers of saves cut off by a kill."""
+        committed = self.checkpoints()
+        folder = self.checkpoint_dir()
+        for checkpoint in committed[max(keep, 1):]:
+            if checkpoint.step >= 0:
+                _discard(checkpoint.path)
+        for path in folder.iterdir():
+            if path.name.startswith("."):
+                shutil.rmtree(path, ignore_errors=True)
+
+    def _read_state(self, path: Path) -> dict[str, Any]:
         if not path.is_file():
             raise SeqlabError(f"{path} is missing; this run cannot be resumed (it has no training state)")
         try:
-            return torch.load(path, map_location="cpu", weights_only=True)
+            state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as e:  # torch raises several types for truncated or hostile files
             raise SeqlabError(f"{path} is truncated, corrupted or not a seqlab state file ({_first_line(e)})") from None
+        if not isinstance(state, dict):
+            raise SeqlabError(f"{path} is not a seqlab state file (it holds a {type(state).__name__})")
+        return state
+
+
+@contextmanager
+def _write_errors_as_oserror(folder: Path) -> Iterator[None]:
+    """torch.save and safetensors report a failed write as RuntimeError / SafetensorError
+    without an errno; callers handle OSError, so say what most likely happened."""
+    try:
+        yield
+    except (RuntimeError, SafetensorError) as e:
+        try:
+            full = shutil.disk_usage(folder).free < (1 << 20)
+        except OSError:
+            full = False
+        raise OSError(errno.ENOSPC if full else errno.EIO, f"write failed ({_first_line(e)})") from None
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _fsync(path: Path) -> None:
+    """Flush a file's (or a folder's entries') data to the disk before anything depends on it."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _discard(path: Path) -> None:
+    """Remove a checkpoint folder: first renamed to a hidden name (one atomic step, so a kill
+    mid-removal never leaves a half-deleted folder that looks committed), then deleted."""
+    trash = path.with_name(f".{path.name}.{os.getpid()}.trash")
+    os.rename(path, trash)
+    shutil.rmtree(trash, ignore_errors=True)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _device_of(model: nn.Module) -> torch.device:

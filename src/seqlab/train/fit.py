@@ -1,13 +1,16 @@
-"""`seqlab train`: a language-model run from config to run directory, resumable exactly.
+"""`seqlab train`: a language model from config to run directory, resumable exactly.
 
-    1. resolve the config (or the run's saved one, on resume) and the device
-    2. load the token splits and build the model from the registry
+    1. resolve the config (or the run's saved one, on resume), the device and the processes
+    2. load the token splits (in memory, or memory-mapped) and build the model
     3. restore weights, optimiser, schedule, RNG, data position and carried state (resume)
     4. loop over TBPTT windows: update, log, evaluate, checkpoint, stop on a limit
     5. evaluate the best weights on the full validation split
 
-Ctrl-C finishes the current update, saves a checkpoint and exits; `--resume` continues
-from there with the same losses an uninterrupted run would have had (CPU, same seed).
+Ctrl-C finishes the current update, saves a checkpoint and exits; SIGKILL at any instant loses
+only the updates since the last checkpoint (train.checkpoint_every). `--resume` continues with
+the same losses and, on CPU, bit-identical weights an uninterrupted run would have had. A
+non-finite loss rolls back to the last checkpoint with a lower learning rate (guard.py). Under
+torchrun the same code trains data-parallel (distributed.py).
 """
 from __future__ import annotations
 
@@ -17,24 +20,31 @@ import shutil
 import signal
 import time
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
 from seqlab import SeqlabError
 from seqlab.analysis.plots import plot_loss, read_metrics
 from seqlab.config import Config, diff
-from seqlab.data.text import Splits, batchify, load_splits
+from seqlab.data.text import Splits, batchify, batchify_view, load_splits
+from seqlab.io import atomic_write_text
 from seqlab.models import build_model
 from seqlab.models.base import State, is_count_model
 from seqlab.train import checkpoint as ck
+from seqlab.train import distributed, snapshot
 from seqlab.train.checkpoint import RunDir
+from seqlab.train.guard import NanGuard, is_finite, learning_rate, writing
 from seqlab.train.loop import evaluate, summary, tbptt_windows, train_step
-from seqlab.train.optim import PlateauDecay, make_optimizer, scheduled_lr
-from seqlab.io import atomic_write_text
+from seqlab.train.optim import PlateauDecay, make_optimizer
+from seqlab.train.snapshot import Progress
+
+__all__ = ["Interrupted", "Progress", "fit", "prepare_out", "resolve_device", "ctrl_c_flag", "check_finite",
+           "truncate_metrics"]
+
 
 class Interrupted(Exception):
     """Training stopped by Ctrl-C after saving a checkpoint."""
@@ -50,21 +60,6 @@ def resolve_device(name: str) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise SeqlabError(f"train.device={name} but no CUDA GPU is available; use train.device=cpu")
     return device
-
-
-@dataclass
-class Progress:
-    """Where training stands; plain values, saved in state.pt."""
-    step: int = 0
-    epoch: int = 0
-    window: int = 0              # next window index within the epoch
-    tokens: int = 0              # targets trained on so far
-    elapsed: float = 0.0         # training seconds so far (across resumes)
-    loss_sum: float = 0.0        # since the last training-loss record
-    loss_count: int = 0
-    norm_sum: float = 0.0
-    norm_count: int = 0
-    best_step: int = 0
 
 
 @contextmanager
@@ -83,25 +78,33 @@ def ctrl_c_flag() -> Iterator[dict[str, bool]]:
         signal.signal(signal.SIGINT, previous)
 
 
-def prepare_out(out: Path, overwrite: bool) -> None:
+def check_out(out: Path, overwrite: bool) -> None:
+    """Refuse to train into a non-empty directory unless told to (no side effects)."""
     if out.exists() and any(out.iterdir()):
         if not overwrite:
             raise SeqlabError(f"{out} already exists; pass --overwrite to replace it, or --resume {out} to continue it")
         if not (out / ck.CONFIG).is_file():
             raise SeqlabError(f"{out} is not empty and not a seqlab run; refusing to overwrite it")
-        shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
+
+
+def prepare_out(out: Path, overwrite: bool) -> None:
+    check_out(out, overwrite)
+    with writing("the run directory", out):
+        if out.exists() and any(out.iterdir()):
+            shutil.rmtree(out)
+        out.mkdir(parents=True, exist_ok=True)
 
 
 def fit(cfg: Config | None, out: str | Path, *, resume: bool = False, overrides: Config | None = None,
         overwrite: bool = False, log: Callable[[str], None] = print) -> dict[str, float]:
     """Train a language model into run directory `out`; returns the best model's validation metrics.
 
-    resume=True continues `out` from its last checkpoint; `overrides` (a full Config, e.g. with
-    a larger train.max_steps) may change train.* options, never data or model ones.
+    resume=True continues `out` from its last intact checkpoint; `overrides` (a full Config, e.g.
+    with a larger train.max_steps) may change train.* options, never data or model ones. Under
+    torchrun every process calls this; only rank 0 writes and logs (rank 0 returns the metrics).
     """
     run = RunDir(Path(out))
-    # 1. config and device ---------------------------------------------------------------
+    # 1. config, device, processes ----------------------------------------------------------
     saved_lr = None
     if resume:
         run.require()
@@ -116,14 +119,32 @@ def fit(cfg: Config | None, out: str | Path, *, resume: bool = False, overrides:
                 log(f"warning: resuming with changed options: {'; '.join(changes)}")
             cfg = overrides
     assert cfg is not None
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
+    device = resolve_device(cfg.train.device)
+    world = distributed.setup(device)
+    try:
+        return train(run, cfg, world.device(device), world, resume, saved_lr, overwrite,
+                     log if world.is_main else _quiet)
+    finally:
+        world.close()
+
+
+def _quiet(message: str) -> None:
+    """The log of ranks other than 0: they train, rank 0 speaks."""
+
+
+def train(run: RunDir, cfg: Config, device: torch.device, world: distributed.World, resume: bool,
+          saved_lr: float | None, overwrite: bool, log: Callable[[str], None]) -> dict[str, float]:
     t = cfg.train
-    if t.threads:
-        torch.set_num_threads(t.threads)
-    device = resolve_device(t.device)
     torch.manual_seed(t.seed)
 
-    # 2. data and model ---------------------------------------------------------------------
+    # 2. data and model ------------------------------------------------------------------------
+    if not world.is_main:
+        world.barrier()                   # rank 0 first: it may write the token cache
     splits = load_splits(cfg.data, log=log)
+    if world.is_main:
+        world.barrier()
     if resume and splits.vocab != run.vocab():
         raise SeqlabError(f"the corpus has changed since {run.path} was trained (its vocabulary differs)")
     check_sizes(splits, cfg)
@@ -132,94 +153,174 @@ def fit(cfg: Config | None, out: str | Path, *, resume: bool = False, overrides:
         if resume:
             raise SeqlabError(f"{run.path} is a {cfg.model.name} model, fitted by counting in one pass; "
                               f"there is nothing to resume (train it again instead)")
+        if world.parallel:
+            raise SeqlabError(f"{cfg.model.name} is fitted by counting in one pass; run it without torchrun")
         return fit_counts(run, model, splits, cfg, device, overwrite, log)
+    if world.parallel:    # same initial weights everywhere (drawn above); dropout masks differ per rank
+        torch.manual_seed(t.seed + world.rank)
     optimizer = make_optimizer(model, t)
     plateau = PlateauDecay(t.lr_decay if t.schedule == "plateau" else 1.0, t.lr_patience)
     progress = Progress()
-    data = batchify(splits.train, t.batch_size).to(device)                      # (B, N)
-    k1 = t.bptt_stride or t.bptt_steps
-    windows = tbptt_windows(data.size(1), k1, t.bptt_steps)
-    carry: State = None
-
-    # 3. fresh run or resume ------------------------------------------------------------------
-    if resume:
-        progress, carry = restore(run, model, optimizer, plateau, device)
-        if t.lr != saved_lr:   # an explicit train.lr override replaces the decayed rate
-            for group in optimizer.param_groups:
-                group["lr"] = t.lr
-        truncate_metrics(run.file(ck.METRICS), progress.step)
-        run.save_meta(cfg, splits.vocab, splits.source)
-        log(f"resuming {run.path} at update {progress.step} (epoch {progress.epoch + 1})")
+    rows = world.rows(t.batch_size)
+    per_rank = t.batch_size // world.size
+    if isinstance(splits.train, np.ndarray) and splits.train.dtype != np.int64:
+        data = batchify_view(splits.train, t.batch_size)[rows]                   # (B/W, N), on disk
     else:
-        prepare_out(run.path, overwrite)
-        run.save_meta(cfg, splits.vocab, splits.source)
+        data = batchify(splits.train, t.batch_size)[rows].to(device)             # (B/W, N)
+    k1 = t.bptt_stride or t.bptt_steps
+    windows = tbptt_windows(data.shape[1], k1, t.bptt_steps)
+    carry: State = None
+    guard = NanGuard(t.nan_retries)
+
+    def restore_latest(say: Callable[[str], None]) -> bool:
+        """Load the newest intact checkpoint (weights and training state); False if none."""
+        nonlocal progress, carry
+        loaded = run.load_checkpoint(model, log=say)   # every rank reads it: share RUN between nodes
+        if loaded is None:
+            return False
+        state, checkpoint = loaded
+        progress, carry = snapshot.restore(state, optimizer, plateau, world, device, t.batch_size, t.seed,
+                                           str(checkpoint.path), say)
+        return True
+
+    # 3. fresh run or resume ----------------------------------------------------------------------
+    fresh = not resume
+    if resume:
+        if restore_latest(log):
+            if t.lr != saved_lr:   # an explicit train.lr override replaces the decayed rate
+                for group in optimizer.param_groups:
+                    group["lr"] = t.lr
+            if world.is_main:
+                with writing("metrics.jsonl", run.path):
+                    truncate_metrics(run.file(ck.METRICS), progress.step)
+            log(f"resuming {run.path} at update {progress.step} (epoch {progress.epoch + 1})")
+        else:
+            log(f"{run.path} has no checkpoint yet (it stopped while starting); training it from update 0")
+            fresh = True
+            if world.is_main:
+                with writing("metrics.jsonl", run.path):
+                    atomic_write_text(run.file(ck.METRICS), "")
+    else:
+        check_out(run.path, overwrite)
+        world.barrier()
+        if world.is_main:
+            prepare_out(run.path, overwrite)
+    if world.is_main:
+        with writing("the run's config", run.path):
+            run.save_meta(cfg, splits.vocab, splits.source)
     n_params = sum(p.numel() for p in model.parameters())
     field = getattr(model, "receptive_field", None)
     log(f"{cfg.model.name}: {n_params:,} parameters{f', receptive field {field} tokens' if field else ''} | {splits.source}: train {len(splits.train):,} / "
         f"valid {len(splits.valid):,} / test {len(splits.test):,} tokens, vocabulary {len(splits.vocab)} | "
-        f"device {device} | run {run.path}")
+        f"device {device}{f' x {world.size} processes' if world.parallel else ''} | run {run.path}")
+
+    # the module the updates run through: DDP averages gradients across ranks; compile fuses kernels
+    trainable = world.wrap(model, device)
+    if t.compile:
+        trainable = torch.compile(trainable)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=t.precision == "bf16")
 
     total = t.max_steps or (t.max_epochs * len(windows) if t.max_epochs else None)
     if t.max_steps and t.max_epochs:
         total = min(t.max_steps, t.max_epochs * len(windows))
-    bar = tqdm(total=total, initial=progress.step, unit="upd", dynamic_ncols=True, disable=not t.progress,
-               mininterval=0.5, desc="train")
-    say = bar.write if t.progress else log           # messages must not break the bar
-    metrics = open(run.file(ck.METRICS), "a", encoding="utf-8")
+    bar = tqdm(total=total, initial=progress.step, unit="upd", dynamic_ncols=True,
+               disable=not (t.progress and world.is_main), mininterval=0.5, desc="train")
+    say = bar.write if t.progress and world.is_main else log           # messages must not break the bar
+    sink = {"metrics": open(run.file(ck.METRICS), "a", encoding="utf-8") if world.is_main else None}
     level = cfg.data.level
 
     def record(row: dict[str, Any]) -> None:
-        metrics.write(json.dumps(row) + "\n")
-        metrics.flush()
+        if sink["metrics"] is not None:
+            with writing("metrics.jsonl", run.path):
+                sink["metrics"].write(json.dumps(row) + "\n")
+                sink["metrics"].flush()
 
     def save_checkpoint() -> None:
-        run.save_weights(model, ck.LAST, {"step": progress.step})
-        run.save_state({
-            "progress": asdict(progress),
-            "optimizer": optimizer.state_dict(),
-            "plateau": plateau.state_dict(),
-            "rng_cpu": torch.get_rng_state(),
-            "rng_cuda": torch.cuda.get_rng_state_all() if device.type == "cuda" else [],
-            "carry": [] if carry is None else [s.cpu() for s in (carry if isinstance(carry, tuple) else (carry,))],
-            "carry_is_tuple": isinstance(carry, tuple),
-        })
+        """Collective: gather the global state, rank 0 commits it, all agree it worked."""
+        state = snapshot.capture(progress, optimizer, plateau, carry, world, device)
+        error = None
+        if world.is_main:
+            try:
+                with writing("a checkpoint", run.path):
+                    run.save_checkpoint(progress.step, model, state, keep=t.keep_checkpoints)
+            except SeqlabError as e:
+                error = e
+        if world.from_main(0.0 if error else 1.0) == 0.0:
+            raise error or SeqlabError("rank 0 could not write a checkpoint (its message says why)")
+        guard.saved()
 
     def validate_now() -> bool:
-        """Evaluate, keep the best weights, decay/stop on plateau. True = stop early."""
-        nats, _ = evaluate(model, splits.valid, t.eval_batch_size, t.bptt_steps, device, t.eval_tokens)
+        """Evaluate (rank 0), keep the best weights, decay/stop on plateau. True = stop early."""
+        nats = math.nan
+        if world.is_main:
+            nats, _ = evaluate(model, splits.valid, t.eval_batch_size, t.bptt_steps, device, t.eval_tokens)
+        nats = world.from_main(nats)
         best = plateau.update(nats, optimizer)
         row = {"step": progress.step, "epoch": progress.epoch, "split": "valid", **summary(nats, level),
                "lr": optimizer.param_groups[0]["lr"], "best": best}
         record(row)
         if best:
             progress.best_step = progress.step
-            run.save_weights(model, ck.BEST, {"step": progress.step, "valid_loss": nats})
+            if world.is_main:
+                with writing("the best weights", run.path):
+                    run.save_weights(model, ck.BEST, {"step": progress.step, "valid_loss": nats})
         key = "bpc" if level == "char" else "bits_per_token"
         say(f"update {progress.step:>6} | valid loss {nats:.4f} | ppl {row['ppl']:.2f} | "
-                  f"{key} {row[key]:.4f}{'  (best)' if best else ''}")
+            f"{key} {row[key]:.4f}{'  (best)' if best else ''}")
         save_checkpoint()
-        plot_loss(run.file(ck.METRICS), run.file(ck.PLOT), title=f"{run.path.name}: {cfg.model.name} on {splits.source}")
+        if world.is_main:
+            with writing("loss.png", run.path):
+                plot_loss(run.file(ck.METRICS), run.file(ck.PLOT),
+                          title=f"{run.path.name}: {cfg.model.name} on {splits.source}")
         return bool(t.early_stop) and plateau.bad_evals >= t.early_stop
+
+    def roll_back(loss: float, norm: float) -> None:
+        """A non-finite update: back to the last checkpoint, with a lower learning rate."""
+        failed_step = progress.step + 1
+        guard.failed(failed_step, loss, norm, progress.lr_scale)
+        scale, count = progress.lr_scale * t.nan_lr_factor, progress.nan_rollbacks + 1
+        if not restore_latest(say):
+            raise SeqlabError(f"non-finite loss at update {failed_step} and no checkpoint to roll back to")
+        for group in optimizer.param_groups:      # the restored rate, cut to the new scale
+            group["lr"] *= scale / progress.lr_scale
+        progress.lr_scale, progress.nan_rollbacks = scale, count
+        if world.is_main:
+            sink["metrics"].close()
+            with writing("metrics.jsonl", run.path):
+                truncate_metrics(run.file(ck.METRICS), progress.step)
+                sink["metrics"] = open(run.file(ck.METRICS), "a", encoding="utf-8")
+        record({"step": progress.step, "epoch": progress.epoch, "split": "rollback", "failed_step": failed_step,
+                "failed_loss": str(loss), "nan_rollbacks": count, "lr_scale": scale})
+        say(f"update {failed_step}: loss {loss:.4g}, gradient norm {norm:.4g} — not finite; rolled back to "
+            f"update {progress.step}, learning rate x{scale:g} (rollback {count} of this run)")
+        bar.n = progress.step
+        bar.refresh()
+
+    if fresh:
+        save_checkpoint()      # update 0: a rollback target, and --resume works from the start
 
     # 4. the loop -------------------------------------------------------------------------------
     params = [p for p in model.parameters() if p.requires_grad]
     model.train()
+    trainable.train()
     stop_reason = ""
     last_log_time, last_log_tokens = time.perf_counter(), progress.tokens
     with ctrl_c_flag() as ctrl_c:
         try:
             while not stop_reason:
-                if t.max_epochs and progress.epoch >= t.max_epochs:
-                    stop_reason = f"reached train.max_epochs={t.max_epochs}"
+                stop_reason = limit_reached(t, progress)
+                if stop_reason:
                     break
                 if progress.window == 0:
-                    carry = model.init_state(t.batch_size)
+                    carry = model.init_state(per_rank)
                 started = time.perf_counter()
+                rolled_back = False
                 for i in range(progress.window, len(windows)):
-                    lr = scheduled_lr(t, progress.step, optimizer.param_groups[0]["lr"])
+                    lr = learning_rate(t, progress.step, optimizer.param_groups[0]["lr"], progress.lr_scale)
                     for group in optimizer.param_groups:
                         group["lr"] = lr
-                    loss, carry, n = train_step(model, data, windows[i], carry)
+                    with autocast:
+                        loss, next_carry, n = train_step(trainable, data, windows[i], carry, device)
                     optimizer.zero_grad(set_to_none=True)
                     # a model may add a regulariser from its forward pass (the norm stabiliser);
                     # `loss` stays the pure likelihood, so the logged numbers remain comparable
@@ -227,13 +328,24 @@ def fit(cfg: Config | None, out: str | Path, *, resume: bool = False, overrides:
                     # Clipping the global norm keeps one exploding step (Pascanu et al. 2013)
                     # from throwing the weights far away; it leaves the direction unchanged.
                     norm = torch.nn.utils.clip_grad_norm_(params, t.clip_norm if t.clip_norm > 0 else math.inf)
+                    loss_value, norm_value = loss.item(), norm.item()
+                    over_time = bool(t.max_time) and progress.elapsed + time.perf_counter() - started >= t.max_time
+                    # one small all-reduce per update keeps the ranks agreeing on the loss and on stopping
+                    loss_sum, count, bad, hit, late = world.sum(
+                        [loss_value * n, n, not is_finite(loss_value, norm_value), ctrl_c["hit"], over_time])
+                    if bad:
+                        progress.elapsed += time.perf_counter() - started
+                        roll_back(loss_value if not world.parallel else loss_sum / count, norm_value)
+                        rolled_back = True
+                        break
                     optimizer.step()
+                    carry = next_carry
                     progress.step += 1
                     progress.window = i + 1
-                    progress.tokens += n
-                    progress.loss_sum += loss.item() * n
-                    progress.loss_count += n
-                    progress.norm_sum += norm.item()
+                    progress.tokens += int(count)
+                    progress.loss_sum += loss_sum
+                    progress.loss_count += int(count)
+                    progress.norm_sum += norm_value
                     progress.norm_count += 1
                     bar.update(1)
                     if progress.step % t.log_every == 0:
@@ -245,19 +357,25 @@ def fit(cfg: Config | None, out: str | Path, *, resume: bool = False, overrides:
                         last_log_time, last_log_tokens = now, progress.tokens
                         record(row)
                         bar.set_postfix_str(f"loss {row['loss']:.3f} | {row['tok_per_s']:,.0f} tok/s | lr {row['lr']:.2g}")
+                    saved = False
                     if progress.step % t.eval_every == 0:
                         progress.elapsed += time.perf_counter() - started
                         if validate_now():
                             stop_reason = f"no improvement in {t.early_stop} evaluations (train.early_stop)"
+                        saved = True
                         started = last_log_time = time.perf_counter()
-                    if ctrl_c["hit"]:
+                    if t.checkpoint_every and progress.step % t.checkpoint_every == 0 and not saved:
+                        save_checkpoint()
+                    if hit:
                         stop_reason = "interrupted"
                     elif t.max_steps and progress.step >= t.max_steps:
                         stop_reason = f"reached train.max_steps={t.max_steps}"
-                    elif t.max_time and progress.elapsed + time.perf_counter() - started >= t.max_time:
+                    elif late:
                         stop_reason = f"reached train.max_time={t.max_time:g}s"
                     if stop_reason:
                         break
+                if rolled_back:
+                    continue
                 progress.elapsed += time.perf_counter() - started
                 if progress.window >= len(windows):
                     progress.epoch += 1
@@ -266,16 +384,33 @@ def fit(cfg: Config | None, out: str | Path, *, resume: bool = False, overrides:
             bar.close()
         if stop_reason == "interrupted":
             save_checkpoint()
-            metrics.close()
+            if sink["metrics"] is not None:
+                sink["metrics"].close()
             log(f"interrupted at update {progress.step}; checkpoint saved. Continue with: seqlab train --resume {run.path}")
             raise Interrupted()
     # 5. finish: evaluate if the last update was not evaluated, then the best weights on all of valid
-    last = read_metrics(run.file(ck.METRICS))
-    if not last or last[-1].get("split") != "valid" or last[-1].get("step") != progress.step:
+    evaluated = 1.0
+    if world.is_main:
+        last = read_metrics(run.file(ck.METRICS))
+        evaluated = float(bool(last) and last[-1].get("split") == "valid" and last[-1].get("step") == progress.step)
+    if not world.from_main(evaluated):
         validate_now()
-    metrics.close()
-    log(f"stopped: {stop_reason}")
+    if sink["metrics"] is not None:
+        sink["metrics"].close()
+    log(f"stopped: {stop_reason}" + (f" ({progress.nan_rollbacks} rollback(s) after a non-finite loss)"
+                                    if progress.nan_rollbacks else ""))
+    if not world.is_main:
+        return {}
     return final_report(run, model, splits, cfg, device, log)
+
+
+def limit_reached(t, progress: Progress) -> str:
+    """A budget already used up before the next update (e.g. resuming a finished run)."""
+    if t.max_epochs and progress.epoch >= t.max_epochs:
+        return f"reached train.max_epochs={t.max_epochs}"
+    if t.max_steps and progress.step >= t.max_steps:
+        return f"reached train.max_steps={t.max_steps}"
+    return ""
 
 
 def fit_counts(run: RunDir, model, splits: Splits, cfg: Config, device, overwrite: bool, log) -> dict[str, float]:
@@ -312,27 +447,6 @@ def log_train(progress: Progress, optimizer, level: str, seconds: float, tokens:
            "tokens": progress.tokens, "tok_per_s": tokens / max(seconds, 1e-9), "elapsed": progress.elapsed}
     progress.loss_sum, progress.loss_count, progress.norm_sum, progress.norm_count = 0.0, 0, 0.0, 0
     return row
-
-
-def restore(run: RunDir, model, optimizer, plateau: PlateauDecay, device) -> tuple[Progress, State]:
-    state = run.load_state()
-    meta = run.load_weights(model, ck.LAST)
-    try:
-        progress = Progress(**state["progress"])
-        if meta.get("step") != progress.step:
-            raise SeqlabError(f"{run.file(ck.LAST)} (update {meta.get('step')}) and {run.file(ck.STATE)} "
-                              f"(update {progress.step}) disagree; the run was cut off while saving")
-        optimizer.load_state_dict(state["optimizer"])
-        plateau.load_state_dict(state["plateau"])
-        torch.set_rng_state(state["rng_cpu"])
-        if device.type == "cuda" and state["rng_cuda"]:
-            torch.cuda.set_rng_state_all(state["rng_cuda"])
-        carry = [s.to(device) for s in state["carry"]]
-    except (KeyError, TypeError, ValueError) as e:
-        raise SeqlabError(f"{run.file(ck.STATE)} is not a seqlab training state ({e})") from None
-    if not carry:
-        return progress, None
-    return progress, tuple(carry) if state["carry_is_tuple"] else carry[0]
 
 
 def truncate_metrics(path: Path, step: int) -> None:

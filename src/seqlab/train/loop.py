@@ -14,12 +14,15 @@ of the next window: the state at m, detached, is what the next window starts fro
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
+
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from seqlab.data.text import batchify
+from seqlab.data.text import batchify, batchify_view
 from seqlab.models.base import State, detach_state
 
 
@@ -31,27 +34,53 @@ class Window:
     loss_from: int   # first position whose target counts in the loss (e - k1, or less at the start)
 
 
-def tbptt_windows(length: int, k1: int, k2: int) -> list[Window]:
-    """Windows over a row of `length` tokens (length - 1 predictable positions)."""
-    positions = length - 1
-    ends = list(range(k1, positions, k1)) + [positions]
-    windows, prev_end = [], 0
-    for i, e in enumerate(ends):
-        s = max(0, e - k2)
-        next_end = ends[i + 1] if i + 1 < len(ends) else e
-        m = max(s, min(e, next_end - k2))
-        windows.append(Window(s, m, e, prev_end))
-        prev_end = e
-    return windows
+class tbptt_windows(Sequence):
+    """The windows over a row of `length` tokens (length - 1 predictable positions), computed
+    on demand: a memory-mapped corpus of 10^9 tokens has tens of millions of them."""
+
+    def __init__(self, length: int, k1: int, k2: int):
+        self.positions, self.k1, self.k2 = length - 1, k1, k2
+        self.count = max(1, -(-self.positions // k1))           # ends k1, 2k1, ..., then `positions`
+
+    def __len__(self) -> int:
+        return self.count
+
+    def _end(self, i: int) -> int:
+        return self.positions if i == self.count - 1 else (i + 1) * self.k1
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(self.count))]
+        if i < 0:
+            i += self.count
+        if not 0 <= i < self.count:
+            raise IndexError(i)
+        e = self._end(i)
+        s = max(0, e - self.k2)
+        next_end = self._end(i + 1) if i + 1 < self.count else e
+        m = max(s, min(e, next_end - self.k2))
+        return Window(s, m, e, self._end(i - 1) if i else 0)
 
 
-def train_step(model: nn.Module, data: Tensor, window: Window, state: State) -> tuple[Tensor, State, int]:
+def token_block(data: Tensor | np.ndarray, start: int, stop: int, device: torch.device | None = None) -> Tensor:
+    """Columns [start, stop) of (B, N) batchified ids as a long tensor (B, stop-start). A
+    memory-mapped array (numpy, uint8/16/int32) is read here, one window at a time."""
+    if isinstance(data, Tensor):
+        return data[:, start:stop]                                             # (B, stop-start)
+    block = torch.from_numpy(np.ascontiguousarray(data[:, start:stop]).astype(np.int64))
+    return block.to(device) if device is not None else block                   # (B, stop-start)
+
+
+def train_step(model: nn.Module, data: Tensor | np.ndarray, window: Window, state: State,
+               device: torch.device | None = None) -> tuple[Tensor, State, int]:
     """Forward + loss for one window. Returns (mean loss, state for the next window, #targets).
 
-    data: (B, N) batchified ids; state: the state at window.start (already detached).
+    data: (B, N) batchified ids (a tensor, or a numpy view of a memory-mapped stream, then read
+    onto `device`); state: the state at window.start (already detached).
     """
     s, m, e = window.start, window.middle, window.end
-    inputs, targets = data[:, s:e], data[:, s + 1:e + 1]                       # (B, e-s)
+    block = token_block(data, s, e + 1, device)                                # (B, e-s+1)
+    inputs, targets = block[:, :-1], block[:, 1:]                              # (B, e-s)
     if m in (s, e):
         logits, state_end = model(inputs, state)                               # (B, e-s, V)
         next_state = state_end if m == e else state
@@ -77,16 +106,18 @@ def evaluate(model: nn.Module, ids, batch_size: int, bptt_steps: int, device: to
     if max_tokens:
         ids = ids[:max_tokens]
     batch_size = max(1, min(batch_size, len(ids) // 2))
-    data = batchify(ids, batch_size).to(device)                                # (B, N)
+    if isinstance(ids, np.ndarray) and ids.dtype != np.int64:   # memory-mapped: read chunk by chunk
+        data = batchify_view(ids, batch_size)                                  # (B, N), a view
+    else:
+        data = batchify(ids, batch_size).to(device)                            # (B, N)
     was_training = model.training
     model.eval()
     state = model.init_state(batch_size)
     score_targets = getattr(model, "target_log_probs", None)
     total, count = 0.0, 0
-    for i in range(0, data.size(1) - 1, bptt_steps):
-        inputs = data[:, i:i + bptt_steps]
-        targets = data[:, i + 1:i + 1 + bptt_steps]
-        inputs = inputs[:, : targets.size(1)]
+    for i in range(0, data.shape[1] - 1, bptt_steps):
+        block = token_block(data, i, i + bptt_steps + 1, device)               # (B, T+1)
+        inputs, targets = block[:, :-1], block[:, 1:]                          # (B, T)
         if score_targets is not None:
             log_probs, state = score_targets(inputs, targets, state)           # (B, T)
             total -= log_probs.sum().item()

@@ -36,6 +36,7 @@ from seqlab.tasks.base import Task
 from seqlab.train import checkpoint as ck
 from seqlab.train.checkpoint import RunDir
 from seqlab.train.fit import Interrupted, check_finite, ctrl_c_flag, prepare_out, resolve_device, truncate_metrics
+from seqlab.train.guard import writing
 from seqlab.train.optim import PlateauDecay, make_optimizer, scheduled_lr
 
 TASK_META = "task.json"
@@ -114,11 +115,11 @@ def fit_task(cfg: Config | None, out: str | Path, *, resume: bool = False, overr
 
     # 3. fresh run or resume -------------------------------------------------------------------
     if resume:
-        state = run.load_state()
-        meta = run.load_weights(model, ck.LAST)
+        loaded = run.load_checkpoint(model, log=log)
+        if loaded is None:
+            raise SeqlabError(f"{run.path} has no checkpoint to resume from; train it again with --overwrite")
+        state, _ = loaded
         progress = Progress(**state["progress"])
-        if meta.get("step") != progress.step:
-            raise SeqlabError(f"{run.file(ck.LAST)} and {run.file(ck.STATE)} disagree; the run was cut off while saving")
         optimizer.load_state_dict(state["optimizer"])
         plateau.load_state_dict(state["plateau"])
         torch.set_rng_state(state["rng_cpu"])
@@ -145,9 +146,10 @@ def fit_task(cfg: Config | None, out: str | Path, *, resume: bool = False, overr
         metrics.flush()
 
     def save_checkpoint() -> None:
-        run.save_weights(model, ck.LAST, {"step": progress.step})
-        run.save_state({"progress": asdict(progress), "optimizer": optimizer.state_dict(),
-                        "plateau": plateau.state_dict(), "rng_cpu": torch.get_rng_state()})
+        with writing("a checkpoint", run.path):
+            run.save_checkpoint(progress.step, model, {
+                "progress": asdict(progress), "optimizer": optimizer.state_dict(),
+                "plateau": plateau.state_dict(), "rng_cpu": torch.get_rng_state()}, keep=t.keep_checkpoints)
 
     def validate_now() -> bool:
         model.eval()
