@@ -8,19 +8,21 @@ is zeros. Throughput is tokens (batch x steps) per second.
 Candidates
 - nn.RNN, nn.LSTM, nn.GRU: PyTorch's fused modules, the baselines (on CPU, nn.LSTM runs
   oneDNN's fused RNN kernels; nn.RNN and nn.GRU run ATen's per-step loop).
+- seqlab rnn / lstm / gru (model.impl=auto): the recurrent module a user's language model
+  gets (models/recurrent.py builds it for model.name=rnn|lstm|gru, default options, one
+  layer, this size), fed the same input: the standard cells as users run them, with the
+  ratio to their own module.
 - naive lstm: RecurrentLayer(LSTMCell), seqlab's per-step autograd loop.
 - fast path, for every cell and option models/fast.py covers: `cell.project(x)` then
-  `run_sequence`, the hand-written BPTT.
+  `run_sequence`, the hand-written BPTT; the layer-normalised LSTM and GRU included.
 - fast lstm-variational: the LSTM with variational input dropout and recurrent dropout
   (one mask per sequence each, p = 0.25, drawn at every call as in training).
-- layer-norm LSTM / GRU through `run_sequence`, which runs them on the autograd loop
-  (models/fast.py has no hand-written backward for layer normalisation).
 
 Method: every candidate is warmed up, then `repeats` rounds each run every candidate once,
 in an order rotated from round to round, so that drift in a shared machine's speed reaches
 all of them alike. Reported: the median over rounds, and ratios of medians: each standard
-cell's fast path against its own module (lstm / nn.LSTM, gru / nn.GRU, elman tanh / nn.RNN)
-and every candidate against nn.LSTM.
+cell's fast path and each seqlab model's module against its own PyTorch module (lstm /
+nn.LSTM, gru / nn.GRU, elman tanh and rnn / nn.RNN) and every candidate against nn.LSTM.
 
     seqlab bench speed --out benchmarks/speed [--repeats 7 --batch 32 --steps 100 --hidden 256]
 """
@@ -36,8 +38,10 @@ import torch
 from torch import nn
 
 from seqlab.bench.common import commit, machine, write_report
+from seqlab.config import ModelConfig
 from seqlab.models.cells import ElmanCell, GRUCell, JordanCell, LSTMCell
 from seqlab.models.fast import run_sequence, supports
+from seqlab.models.recurrent import RecurrentLM
 from seqlab.models.stack import RecurrentLayer, sequence_mask
 
 VARIATIONAL_P = 0.25
@@ -57,6 +61,17 @@ FAST = {
     "gru-layernorm": (lambda h: GRUCell(h, h, layer_norm=True), None),
 }
 
+# seqlab's standard language models (model.name), timed on the recurrent module they build
+# with model.impl=auto -> own fused module for the ratio
+MODELS = {"rnn": "nn.RNN", "lstm": "nn.LSTM", "gru": "nn.GRU"}
+
+
+def model_module(name: str, hidden: int, impl: str = "auto") -> nn.Module:
+    """The recurrent module of a one-layer seqlab language model (`model.name`, default
+    options, embedding = hidden size): what `model.impl` picks for a user's model."""
+    cfg = ModelConfig(name=name, embedding_size=hidden, hidden_size=hidden, num_layers=1, impl=impl)
+    return RecurrentLM(cfg, vocab_size=2).rnn
+
 
 def _candidates(batch: int, steps: int, hidden: int, device: str) -> dict[str, tuple[str, Callable[[], None], list]]:
     """name -> (path description, one forward + backward, the tensors whose .grad it fills)."""
@@ -75,6 +90,9 @@ def _candidates(batch: int, steps: int, hidden: int, device: str) -> dict[str, t
     out["nn.RNN"] = ("PyTorch fused (baseline)", *fused(nn.RNN(hidden, hidden, batch_first=True)))
     out["nn.LSTM"] = ("PyTorch fused (baseline)", *fused(nn.LSTM(hidden, hidden, batch_first=True)))
     out["nn.GRU"] = ("PyTorch fused (baseline)", *fused(nn.GRU(hidden, hidden, batch_first=True)))
+    for name in MODELS:
+        module = model_module(name, hidden)
+        out[f"seqlab {name}"] = (f"model.name={name} model.impl=auto: {type(module).__name__}", *fused(module))
 
     naive = RecurrentLayer(LSTMCell(hidden, hidden), fast=False).to(device)
 
@@ -109,8 +127,12 @@ def _candidates(batch: int, steps: int, hidden: int, device: str) -> dict[str, t
 
 
 def _own_module(name: str) -> str | None:
+    """The PyTorch module a candidate's ratio is taken against: a standard cell's fast path's
+    or a seqlab model's own; None for the rest."""
+    if name.startswith("seqlab "):
+        return MODELS.get(name.removeprefix("seqlab "))
     key = name.removeprefix("fast ")
-    return FAST[key][1] if key in FAST else None
+    return FAST[key][1] if name.startswith("fast ") and key in FAST else None
 
 
 def run_speed(out: str, repeats: int = 7, batch: int = 32, steps: int = 100, hidden: int = 256,
@@ -149,8 +171,8 @@ def run_speed(out: str, repeats: int = 7, batch: int = 32, steps: int = 100, hid
         rows.append({
             "name": n, "path": cands[n][0],
             "median_ms": 1000 * med_s[n], "median_tok_per_s": med_tps[n],
-            "vs_own_module": (med_tps[n] / med_tps[own]) if own and n.startswith("fast ") else None,
-            "own_module": own if n.startswith("fast ") else None,
+            "vs_own_module": (med_tps[n] / med_tps[own]) if own else None,
+            "own_module": own,
             "vs_nn_lstm": med_tps[n] / lstm_tps,
         })
     command = (f"seqlab bench speed --out {out} --repeats {repeats} --batch {batch} "
