@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -211,3 +212,18 @@ def test_mnist_and_chorale_tasks_read_the_data_modules(monkeypatch):
     rolls = seqtasks.chorale_task()
     x, y, mask = rolls.batch("test", torch.arange(3), "cpu")
     assert x.shape == (3, 6, 88) and mask.sum().item() == 4 + 5 + 6
+
+
+def test_chrono_initialisation_spreads_the_forget_biases_and_mirrors_them_on_the_input_gate():
+    from seqlab.bench import seqtasks
+    torch.manual_seed(0)
+    H, T_max = 64, 200
+    model = seqtasks.SequenceNet("lstm", 2, 1, H, 2, chrono=T_max)
+    for layer in range(2):
+        b_ih, b_hh = getattr(model.rnn, f"bias_ih_l{layer}"), getattr(model.rnn, f"bias_hh_l{layer}")
+        b_f, b_i = b_ih[H:2 * H] + b_hh[H:2 * H], b_ih[:H] + b_hh[:H]       # PyTorch's gate order i, f, g, o
+        assert torch.all(b_f >= 0) and torch.all(b_f <= math.log(T_max - 1) + 1e-6)
+        assert b_f.max() > math.log(T_max / 4)                              # spread towards long time scales
+        assert torch.equal(b_i, -b_f)
+    plain = seqtasks.SequenceNet("lstm", 2, 1, H)
+    assert not torch.equal(plain.rnn.bias_ih_l0[H:2 * H], model.rnn.bias_ih_l0[H:2 * H])

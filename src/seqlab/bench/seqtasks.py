@@ -45,7 +45,8 @@ class SequenceNet(nn.Module):
     """forward(x (B, T, F)) -> (B, T, O). `family` is tcn, lstm, gru or rnn."""
 
     def __init__(self, family: str, input_size: int, output_size: int, hidden_size: int,
-                 num_layers: int = 1, kernel_size: int = 2, dropout: float = 0.0, forget_bias: float = 0.0):
+                 num_layers: int = 1, kernel_size: int = 2, dropout: float = 0.0, forget_bias: float = 0.0,
+                 chrono: int = 0):
         super().__init__()
         self.family = family
         if family == "tcn":
@@ -62,6 +63,16 @@ class SequenceNet(nn.Module):
                             bias[hidden_size:2 * hidden_size] = forget_bias
                         elif name.startswith("bias_hh"):
                             bias[hidden_size:2 * hidden_size] = 0.0
+            if family == "lstm" and chrono:
+                # chrono initialisation (Tallec & Ollivier 2018, "Can recurrent neural networks warp
+                # time?"): b_f = log u, u ~ U[1, T_max - 1], and b_i = -b_f, so the cells start with
+                # forgetting time scales spread up to the longest dependency, T_max steps
+                with torch.no_grad():
+                    for layer in range(num_layers):
+                        b_ih, b_hh = getattr(self.rnn, f"bias_ih_l{layer}"), getattr(self.rnn, f"bias_hh_l{layer}")
+                        b_f = torch.empty(hidden_size).uniform_(1.0, max(chrono - 1.0, 1.0)).log_()   # (H,)
+                        b_ih[hidden_size:2 * hidden_size], b_hh[hidden_size:2 * hidden_size] = b_f, 0.0
+                        b_ih[:hidden_size], b_hh[:hidden_size] = -b_f, 0.0
         else:
             raise SeqlabError(f"unknown family {family!r}; valid: tcn, {', '.join(RECURRENT)}")
         self.head = nn.Linear(hidden_size, output_size)
