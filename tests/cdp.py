@@ -50,7 +50,8 @@ class Chromium:
         to_browser_read, self._to_browser = os.pipe()          # we write, it reads as fd 3
         self._from_browser, from_browser_write = os.pipe()     # it writes as fd 4, we read
         flags = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--no-default-browser-check",
-                 "--disable-extensions", "--disable-background-networking", "--remote-debugging-pipe",
+                 "--disable-extensions", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--disable-quic", "--remote-debugging-pipe",
                  f"--user-data-dir={self._profile.name}", "about:blank"]
         def descriptors_3_and_4():   # in the child, before exec: the pipe ends become fds 3 and 4
             high = [fcntl.fcntl(fd, fcntl.F_DUPFD, 10) for fd in (to_browser_read, from_browser_write)]
