@@ -19,7 +19,7 @@ the paper's: about 70K (adding, MNIST), 16K (copy memory), 300K (chorales); ever
 its model's actual count.
 
 quick (2 CPU cores, about 1 h 50 min): adding T = 200, copy memory T = 200 (10,000 training
-sequences), sequential MNIST with the TCN only (about two epochs of the training images, the
+sequences), sequential MNIST with the TCN only (about 4.5 epochs of the training images, the
 full test set; the recurrent rows and permuted MNIST are left to the full profile: at 784 steps
 each costs as much as the TCN), chorales and a small character LM, each model on a fixed
 update budget. full (a GPU): the paper's T = 600 / 1000, all four models on every task, MNIST
@@ -93,7 +93,9 @@ def specs(task: str, profile: str) -> dict[str, Spec]:
                 "gru": Spec("gru", 66, optimizer="rmsprop", lr=1e-3, max_updates=n, budget=16_000),
                 "rnn": Spec("rnn", 116, optimizer="rmsprop", lr=1e-3, max_updates=n, budget=16_000)}
     if task in ("seqmnist", "pmnist"):   # Table 2: TCN 8 x 25, k = 7; Table 3: LSTM 1 x 130, RMSprop 1e-3
-        n = 1500 if quick else 7820      # batch 64: 1500 updates ~ 2 epochs of 50,000; 7820 = 10 epochs
+        # batch 64: 3500 updates ~ 4.5 epochs of 50,000; 7820 = 10 epochs. (The first quick run, 1500
+        # updates, reached 96.2 %: short of the 97 %, so quick trains the TCN twice as long.)
+        n = 3500 if quick else 7820
         every = {"tcn": Spec("tcn", 25, 8, 7, clip_norm=0.0, batch_size=64, max_updates=n),
                  "lstm": Spec("lstm", 130, optimizer="rmsprop", lr=1e-3, batch_size=64, max_updates=n),
                  "gru": Spec("gru", 150, optimizer="rmsprop", lr=1e-3, batch_size=64, max_updates=n),
@@ -196,7 +198,7 @@ GROUPS = {
 # in the committed quick run; the rest in trial runs at copy T = 100, MNIST batch 64)
 SECONDS_PER_UPDATE = {("adding", "tcn"): 0.16, ("adding", "lstm"): 0.11, ("adding", "gru"): 0.30,
                       ("adding", "rnn"): 0.09, ("copy", "tcn"): 0.065, ("copy", "lstm"): 0.045,
-                      ("copy", "gru"): 0.06, ("copy", "rnn"): 0.04, ("seqmnist", "tcn"): 1.5,
+                      ("copy", "gru"): 0.06, ("copy", "rnn"): 0.04, ("seqmnist", "tcn"): 0.6,
                       ("seqmnist", "lstm"): 1.7, ("seqmnist", "gru"): 2.5, ("seqmnist", "rnn"): 1.2}
 
 
@@ -224,8 +226,8 @@ def cells(profile: str) -> list[Cell]:
 
 def notes(profile: str) -> str:
     adding_base, copy_base = 1 / 6, 10 * math.log(8) / ((200 if profile == "quick" else 1000) + 20)
-    shrunk = ("Quick profile: adding and copy memory at T = 200, sequential MNIST with the TCN only (about two "
-              "epochs; the LSTM / GRU / RNN rows and permuted MNIST cost as much each and are left to the full "
+    shrunk = ("Quick profile: adding and copy memory at T = 200, sequential MNIST with the TCN only (about 4.5 "
+              "epochs, 3500 updates of 64; a first run of 1500 updates reached 96.2 %; the LSTM / GRU / RNN rows and permuted MNIST cost as much each and are left to the full "
               "profile), fixed update budgets per row (more for the gated recurrent nets on the adding problem, "
               "which converge later). " if profile == "quick" else
               "Full profile: the paper's T, all models, MNIST for 10 epochs. ")
