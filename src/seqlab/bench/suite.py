@@ -184,7 +184,7 @@ def fmt_value(v: Any) -> str:
         return ""
     if isinstance(v, float) and v != 0 and (abs(v) < 1e-3 or abs(v) >= 1e5):
         return f"{v:.2e}"
-    return f"{v:.4g}" if isinstance(v, float) else str(v)
+    return f"{v:#.4g}" if isinstance(v, float) else str(v)     # "#": 97.00, not 97
 
 
 def fmt_duration(seconds: float) -> str:
