@@ -85,7 +85,7 @@ def test_record_holds_the_required_fields_and_markdown_puts_the_paper_beside_our
     text = (tmp_path / "toy-fields.md").read_text()
     row = next(line for line in text.splitlines() if line.startswith("| row a |"))
     cols = [c.strip() for c in row.strip("|").split("|")]
-    assert cols[1] == "0.5" and cols[2].startswith("0.25") and "toy data" in row and record["command"] in row
+    assert cols[1] == "0.5000" and cols[2].startswith("0.25") and "toy data" in row and record["command"] in row
 
 
 def test_only_that_matches_nothing_is_an_error(tmp_path):
