@@ -159,6 +159,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--steps", type=int, default=100, help="time steps (default: 100)")
     b.add_argument("--hidden", type=int, default=256, help="hidden and input size (default: 256)")
     b.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
+    b.add_argument("--threads", type=int, default=0,
+                   help="torch intra-op threads; 0 keeps torch's default (default: 0)")
     b = bsub.add_parser("cells", help="every recurrent cell trained for the same time: validation bpc")
     b.add_argument("--out", default="benchmarks/cells", help="output path without extension")
     b.add_argument("--seconds", type=float, default=60.0, help="training time per cell (default: 60)")
@@ -462,7 +464,7 @@ def cmd_bench(args) -> int:
     if args.bench_command == "speed":
         from seqlab.bench.speed import run_speed
         run_speed(args.out, repeats=args.repeats, batch=args.batch, steps=args.steps, hidden=args.hidden,
-                  device=args.device)
+                  device=args.device, threads=args.threads)
         return 0
     if args.bench_command == "ngram":
         from seqlab.bench.ngram import run_ngram

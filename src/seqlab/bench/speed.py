@@ -136,8 +136,11 @@ def _own_module(name: str) -> str | None:
 
 
 def run_speed(out: str, repeats: int = 7, batch: int = 32, steps: int = 100, hidden: int = 256,
-              device: str = "cpu", warmup: int = 2) -> dict:
-    """Time every candidate; write <out>.json and <out>.md; print the Markdown; return the result."""
+              device: str = "cpu", warmup: int = 2, threads: int = 0) -> dict:
+    """Time every candidate; write <out>.json and <out>.md; print the Markdown; return the result.
+    threads > 0 sets torch's intra-op threads (0: torch's default)."""
+    if threads > 0:
+        torch.set_num_threads(threads)
     cands = _candidates(batch, steps, hidden, device)
     names = list(cands)
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
@@ -176,7 +179,7 @@ def run_speed(out: str, repeats: int = 7, batch: int = 32, steps: int = 100, hid
             "vs_nn_lstm": med_tps[n] / lstm_tps,
         })
     command = (f"seqlab bench speed --out {out} --repeats {repeats} --batch {batch} "
-               f"--steps {steps} --hidden {hidden} --device {device}")
+               f"--steps {steps} --hidden {hidden} --device {device}" + (f" --threads {threads}" if threads > 0 else ""))
     result = {
         "benchmark": "speed",
         "question": "forward+backward throughput of one recurrent layer: seqlab's fast path vs PyTorch's fused modules",
