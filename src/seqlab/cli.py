@@ -262,13 +262,16 @@ def _trainer(cfg):
     return fit_task
 
 
-def load_run(run_path: str, device_name: str):
-    """(config, vocab, model on device, device) for a trained run's best weights."""
+def load_run(run_path: str, device_name: str, lm_for: str | None = None):
+    """(config, vocab, model on device, device) for a trained run's best weights. With `lm_for`
+    (the command, for the message), a run that is not a language model is refused."""
     from seqlab.models import build_model
     from seqlab.models.base import is_count_model
     from seqlab.train.checkpoint import RunDir
     from seqlab.train.fit import resolve_device
 
+    if lm_for is not None and _task_of(run_path) != "lm":
+        raise SeqlabError(f"{run_path} is not a language-model run; {lm_for} reads task.name=lm runs")
     run = RunDir(Path(run_path)).require()
     cfg, vocab = run.config(), run.vocab()
     device = resolve_device(device_name)
@@ -381,9 +384,7 @@ def cmd_analyze(args) -> int:
         raise SeqlabError("name an analysis: seqlab analyze saturation | gradients | " + " | ".join(MODULE_ANALYSES))
     if args.tokens <= 0:
         raise SeqlabError(f"--tokens must be greater than 0, got {args.tokens}")
-    if _task_of(args.run) != "lm":
-        raise SeqlabError(f"{args.run} is not a language-model run; gate saturation reads task.name=lm runs")
-    cfg, vocab, model, device = load_run(args.run, "cpu")
+    cfg, vocab, model, device = load_run(args.run, "cpu", lm_for="gate saturation")
     if args.file:
         from seqlab.data.sources import read_path
         ids, what = vocab.encode(read_path(args.file)), args.file

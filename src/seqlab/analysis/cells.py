@@ -239,16 +239,25 @@ def parse_cell(spec: str, num_layers: int, hidden_size: int) -> tuple[int, int]:
 
 # -- command line -------------------------------------------------------------------------------
 
-def load_text(args, cfg, vocab) -> tuple[str, str]:
-    """(text, where it came from): --file, or the run's own split, cut to --chars."""
+def read_run(args, file: str | None, command: str):
+    """What `analyze cells` and `viz` both start with: check the options, load the run, take the
+    text (`file`, or the run's own split, cut to --chars) and read it through the model.
+    Returns (config, vocab, text, where the text came from, Reading)."""
+    from seqlab.cli import load_run
     from seqlab.data.sources import read_path
-    if args.file:
-        text, what = read_path(args.file), args.file
+
+    if args.chars < 2 or args.top < 1:
+        raise SeqlabError(f"--chars must be at least 2 and --top at least 1, got {args.chars} and {args.top}")
+    torch.set_num_threads(min(torch.get_num_threads(), 4))
+    cfg, vocab, model, _ = load_run(args.run, "cpu", lm_for=command)
+    if file:
+        text, what = read_path(file), file
     else:
         from seqlab.data.text import load_splits
         ids = load_splits(cfg.data, log=lambda m: print(m, file=sys.stderr)).get(args.split)
         text, what = vocab.decode(ids[:args.chars].tolist()), f"the {args.split} split"
-    return text[:args.chars], what
+    text = text[:args.chars]
+    return cfg, vocab, text, what, read_text(model, vocab, text, state=args.state)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -278,18 +287,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str]) -> int:
-    from seqlab.cli import load_run
-    from seqlab.cli_tasks import _task_of
-
     args = build_parser().parse_args(argv[1:] if argv and argv[0] == "cells" else argv)
-    if args.chars < 2 or args.top < 1:
-        raise SeqlabError(f"--chars must be at least 2 and --top at least 1, got {args.chars} and {args.top}")
-    if _task_of(args.run) != "lm":
-        raise SeqlabError(f"{args.run} is not a language-model run; cell activations read task.name=lm runs")
-    torch.set_num_threads(min(torch.get_num_threads(), 4))
-    cfg, vocab, model, _ = load_run(args.run, "cpu")
-    text, what = load_text(args, cfg, vocab)
-    reading = read_text(model, vocab, text, state=args.state)
+    cfg, _, text, what, reading = read_run(args, args.file, "seqlab analyze cells")
     names, best, _ = search(reading, top=args.top)
     print(f"{Path(args.run).name}: {reading.what} of {reading.cells.shape[1]} cells on {len(text):,} characters "
           f"of {what}; mean loss {np.nanmean(reading.loss):.3f} nats")

@@ -321,7 +321,6 @@ def build_parser() -> argparse.ArgumentParser:
 def analyze(args) -> dict:
     """Score, categorise and compare; the report that `--json` writes."""
     from seqlab.cli import load_run
-    from seqlab.cli_tasks import _task_of
     from seqlab.data.text import load_splits
     from seqlab.models.ngram import MAX_ORDER
     from seqlab.train.loop import summary
@@ -332,9 +331,7 @@ def analyze(args) -> dict:
         raise SeqlabError(f"--order must be 1-{MAX_ORDER}, got {args.order}")
     if args.chars < 0 or args.batch_size <= 0 or args.min_count < 0:
         raise SeqlabError("--chars and --min-count must be 0 or more and --batch-size more than 0")
-    if _task_of(args.run) != "lm":
-        raise SeqlabError(f"{args.run} is not a language-model run; error analysis reads task.name=lm runs")
-    cfg, vocab, model, device = load_run(args.run, args.device)
+    cfg, vocab, model, device = load_run(args.run, args.device, lm_for="error analysis")
     if cfg.data.level != "char":
         raise SeqlabError(f"{args.run} is a {cfg.data.level}-level model; error analysis reads character models")
     splits = load_splits(cfg.data, log=log)

@@ -21,8 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from seqlab import SeqlabError
-from seqlab.analysis.cells import Reading, best_cells, correlations, parse_cell, plot_cell_text, read_text
+from seqlab.analysis.cells import Reading, best_cells, correlations, parse_cell, plot_cell_text, read_run
 from seqlab.analysis.char_features import LABELS, feature_matrix
 from seqlab.io import atomic_write_text
 
@@ -104,23 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str]) -> int:
-    import torch
-
-    from seqlab.analysis.cells import load_text
-    from seqlab.cli import load_run
-    from seqlab.cli_tasks import _task_of
-
     args = build_parser().parse_args(argv)
-    if args.chars < 2 or args.top < 1:
-        raise SeqlabError(f"--chars must be at least 2 and --top at least 1, got {args.chars} and {args.top}")
-    if _task_of(args.run) != "lm":
-        raise SeqlabError(f"{args.run} is not a language-model run; seqlab viz reads task.name=lm runs")
-    torch.set_num_threads(min(torch.get_num_threads(), 4))
-    cfg, vocab, model, _ = load_run(args.run, "cpu")
-    args.file = args.text
-    text, source = load_text(args, cfg, vocab)
+    cfg, vocab, text, source, reading = read_run(args, args.text, "seqlab viz")
     cell = parse_cell(args.cell, cfg.model.num_layers, cfg.model.hidden_size) if args.cell else None
-    reading = read_text(model, vocab, text, state=args.state)
     run_name = Path(args.run).resolve().name
     data = page_data(reading, list(vocab.itos), run_name, Path(source).name if args.text else source, cell, args.top)
     page = render_page(data)
