@@ -47,6 +47,7 @@ from torch import Tensor
 
 from seqlab import SeqlabError
 from seqlab.analysis import experiments as common
+from seqlab.models.recurrent import chrono_timescales
 
 VALID_SIZE, TEST_SIZE, EVAL_EVERY, STOP_AT, SUCCESS_AT = 256, 2000, 25, 0.99, 0.95
 LSTM_INPUT, LSTM_FORGET, GRU_UPDATE = 0, 1, 1                 # gate blocks: LSTM i f g o; GRU r u n
@@ -67,7 +68,7 @@ def onebit_batch(n: int, T: int, noise: float, generator: torch.Generator) -> tu
 def chrono_init(model: common.LastStepModel, T: int, generator: torch.Generator) -> None:
     """Tallec & Ollivier (2018): gate biases that give each unit a memory time drawn from [1, T − 1]."""
     cell, H = model.cell, model.hidden_size
-    timescale = torch.log(torch.rand(H, generator=generator) * max(T - 2, 0) + 1)   # (H,) log U[1, T−1]
+    timescale = chrono_timescales(H, T, generator)                              # (H,) log U[1, T−1]
     if model.cell_name == "lstm":
         common.set_gate_bias(cell, LSTM_FORGET, timescale)
         common.set_gate_bias(cell, LSTM_INPUT, -timescale)

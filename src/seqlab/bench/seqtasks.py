@@ -35,6 +35,7 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from seqlab import SeqlabError
+from seqlab.models.recurrent import chrono_timescales
 from seqlab.models.tcn import TemporalConvNet
 
 KINDS = ("regression_last", "class_last", "class_step", "bernoulli_frame")
@@ -63,14 +64,11 @@ class SequenceNet(nn.Module):
                             bias[hidden_size:2 * hidden_size] = forget_bias
                         elif name.startswith("bias_hh"):
                             bias[hidden_size:2 * hidden_size] = 0.0
-            if family == "lstm" and chrono:
-                # chrono initialisation (Tallec & Ollivier 2018, "Can recurrent neural networks warp
-                # time?"): b_f = log u, u ~ U[1, T_max - 1], and b_i = -b_f, so the cells start with
-                # forgetting time scales spread up to the longest dependency, T_max steps
+            if family == "lstm" and chrono:                                   # b_f = -b_i = log U[1, T_max - 1]
                 with torch.no_grad():
                     for layer in range(num_layers):
                         b_ih, b_hh = getattr(self.rnn, f"bias_ih_l{layer}"), getattr(self.rnn, f"bias_hh_l{layer}")
-                        b_f = torch.empty(hidden_size).uniform_(1.0, max(chrono - 1.0, 1.0)).log_()   # (H,)
+                        b_f = chrono_timescales(hidden_size, chrono)                     # (H,)
                         b_ih[hidden_size:2 * hidden_size], b_hh[hidden_size:2 * hidden_size] = b_f, 0.0
                         b_ih[:hidden_size], b_hh[:hidden_size] = -b_f, 0.0
         else:

@@ -130,6 +130,14 @@ def init_recurrent(weight: Tensor, hidden_size: int, how: str) -> None:
             block.copy_(torch.eye(hidden_size, dtype=weight.dtype, device=weight.device))
 
 
+def chrono_timescales(hidden_size: int, max_lag: int, generator: torch.Generator | None = None) -> Tensor:
+    """Chrono initialisation (Tallec & Ollivier 2018, "Can recurrent neural networks warp time?"):
+    log u, u ~ U[1, max_lag - 1], one per unit (H,). Used as the forget (LSTM) or keep (GRU
+    update) gate bias, with its negative on the LSTM's input gate, it starts the units with
+    memory time scales spread up to the longest dependency."""
+    return torch.log(torch.rand(hidden_size, generator=generator) * max(max_lag - 2, 0) + 1)
+
+
 def _to_layer_first(state: State):
     # ours (B, L, H) -> PyTorch's (L, B, H)
     if isinstance(state, tuple):
