@@ -111,32 +111,6 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("analyze", formatter_class=fmt, help="look inside a trained language model",
                        description="Analyses of a trained run (Karpathy, Johnson & Fei-Fei 2016).")
     asub = p.add_subparsers(dest="analyze_command", metavar="WHAT")
-    a = asub.add_parser("saturation", formatter_class=fmt,
-                        help="how often each LSTM / GRU gate unit is saturated, as a scatter PNG",
-                        description="Per layer and gate, the fraction of steps each unit spends below 0.1\n"
-                                    "(left-saturated) and above 0.9 (right-saturated), read on a split of\n"
-                                    "the run's corpus or on a text file; plotted as Karpathy et al.'s figure 4.",
-                        epilog="example:\n  seqlab analyze saturation runs/demo --out saturation.png")
-    a.add_argument("run", metavar="RUN", help="a run of model.name=lstm or gru (task.name=lm)")
-    a.add_argument("--split", default="valid", choices=["train", "valid", "test"], help="split to read (default: valid)")
-    a.add_argument("--file", metavar="PATH", help="read this UTF-8 text file instead of a split")
-    a.add_argument("--tokens", type=int, default=100000, help="read at most this many tokens (default: 100000)")
-    a.add_argument("--out", default="saturation.png", help="PNG to write (default: saturation.png)")
-    a.add_argument("--json", action="store_true", help="also print the fractions per layer and gate as JSON")
-    a = asub.add_parser("gradients", formatter_class=fmt,
-                        help="how the gradient of a last-step loss fades back through time, RNN vs LSTM vs GRU",
-                        description="For fresh cells on random inputs: the norm of dL_T/dh_k for k = T..1 with\n"
-                                    "L_T = v . h_T, and the spectral norm of the Jacobian product dh_T/dh_k\n"
-                                    "(Bengio et al. 1994; Pascanu et al. 2013), on one log-scale figure.",
-                        epilog="example:\n  seqlab analyze gradients --steps 100 --out gradients.png")
-    a.add_argument("--cells", nargs="+", default=["rnn", "lstm", "gru"], help="cells to compare (default: rnn lstm gru)")
-    a.add_argument("--hidden", type=int, default=64, help="hidden units (default: 64)")
-    a.add_argument("--steps", type=int, default=100, help="sequence length T (default: 100)")
-    a.add_argument("--init", default="default", choices=["default", "orthogonal", "identity"],
-                   help="recurrent weight initialisation (default: default)")
-    a.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    a.add_argument("--out", default="gradients.png", help="PNG to write (default: gradients.png)")
-    a.add_argument("--json", action="store_true", help="also print every norm as JSON")
     for name, what in MODULE_ANALYSES.items():
         a = asub.add_parser(name, help=what[1], add_help=False,
                             description=f"{what[1]}; options: seqlab analyze {name} --help")
@@ -198,6 +172,8 @@ MODULE_BENCHES = {
 }
 # analyses whose module has its own argument parser: name -> (module, help)
 MODULE_ANALYSES = {
+    "saturation": ("seqlab.analysis.gates", "how often each LSTM / GRU gate unit is saturated, as a scatter PNG"),
+    "gradients": ("seqlab.analysis.gradients", "how the gradient of a last-step loss fades back through time, RNN vs LSTM vs GRU"),
     "onebit": ("seqlab.analysis.experiments", "one-bit memory (Bengio et al. 1994): success rate against T for RNN, LSTM, GRU"),
     "clipping": ("seqlab.analysis.experiments", "exploding gradients with and without norm clipping: loss and gradient-norm traces"),
     "forget-bias": ("seqlab.analysis.experiments", "forget-gate bias 0 against 1 on a long-dependency task (Jozefowicz et al. 2015)"),
@@ -375,51 +351,8 @@ def cmd_sample(args) -> int:
 
 
 def cmd_analyze(args) -> int:
-    import torch
-
-    from seqlab.analysis.gates import lm_saturation, plot_saturation
-    if args.analyze_command == "gradients":
-        return _analyze_gradients(args)
-    if args.analyze_command != "saturation":
-        raise SeqlabError("name an analysis: seqlab analyze saturation | gradients | " + " | ".join(MODULE_ANALYSES))
-    if args.tokens <= 0:
-        raise SeqlabError(f"--tokens must be greater than 0, got {args.tokens}")
-    cfg, vocab, model, device = load_run(args.run, "cpu", lm_for="gate saturation")
-    if args.file:
-        from seqlab.data.sources import read_path
-        ids, what = vocab.encode(read_path(args.file)), args.file
-    else:
-        from seqlab.data.text import load_splits
-        ids, what = load_splits(cfg.data, log=lambda m: print(m, file=sys.stderr)).get(args.split), args.split
-    ids = torch.as_tensor(ids[:args.tokens])
-    stats = lm_saturation(model, ids)
-    plot_saturation(args.out, stats, title=f"{Path(args.run).name}: gate saturation on {len(ids):,} tokens of {what}")
-    for k, layer in enumerate(stats, 1):
-        for gate, (left, right) in layer.items():
-            print(f"layer {k} {gate:>7} gate: mean left-saturated {left.mean():.3f}, right-saturated {right.mean():.3f}; "
-                  f"units right-saturated > 50% of the time: {int((right > 0.5).sum())} of {len(right)}")
-    if args.json:
-        print(json.dumps([{g: {"left": l.tolist(), "right": r.tolist()} for g, (l, r) in layer.items()}
-                          for layer in stats]))
-    print(f"plot: {args.out}", file=sys.stderr)
-    return 0
-
-
-def _analyze_gradients(args) -> int:
-    from seqlab.analysis.gradients import gradient_flow, plot_gradient_flow
-    if args.hidden <= 0 or args.steps <= 1:
-        raise SeqlabError("--hidden must be greater than 0 and --steps greater than 1")
-    flow = gradient_flow(args.cells, args.hidden, args.steps, recurrent_init=args.init, seed=args.seed)
-    plot_gradient_flow(args.out, flow, title=f"gradient flow back through {args.steps} steps, hidden {args.hidden}, "
-                                             f"{args.init} recurrent init")
-    for name, f in flow.items():
-        norms = ", ".join(f"{n:.2f}" for n in f["recurrent_spectral_norms"])
-        print(f"{name:>5}: |dL/dh_T| {f['gradient'][-1]:.3g} -> |dL/dh_1| {f['gradient'][0]:.3g}; "
-              f"|dh_T/dh_1| {f['jacobian'][0]:.3g}; spectral norm of W_hh per gate: {norms}")
-    if args.json:
-        print(json.dumps(flow))
-    print(f"plot: {args.out}", file=sys.stderr)
-    return 0
+    # every analysis parses its own arguments (MODULE_ANALYSES); main() forwards them before here
+    raise SeqlabError("name an analysis: seqlab analyze " + " | ".join(MODULE_ANALYSES))
 
 
 def cmd_data(args) -> int:

@@ -17,6 +17,11 @@ Dimension legend: B batch, T time, I input size, H hidden units.
 """
 from __future__ import annotations
 
+import argparse
+import json
+import sys
+from pathlib import Path
+
 import torch
 from torch import Tensor
 
@@ -144,3 +149,48 @@ def plot_saturation(path, stats: list[dict[str, tuple[Tensor, Tensor]]], title: 
             ax.set_ylabel("fraction right-saturated (> 0.9)")
             ax.legend(fontsize=7)
     save_figure(fig, path, title)
+
+
+# -- command line: seqlab analyze saturation ---------------------------------------------------
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="seqlab analyze saturation", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Per layer and gate, the fraction of steps each unit spends below 0.1\n"
+                    "(left-saturated) and above 0.9 (right-saturated), read on a split of\n"
+                    "the run's corpus or on a text file; plotted as Karpathy et al.'s figure 4.",
+        epilog="example:\n  seqlab analyze saturation runs/demo --out saturation.png")
+    p.add_argument("run", metavar="RUN", help="a run of model.name=lstm or gru (task.name=lm)")
+    p.add_argument("--split", default="valid", choices=["train", "valid", "test"], help="split to read (default: valid)")
+    p.add_argument("--file", metavar="PATH", help="read this UTF-8 text file instead of a split")
+    p.add_argument("--tokens", type=int, default=100000, help="read at most this many tokens (default: 100000)")
+    p.add_argument("--out", default="saturation.png", help="PNG to write (default: saturation.png)")
+    p.add_argument("--json", action="store_true", help="also print the fractions per layer and gate as JSON")
+    return p
+
+
+def main(argv: list[str]) -> int:
+    from seqlab.cli import load_run
+
+    args = build_parser().parse_args(argv[1:] if argv and argv[0] == "saturation" else argv)
+    if args.tokens <= 0:
+        raise SeqlabError(f"--tokens must be greater than 0, got {args.tokens}")
+    cfg, vocab, model, device = load_run(args.run, "cpu", lm_for="gate saturation")
+    if args.file:
+        from seqlab.data.sources import read_path
+        ids, what = vocab.encode(read_path(args.file)), args.file
+    else:
+        from seqlab.data.text import load_splits
+        ids, what = load_splits(cfg.data, log=lambda m: print(m, file=sys.stderr)).get(args.split), args.split
+    ids = torch.as_tensor(ids[:args.tokens])
+    stats = lm_saturation(model, ids)
+    plot_saturation(args.out, stats, title=f"{Path(args.run).name}: gate saturation on {len(ids):,} tokens of {what}")
+    for k, layer in enumerate(stats, 1):
+        for gate, (left, right) in layer.items():
+            print(f"layer {k} {gate:>7} gate: mean left-saturated {left.mean():.3f}, right-saturated {right.mean():.3f}; "
+                  f"units right-saturated > 50% of the time: {int((right > 0.5).sum())} of {len(right)}")
+    if args.json:
+        print(json.dumps([{g: {"left": l.tolist(), "right": r.tolist()} for g, (l, r) in layer.items()}
+                          for layer in stats]))
+    print(f"plot: {args.out}", file=sys.stderr)
+    return 0
