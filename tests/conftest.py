@@ -40,3 +40,25 @@ TINY = [
     "train.batch_size=4", "train.bptt_steps=20", "train.eval_every=10", "train.log_every=5",
     "train.progress=false", "train.eval_batch_size=4", "train.eval_tokens=400",
 ]
+
+
+@pytest.fixture(params=["native", "python"])
+def lstm_path(request):
+    """Run the test once on the fused C++ LSTM (models/native) and once on the Python fast
+    path (parametrize it indirectly, with `paths_for`, to run the other cells only once). The native run fails, with the build's reason, when the kernels did not build
+    (CI has g++); SEQLAB_NATIVE=0 skips it on purpose."""
+    import os
+
+    from seqlab.models import native
+    if request.param == "native" and not native.available():
+        if os.environ.get("SEQLAB_NATIVE") == "0":
+            pytest.skip("SEQLAB_NATIVE=0")
+        pytest.fail(f"the fused CPU kernels are unavailable: {native.reason()}")
+    with native.enabled(request.param == "native"):
+        yield request.param
+
+
+def paths_for(names, is_lstm=lambda name: name.startswith("lstm")):
+    """(name, path) pairs for an indirect `lstm_path` parametrization: both paths for the
+    LSTMs, which have the fused C++ kernels, one for every other cell."""
+    return [(n, p) for n in names for p in (("native", "python") if is_lstm(n) else ("python",))]

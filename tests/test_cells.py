@@ -9,6 +9,8 @@ from seqlab.models.cells import ElmanCell, GRUCell, LSTMCell
 from seqlab.models.stack import RecurrentStack
 from seqlab import SeqlabError
 
+from conftest import paths_for
+
 FUSED = {"rnn": (nn.RNN, lambda i, h: ElmanCell(i, h)),
          "rnn_relu": (lambda *a, **k: nn.RNN(*a, nonlinearity="relu", **k), lambda i, h: ElmanCell(i, h, "relu")),
          "lstm": (nn.LSTM, lambda i, h: LSTMCell(i, h)),
@@ -17,8 +19,8 @@ FUSED = {"rnn": (nn.RNN, lambda i, h: ElmanCell(i, h)),
 
 @pytest.mark.parametrize("fast", [True, False], ids=["fast", "loop"])
 @pytest.mark.parametrize("bidirectional", [False, True])
-@pytest.mark.parametrize("kind", list(FUSED))
-def test_own_stack_equals_pytorch_fused_module(kind, bidirectional, fast):
+@pytest.mark.parametrize("kind,lstm_path", paths_for(FUSED), indirect=["lstm_path"])
+def test_own_stack_equals_pytorch_fused_module(kind, bidirectional, fast, lstm_path):
     """Outputs, final states and every gradient, float32, with weights copied."""
     torch.manual_seed(0)
     fused_cls, make_cell = FUSED[kind]

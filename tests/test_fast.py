@@ -8,6 +8,8 @@ from seqlab.models.cells import ElmanCell, GRUCell, JordanCell, LSTMCell
 from seqlab.models.fast import run_sequence, supports
 from seqlab.models.stack import RecurrentLayer
 
+from conftest import paths_for
+
 CELLS = {
     "elman-tanh": lambda i, h: ElmanCell(i, h, "tanh"),
     "elman-relu": lambda i, h: ElmanCell(i, h, "relu"),
@@ -99,19 +101,20 @@ def _compare(name, reverse, masked, dtype, tol):
 
 @pytest.mark.parametrize("masked", [False, True], ids=["", "recurrent-dropout"])
 @pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reverse"])
-@pytest.mark.parametrize("name", list(CELLS))
-def test_fast_path_equals_autograd_loop(name, reverse, masked):
-    """float64: outputs, final states and all gradients (x, initial state, every parameter)."""
+@pytest.mark.parametrize("name,lstm_path", paths_for(CELLS), indirect=["lstm_path"])
+def test_fast_path_equals_autograd_loop(name, reverse, masked, lstm_path):
+    """float64: outputs, final states and all gradients (x, initial state, every parameter);
+    the LSTMs on both the fused C++ kernels and the Python fast path."""
     _compare(name, reverse, masked, torch.float64, 1e-10)
 
 
-@pytest.mark.parametrize("name", list(CELLS))
-def test_fast_path_float32(name):
+@pytest.mark.parametrize("name,lstm_path", paths_for(CELLS), indirect=["lstm_path"])
+def test_fast_path_float32(name, lstm_path):
     """float32, the dtype training uses (tanh is computed as 2σ(2x) - 1 there too)."""
     _compare(name, True, False, torch.float32, 2e-5)
 
 
-def test_no_grad_inference_matches():
+def test_no_grad_inference_matches(lstm_path):
     cell = _make("lstm-peephole", torch.float32)
     x = torch.randn(B, T, I)
     state = cell.init_state(B, x)
@@ -172,7 +175,7 @@ def test_gradcheck(name):
     assert torch.autograd.gradcheck(fn.apply, make(), eps=1e-6, atol=1e-7, fast_mode=name != "lstm-peephole")
 
 
-def test_backward_twice_with_retained_graph():
+def test_backward_twice_with_retained_graph(lstm_path):
     """The backward reads the forward's buffers without changing them: a second backward
     through a retained graph gives the same gradients."""
     for name in ("lstm-peephole-ln", "lstm-coupled", "gru-ln", "jordan-ln"):

@@ -8,6 +8,8 @@ from seqlab.models import reference as ref
 from seqlab.models.cells import ElmanCell, GRUCell, JordanCell, LSTMCell
 from seqlab.models.stack import RecurrentLayer
 
+from conftest import paths_for
+
 T, B, I, H = 7, 3, 4, 5
 NAMES = {"W_ih": "weight_ih", "W_hh": "weight_hh", "b_ih": "bias_ih", "b_hh": "bias_hh",
          "W_ho": "weight_ho", "b_o": "bias_o", "w_ci": "weight_ci", "w_cf": "weight_cf", "w_co": "weight_co"}
@@ -33,8 +35,8 @@ def rel_close(a, b, tol=1e-8):
 
 
 @pytest.mark.parametrize("fast", [True, False], ids=["fast", "loop"])
-@pytest.mark.parametrize("case", list(CASES))
-def test_cell_equals_numpy_reference_in_float64(case, fast):
+@pytest.mark.parametrize("case,lstm_path", paths_for(CASES), indirect=["lstm_path"])
+def test_cell_equals_numpy_reference_in_float64(case, fast, lstm_path):
     kind, options, make = CASES[case]
     rng = np.random.default_rng(3)
     params = ref.init_params(kind, I, H, rng, **options)

@@ -35,6 +35,11 @@ the same function; float32 results differ from torch.tanh's by about 1e-7 absolu
     supports(cell) -> bool
     run_sequence(cell, projected, state, reverse=False, mask=None) -> (out (B, T, H), final_state)
 
+The LSTMs (every option) run the same computation in C++ where seqlab's fused CPU kernels
+are built (models/native: the time loop, one oneDNN matrix product and one fused pass over
+the rows per step); _LSTMFn below is what runs without them, on GPUs, and in dtypes other
+than float32/float64.
+
 `supports` is True for ElmanCell (tanh, relu), JordanCell, LSTMCell (plain, peephole,
 coupled, both) and GRUCell ('pytorch', 'cho'), each with or without layer normalisation
 (the 'cho' GRU has none). `run_sequence` computes what `RecurrentLayer(cell, reverse)`
@@ -62,6 +67,7 @@ from torch import Tensor
 
 from seqlab.models.cells import Cell, ElmanCell, GRUCell, JordanCell, LSTMCell
 from seqlab.models.fast_gru import _GRUChoFn, _GRUTorchFn
+from seqlab.models.native import lstm as native_lstm
 from seqlab.models.fast_parts import (Recurrent, Seen, batch_first, consts, cols, entering, gate_buffer,
                                       grad_steps, masked, norm_forward, norm_input_grad, norm_param_grads,
                                       scale, state_grad, steps)
@@ -361,6 +367,13 @@ def run_sequence(cell, projected: Tensor, state, reverse: bool = False, mask: Te
         h0, c0 = state
         peep = cell.peephole
         gain_c, bias_c, eps_c = (cell.norm_c.weight, cell.norm_c.bias, cell.norm_c.eps) if ln else (None, None, None)
+        if native_lstm.usable(projected):                           # the same, fused in C++
+            out, h, c = native_lstm.run(projected, h0, c0, cell.weight_hh, cell.bias_hh,
+                                        cell.weight_ci if peep else None,
+                                        cell.weight_cf if peep and not cell.coupled else None,
+                                        cell.weight_co if peep else None, gain, bias, eps, gain_c, bias_c, eps_c,
+                                        mask, cell.coupled, reverse)
+            return out, (h, c)
         out, h, c = _LSTMFn.apply(projected, h0, c0, cell.weight_hh, cell.bias_hh,
                                   cell.weight_ci if peep else None,
                                   cell.weight_cf if peep and not cell.coupled else None,

@@ -1,0 +1,137 @@
+"""seqlab's fused CPU kernels (lstm.cpp), built once per machine with the system C++ compiler.
+
+    available() -> bool     True once the library is loaded (built on first call if needed)
+    reason() -> str         why not, when available() is False
+    enabled(flag) -> ctx    turn the kernels off (or on) inside a `with` block, for tests
+                            and for timing both paths side by side
+
+The library is compiled from the one source file with g++ (or $CXX) against the installed
+torch's headers and libraries, into ~/.cache/seqlab/native/<torch version>-<hash of source,
+flags and compiler>/ (or $SEQLAB_NATIVE_DIR), and loaded with torch.ops.load_library. It
+registers torch.ops.seqlab_native.lstm_forward / lstm_backward. The build takes about a
+minute on two cores and says so on stderr; it runs under a file lock, so that parallel
+processes (torchrun ranks, test workers) build it once, and the library is written under a
+temporary name and renamed into place, so that a killed build leaves nothing half written.
+
+Nothing depends on it for correctness: without a compiler, or with SEQLAB_NATIVE=0, the
+Python fast path (models/fast.py) runs the same computation, ~1.3× slower for the LSTM
+variants (benchmarks/speed.md). A failed build is reported once, with the compiler's last
+lines, and not retried in the same process.
+"""
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+import tempfile
+from pathlib import Path
+
+import torch
+
+__all__ = ["available", "reason", "enabled"]
+
+SOURCE = Path(__file__).with_name("lstm.cpp")
+_state: dict = {"loaded": False, "tried": False, "reason": "", "on": True}
+
+
+def _flags() -> list[str]:
+    from torch.utils import cpp_extension
+    flags = ["-O3", "-std=c++17", "-fPIC", "-shared", "-fopenmp-simd", "-fno-math-errno", "-fno-trapping-math",
+             f"-D_GLIBCXX_USE_CXX11_ABI={int(torch._C._GLIBCXX_USE_CXX11_ABI)}",
+             "-DTORCH_EXTENSION_NAME=seqlab_native"]
+    # vector width: what this machine's torch dispatches to (AVX2 or better -> 256-bit + FMA)
+    if torch.backends.cpu.get_cpu_capability() in ("AVX2", "AVX512"):
+        flags += ["-mavx2", "-mfma"]
+    for inc in cpp_extension.include_paths():
+        flags += ["-isystem", inc]
+    flags += ["-isystem", sysconfig.get_paths()["include"]]
+    lib = cpp_extension.library_paths()[0]
+    flags += [f"-L{lib}", f"-Wl,-rpath,{lib}", "-lc10", "-ltorch_cpu", "-ltorch"]
+    return flags
+
+
+def _compiler() -> str | None:
+    cxx = os.environ.get("CXX", "g++")
+    return shutil.which(cxx)
+
+
+def _build_dir(cxx: str, flags: list[str]) -> Path:
+    key = hashlib.sha256()
+    key.update(SOURCE.read_bytes())
+    key.update(" ".join([cxx] + flags).encode())
+    base = os.environ.get("SEQLAB_NATIVE_DIR") or Path.home() / ".cache" / "seqlab" / "native"
+    return Path(base) / f"torch{torch.__version__}-{key.hexdigest()[:16]}"
+
+
+def _build(cxx: str, flags: list[str], target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(target.parent / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)                     # one builder; the others wait, then load
+        if target.exists():
+            return
+        print("seqlab: building the fused CPU kernels (once per machine, about a minute) ...",
+              file=sys.stderr, flush=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".so.tmp")
+        os.close(fd)
+        try:
+            cmd = [cxx, str(SOURCE), "-o", tmp] + flags
+            done = subprocess.run(cmd, capture_output=True, text=True)
+            if done.returncode != 0:
+                tail = "\n".join((done.stderr or done.stdout).strip().splitlines()[-8:])
+                raise RuntimeError(f"{cxx} failed (exit {done.returncode}):\n{tail}")
+            os.replace(tmp, target)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+
+
+def _load() -> None:
+    _state["tried"] = True
+    if os.environ.get("SEQLAB_NATIVE", "1") == "0":
+        _state["reason"] = "turned off by SEQLAB_NATIVE=0"
+        return
+    cxx = _compiler()
+    if cxx is None:
+        _state["reason"] = "no C++ compiler (install g++, or set CXX)"
+        return
+    try:
+        flags = _flags()
+        target = _build_dir(cxx, flags) / "seqlab_native.so"
+        if not target.exists():
+            _build(cxx, flags, target)
+        torch.ops.load_library(str(target))
+        _state["loaded"] = True
+    except Exception as e:                                   # noqa: BLE001 - the Python path takes over
+        _state["reason"] = f"{type(e).__name__}: {e}"
+        print(f"seqlab: the fused CPU kernels are unavailable, the Python fast path runs instead "
+              f"(same results, slower). Reason: {_state['reason']}", file=sys.stderr, flush=True)
+
+
+def available() -> bool:
+    """True when the fused kernels are loaded and switched on; builds them on first call."""
+    if not _state["on"]:
+        return False
+    if not _state["tried"]:
+        _load()
+    return _state["loaded"]
+
+
+def reason() -> str:
+    available()
+    return "" if _state["loaded"] and _state["on"] else (_state["reason"] or "switched off")
+
+
+@contextlib.contextmanager
+def enabled(flag: bool):
+    """`with native.enabled(False): ...` runs the Python fast path inside the block."""
+    before = _state["on"]
+    _state["on"] = flag
+    try:
+        yield
+    finally:
+        _state["on"] = before

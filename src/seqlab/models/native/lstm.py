@@ -1,0 +1,59 @@
+"""The autograd Function over the fused CPU LSTM (lstm.cpp): what models/fast.py's _LSTMFn
+computes, with the time loop and every step's elementwise work in C++.
+
+    usable(projected) -> bool      the kernels are loaded and take these tensors (CPU, float32/64)
+    run(projected, h0, c0, weight_hh, bias_hh, w_ci, w_cf, w_co, ln_gain, ln_bias, eps,
+        lnc_gain, lnc_bias, eps_c, mask, coupled, reverse) -> (out (B, T, H), h_T, c_T)
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from seqlab.models import native
+from seqlab.models.fast_parts import batch_first, gate_buffer
+
+
+def usable(projected: Tensor) -> bool:
+    return (projected.device.type == "cpu" and projected.dtype in (torch.float32, torch.float64)
+            and native.available())
+
+
+def _none_if_empty(t: Tensor) -> Tensor | None:
+    return None if t.numel() == 0 else t
+
+
+class _LSTMNativeFn(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, projected, h0, c0, weight_hh, bias_hh, w_ci, w_cf, w_co, ln_gain, ln_bias, lnc_gain,
+                lnc_bias, mask, coupled: bool, reverse: bool, eps, eps_c):
+        act = gate_buffer(projected, bias_hh, None)                    # (T, B, G*H), time major
+        h0, c0 = h0.contiguous(), c0.contiguous()
+        cell, tanh_c, out, raw, st_hh, st_c, seen = torch.ops.seqlab_native.lstm_forward(
+            act, h0, c0, weight_hh, w_ci, w_cf, w_co, ln_gain, ln_bias, eps or 0.0, lnc_gain, lnc_bias,
+            eps_c or 0.0, mask, coupled, reverse)
+        ctx.save_for_backward(h0, c0, weight_hh, w_ci, w_cf, w_co, ln_gain, lnc_gain, mask)
+        ctx.bufs = act, cell, tanh_c, out, raw, st_hh, st_c, seen
+        ctx.coupled, ctx.reverse = coupled, reverse
+        last = 0 if reverse else out.size(0) - 1
+        return batch_first(out), out[last].clone(), cell[last].clone()
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, g_out, g_hT, g_cT):
+        h0, c0, weight_hh, w_ci, w_cf, w_co, ln_gain, lnc_gain, mask = ctx.saved_tensors
+        act, cell, tanh_c, out, raw, st_hh, st_c, seen = ctx.bufs
+        g_out = g_out.transpose(0, 1).contiguous()                    # (T, B, H)
+        dz, dh0, dc0, dw, dci, dcf, dco, dg, dbn, dgc, dbc = torch.ops.seqlab_native.lstm_backward(
+            g_out, g_hT.contiguous(), g_cT.contiguous(), act, cell, tanh_c, out, raw, st_hh, st_c, seen,
+            h0, c0, weight_hh, w_ci, w_cf, w_co, ln_gain, lnc_gain, mask, ctx.coupled, ctx.reverse)
+        n = ctx.needs_input_grad
+        db = dz.sum((0, 1)) if n[4] else None
+        grads = [_none_if_empty(g) for g in (dci, dcf, dco, dg, dbn, dgc, dbc)]
+        return (dz.transpose(0, 1), dh0, dc0, dw if n[3] else None, db, *grads) + (None,) * 6
+
+
+def run(projected, h0, c0, weight_hh, bias_hh, w_ci, w_cf, w_co, ln_gain, ln_bias, eps, lnc_gain, lnc_bias,
+        eps_c, mask, coupled: bool, reverse: bool):
+    return _LSTMNativeFn.apply(projected, h0, c0, weight_hh, bias_hh, w_ci, w_cf, w_co, ln_gain, ln_bias,
+                               lnc_gain, lnc_bias, mask, coupled, reverse, eps, eps_c)

@@ -1,0 +1,133 @@
+"""The fused C++ LSTM (models/native): that it is the path taken, that its hand-written
+backward passes finite differences, that it holds at sizes where rows are split across
+threads and at saturating inputs, and that seqlab runs without it."""
+import os
+
+import pytest
+import torch
+
+from seqlab.models import native
+from seqlab.models.cells import LSTMCell
+from seqlab.models.fast import run_sequence
+from seqlab.models.native import lstm as native_lstm
+from seqlab.models.stack import RecurrentLayer
+
+
+@pytest.fixture
+def kernels():
+    if not native.available():
+        if os.environ.get("SEQLAB_NATIVE") == "0":
+            pytest.skip("SEQLAB_NATIVE=0")
+        pytest.fail(f"the fused CPU kernels are unavailable: {native.reason()}")
+
+
+def _d(*shape):
+    return torch.randn(*shape, dtype=torch.float64, requires_grad=True)
+
+
+def test_lstm_cells_take_the_native_path_when_it_is_on(kernels, monkeypatch):
+    calls = []
+    real = native_lstm.run
+    monkeypatch.setattr(native_lstm, "run", lambda *a: calls.append(1) or real(*a))
+    cell = LSTMCell(4, 5, peephole=True, layer_norm=True)
+    x = torch.randn(2, 3, 4)
+    run_sequence(cell, cell.project(x), cell.init_state(2, x))
+    assert calls == [1]
+    with native.enabled(False):
+        run_sequence(cell, cell.project(x), cell.init_state(2, x))
+    assert calls == [1]
+
+
+@pytest.mark.parametrize("coupled,peephole,ln,masked,reverse", [
+    (False, False, False, False, False),
+    (False, True, True, True, False),
+    (True, True, True, False, True),
+    (True, False, False, True, True),
+])
+def test_gradcheck(kernels, coupled, peephole, ln, masked, reverse):
+    """Finite differences against the C++ backward, every tensor input at once (fast mode)."""
+    torch.manual_seed(0)
+    H, G = 4, 3 if coupled else 4
+    args = (_d(2, 5, G * H), _d(2, H), _d(2, H), _d(G * H, H), None if ln else _d(G * H),
+            _d(H) if peephole else None, _d(H) if peephole and not coupled else None,
+            _d(H) if peephole else None,
+            _d(G * H) if ln else None, _d(G * H) if ln else None, _d(H) if ln else None, _d(H) if ln else None,
+            (torch.rand(2, H, dtype=torch.float64) > 0.3).double() if masked else None,
+            coupled, reverse, 1e-5, 1e-5)
+    assert torch.autograd.gradcheck(native_lstm._LSTMNativeFn.apply, args, eps=1e-6, atol=1e-7, fast_mode=True)
+
+
+def _grads(cell, x, path_native, threads):
+    cell.zero_grad(set_to_none=True)
+    x = x.clone().requires_grad_(True)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        with native.enabled(path_native):
+            out, (h, c) = run_sequence(cell, cell.project(x), cell.init_state(x.size(0), x))
+            (out.square().sum() + c.sum()).backward()
+    finally:
+        torch.set_num_threads(before)
+    return [out, c, x.grad] + [p.grad for p in cell.parameters()]
+
+
+@pytest.mark.parametrize("ln", [False, True], ids=["plain", "layernorm"])
+def test_rows_split_across_threads(kernels, ln):
+    """Batch 300 at hidden 64, two threads: the C++ loop hands rows to threads in several
+    chunks. Every output and gradient, float32, against the float64 computation of the same
+    cell (error relative to each tensor's largest entry; float32 rounding alone is ~1e-6 here,
+    the Python path's own error is printed beside it)."""
+    import copy
+    torch.manual_seed(0)
+    cell = LSTMCell(16, 64, peephole=True, layer_norm=ln)
+    x = torch.randn(300, 6, 16)
+    ours = _grads(cell, x, True, 2)
+    python = _grads(cell, x, False, 1)
+    truth = _grads(copy.deepcopy(cell).double(), x.double(), False, 1)
+    for a, b, t in zip(ours, python, truth):
+        scale = t.abs().max()
+        err, err_python = (a.double() - t).abs().max() / scale, (b.double() - t).abs().max() / scale
+        assert err < 1e-5, (float(err), float(err_python))
+
+
+def test_saturating_and_nan_inputs(kernels):
+    """Pre-activations far past the exponential's clamp saturate the gates exactly as torch's
+    sigmoid and tanh do, and a NaN input comes out as NaN (the NaN guard relies on it)."""
+    torch.manual_seed(0)
+    cell = LSTMCell(3, 8)
+    x = torch.randn(2, 5, 3) * 200
+    with torch.no_grad():
+        ours, _ = run_sequence(cell, cell.project(x), cell.init_state(2, x))
+        theirs, _ = RecurrentLayer(cell, fast=False)(x, cell.init_state(2, x))
+        torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-6)
+        x[1, 2, 0] = float("nan")
+        out, _ = run_sequence(cell, cell.project(x), cell.init_state(2, x))
+    assert out[1, 2:].isnan().all() and not out[0].isnan().any() and not out[1, :2].isnan().any()
+
+
+def test_a_failed_build_falls_back_to_the_python_path(tmp_path, monkeypatch, capsys):
+    """No compiler that works: one warning with the compiler's words, then the Python path,
+    with the same results."""
+    broken = tmp_path / "cxx"
+    broken.write_text("#!/bin/sh\necho 'fatal error: no such header' >&2\nexit 1\n")
+    broken.chmod(0o755)
+    monkeypatch.setenv("CXX", str(broken))
+    monkeypatch.setenv("SEQLAB_NATIVE_DIR", str(tmp_path / "build"))
+    monkeypatch.setattr(native, "_state", {"loaded": False, "tried": False, "reason": "", "on": True})
+    assert not native.available()
+    assert "no such header" in native.reason()
+    assert "Python fast path runs instead" in capsys.readouterr().err
+    assert not list((tmp_path / "build").rglob("*.so"))           # nothing half written left behind
+    cell = LSTMCell(3, 4, layer_norm=True)
+    x = torch.randn(2, 5, 3)
+    with torch.no_grad():
+        out, _ = run_sequence(cell, cell.project(x), cell.init_state(2, x))
+        ref, _ = RecurrentLayer(cell, fast=False)(x, cell.init_state(2, x))
+    torch.testing.assert_close(out, ref)
+
+
+def test_switched_off_by_environment(monkeypatch):
+    monkeypatch.setenv("SEQLAB_NATIVE", "0")
+    monkeypatch.setattr(native, "_state", {"loaded": False, "tried": False, "reason": "", "on": True})
+    assert not native.available()
+    assert "SEQLAB_NATIVE=0" in native.reason()
