@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from seqlab.bench import speed
+from seqlab.models import native
 from seqlab.models.stack import RecurrentStack
 
 
@@ -33,5 +34,9 @@ def test_speed_report_rows_and_ratios(tmp_path):
     assert rows["seqlab lstm"]["path"].endswith(": LSTM")
     for name in ("nn.LSTM", "naive lstm", "fast lstm-peephole", "fast lstm-layernorm", "fast gru-layernorm"):
         assert rows[name]["vs_own_module"] is None and rows[name]["median_tok_per_s"] > 0
+    if native.available():     # (tests/test_native.py fails where it is not, unless SEQLAB_NATIVE=0)
+        assert rows["fast lstm-layernorm"]["path"] == "seqlab fused C++ loop (models/native)"
+        assert rows["fast lstm-layernorm (python)"]["path"].startswith("seqlab fast path in Python")
+    assert rows["fast gru-layernorm"]["path"] == "seqlab fast path (hand-written BPTT)"
     assert json.loads((tmp_path / "speed.json").read_text())["rows"] == result["rows"]
     assert "| seqlab lstm |" in (tmp_path / "speed.md").read_text()

@@ -17,6 +17,9 @@ Candidates
   `run_sequence`, the hand-written BPTT; the layer-normalised LSTM and GRU included.
 - fast lstm-variational: the LSTM with variational input dropout and recurrent dropout
   (one mask per sequence each, p = 0.25, drawn at every call as in training).
+- On the CPU, where seqlab's fused C++ kernels are built (models/native), the LSTM rows run
+  them, as users' models do, and every LSTM row is timed a second time on the Python fast
+  path ("... (python)"): what runs on a machine without a C++ compiler.
 
 Method: every candidate is warmed up, then `repeats` rounds each run every candidate once,
 in an order rotated from round to round, so that drift in a shared machine's speed reaches
@@ -39,6 +42,7 @@ from torch import nn
 
 from seqlab.bench.common import commit, machine, write_report
 from seqlab.config import ModelConfig
+from seqlab.models import native
 from seqlab.models.cells import ElmanCell, GRUCell, JordanCell, LSTMCell
 from seqlab.models.fast import run_sequence, supports
 from seqlab.models.recurrent import RecurrentLM
@@ -113,16 +117,30 @@ def _candidates(batch: int, steps: int, hidden: int, device: str) -> dict[str, t
     out["fast lstm-variational"] = (f"seqlab fast path, variational + recurrent dropout {VARIATIONAL_P}",
                                     run_variational, [x, *varcell.parameters()])
 
+    fused_cpp = device == "cpu" and native.available()
     for name, (make, _) in FAST.items():
         cell = make(hidden).to(device)
 
         def run(cell=cell) -> None:
             y, _ = run_sequence(cell, cell.project(x), cell.init_state(batch, x))
             y.sum().backward()
-        if supports(cell):
-            out[f"fast {name}"] = ("seqlab fast path (hand-written BPTT)", run, [x, *cell.parameters()])
-        else:
+        if not supports(cell):
             out[name] = ("seqlab autograd loop (no fast path: fallback)", run, [x, *cell.parameters()])
+        elif fused_cpp and isinstance(cell, LSTMCell):
+            out[f"fast {name}"] = ("seqlab fused C++ loop (models/native)", run, [x, *cell.parameters()])
+        else:
+            out[f"fast {name}"] = ("seqlab fast path (hand-written BPTT)", run, [x, *cell.parameters()])
+    if fused_cpp:
+        # the LSTMs once more on the Python fast path, which runs where the C++ kernels cannot be built
+        for name in [n for n in out if n.startswith("fast lstm")]:
+            desc, run_cpp, tensors = out[name]
+
+            def run_python(run_cpp=run_cpp) -> None:
+                with native.enabled(False):
+                    run_cpp()
+            label = "seqlab fast path in Python (what runs without a C++ compiler)"
+            out[f"{name} (python)"] = (label if "variational" not in name else f"{label}, {desc.split(', ')[-1]}",
+                                       run_python, tensors)
     return out
 
 
