@@ -186,3 +186,22 @@ def test_backward_twice_with_retained_graph(lstm_path):
         second = torch.autograd.grad(out.sum(), [x, *cell.parameters()])
         for a, b in zip(first, second):
             torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("name,lstm_path", paths_for(["lstm", "lstm-ln", "gru-ln", "gru-cho", "elman-tanh", "jordan-ln"]),
+                         indirect=["lstm_path"])
+def test_under_bf16_autocast(name, lstm_path):
+    """train.precision=bf16: the input projection runs in bfloat16 and the recurrence in
+    float32. It used to stop with a dtype error in the first in-place kernel."""
+    cell = _make(name, torch.float32)
+    x = torch.randn(B, T, I)
+    state = _state(cell, torch.Generator().manual_seed(0), torch.float32)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out, final = run_sequence(cell, cell.project(x), state)
+    assert out.dtype == torch.float32
+    out.sum().backward()
+    assert all(p.grad is not None and p.grad.isfinite().all() for p in cell.parameters())
+    with torch.no_grad():
+        exact, _ = run_sequence(cell, cell.project(x), state)
+    assert (out - exact).abs().max() < 0.05      # bfloat16 inputs (8-bit mantissa): close, not equal
+    assert (out - exact).abs().max() > 0

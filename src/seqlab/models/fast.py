@@ -351,6 +351,10 @@ def _loop(cell, projected, state, reverse, mask):
     return torch.stack(outputs, dim=1), state
 
 
+def _to_float(state):
+    return tuple(s.float() for s in state) if isinstance(state, tuple) else state.float()
+
+
 def run_sequence(cell, projected: Tensor, state, reverse: bool = False, mask: Tensor | None = None):
     """Run `cell` over a whole sequence: projected = cell.project(x) (B, T, G*H); state (B, H)
     or (h, c) for the LSTM; mask an optional recurrent-dropout mask (B, H).
@@ -361,6 +365,14 @@ def run_sequence(cell, projected: Tensor, state, reverse: bool = False, mask: Te
         raise ValueError(f"projected must be (B, T, G*H) with T >= 1, got {tuple(projected.shape)}")
     if not supports(cell):
         return _loop(cell, projected, state, reverse, mask)
+    device = projected.device.type
+    if torch.is_autocast_enabled(device):
+        # Under autocast (train.precision=bf16) the input projection ran in low precision; the
+        # recurrence itself runs in float32, the parameters' dtype, as a custom Function must
+        # (its in-place and out= kernels take one dtype), and as is safer for a sum over time.
+        with torch.autocast(device, enabled=False):
+            return run_sequence(cell, projected.float(), _to_float(state), reverse,
+                                None if mask is None else mask.float())
     ln = cell.layer_norm
     gain, bias, eps = (cell.norm_hh.weight, cell.norm_hh.bias, cell.norm_hh.eps) if ln else (None, None, None)
     if isinstance(cell, LSTMCell):
