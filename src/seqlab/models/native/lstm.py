@@ -15,6 +15,10 @@ from seqlab.models.fast_parts import batch_first, gate_buffer
 
 
 def usable(projected: Tensor) -> bool:
+    # under torch.compile (train.compile=true) the Python path runs: dynamo traces it, while
+    # this library's ops are opaque to it
+    if torch.compiler.is_compiling():
+        return False
     return (projected.device.type == "cpu" and projected.dtype in (torch.float32, torch.float64)
             and native.available())
 
