@@ -2,6 +2,9 @@
 backward passes finite differences, that it holds at sizes where rows are split across
 threads and at saturating inputs, and that seqlab runs without it."""
 import os
+import subprocess
+import sys
+import textwrap
 
 import pytest
 import torch
@@ -131,3 +134,27 @@ def test_switched_off_by_environment(monkeypatch):
     monkeypatch.setattr(native, "_state", {"loaded": False, "tried": False, "reason": "", "on": True})
     assert not native.available()
     assert "SEQLAB_NATIVE=0" in native.reason()
+
+
+def test_parallel_processes_build_once(kernels, tmp_path):
+    """Two processes starting at once (torchrun ranks, say) with an empty build folder: one
+    compiles while the other waits on the lock, then both load the one library. The
+    'compiler' here copies the library this process built, and counts its calls."""
+    count = tmp_path / "calls"
+    fake = tmp_path / "cxx"
+    fake.write_text(textwrap.dedent(f"""\
+        #!/bin/sh
+        while [ "$1" != "-o" ]; do shift; done
+        echo x >> {count}
+        sleep 2
+        cp {native._state["path"]} "$2"
+        """))
+    fake.chmod(0o755)
+    env = dict(os.environ, CXX=str(fake), SEQLAB_NATIVE_DIR=str(tmp_path / "build"))
+    code = "from seqlab.models import native; import sys; sys.exit(0 if native.available() else 1)"
+    procs = [subprocess.Popen([sys.executable, "-c", code], env=env, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    errs = [p.communicate(timeout=120)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], errs
+    assert count.read_text().count("x") == 1
+    assert sum("building the fused CPU kernels" in e for e in errs) == 1

@@ -105,7 +105,7 @@ def _load() -> None:
         if not target.exists():
             _build(cxx, flags, target)
         torch.ops.load_library(str(target))
-        _state["loaded"] = True
+        _state["loaded"], _state["path"] = True, str(target)
     except Exception as e:                                   # noqa: BLE001 - the Python path takes over
         _state["reason"] = f"{type(e).__name__}: {e}"
         print(f"seqlab: the fused CPU kernels are unavailable, the Python fast path runs instead "
