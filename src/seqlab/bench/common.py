@@ -43,3 +43,18 @@ def write_report(out: str, report: dict, markdown) -> dict:
     atomic_write_text(f"{out}.md", text)
     print(text)
     return report
+
+
+def provenance(r: dict, *, threads: int | None = None, machine_note: str = "", data: str | None = None,
+               commit_note: str = "") -> str:
+    """The lines every report ends with: the machine, the data (where given), the commit and
+    the command that reruns it. `r` holds "machine", "commit", "date" and "command"; threads
+    defaults to the machine's torch_threads."""
+    m = r["machine"]
+    threads = m.get("torch_threads") if threads is None else threads
+    lines = [f"- machine: {m['cpu']}, {m['cores']} cores, {threads} torch threads, torch {m['torch']}, "
+             f"Python {m['python']}, GPU: {m.get('gpu') or 'none'}{machine_note}"]
+    if data:
+        lines.append(f"- data: {data}")
+    lines += [f"- commit: {r['commit']}, {r['date']}{commit_note}", f"- command: `{r['command']}`"]
+    return "\n".join(lines) + "\n"

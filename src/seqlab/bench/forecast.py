@@ -40,7 +40,7 @@ import numpy as np
 import torch
 
 from seqlab import SeqlabError
-from seqlab.bench.common import commit, machine, write_report
+from seqlab.bench.common import commit, machine, provenance, write_report
 from seqlab.data.timeseries import SeriesTransform, split_horizon
 from seqlab.models.ar import ARModel
 from seqlab.models.forecasters import RNNForecaster, WindowForecaster, closed_loop_forecast, one_step_forecast
@@ -235,15 +235,12 @@ def markdown(r: dict) -> str:
         lines += [f"| {x['label']} | {_buckets(x['one_step_abs_error'], p)} | {_buckets(x['closed_loop_abs_error'], p)} |"
                   for x in res.values()]
         lines += ["", f"![{name}]({sr['plot'].split('/')[-1]})", "", f"{sr['seconds']:.0f} s.", ""]
-    m = r["machine"]
     lines += ["Data: `seqlab data fetch series` (seqlab.data.datasets). Protocol: see the docstring of "
               "src/seqlab/bench/forecast.py — every choice (transform, AR order, "
               "early stopping) is made on the validation part; the test horizon is forecast once.", "",
               f"Protocol history: {r['protocol_history']}", "",
               f"- settings: {r['settings']}",
-              f"- machine: {m['cpu']}, {m['cores']} cores, {m['torch_threads']} torch threads, torch {m['torch']}",
-              f"- commit: {r['commit']}, {r['date']}; total {r['seconds']:.0f} s",
-              f"- command: `{r['command']}`", ""]
+              provenance(r, commit_note=f"; total {r['seconds']:.0f} s")]
     return "\n".join(lines)
 
 

@@ -37,7 +37,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import Tensor, nn
 
-from seqlab.bench.common import commit, machine, write_report
+from seqlab.bench.common import commit, machine, provenance, write_report
 from seqlab.config import ModelConfig
 from seqlab.models import build_model
 
@@ -188,7 +188,6 @@ def run_generation(out: str, repeats: int = 5, tokens: int = 300, threads: int =
 
 
 def markdown(r: dict) -> str:
-    m = r["machine"]
     rows = "".join(
         f"| {c['label']} | {c['receptive_field']:,} | {c['parameters']:,} | {c['queue_tokens_per_s']:,.0f} | "
         f"{c['recompute_tokens_per_s']:,.1f} | **{c['speedup']:,.0f}×** | {'yes' if c['same_tokens'] else 'NO'} | "
@@ -215,10 +214,7 @@ def markdown(r: dict) -> str:
         "generator and the recomputing one (float32, every token of every round); 'vs one full pass': against "
         "one forward pass over the whole final sequence, i.e. a recomputation over the whole growing prefix; "
         f"float64: the same models in double precision on the first {r['models'][0]['float64_tokens']} tokens.\n\n"
-        "Models (random weights):\n\n" + configs + "\n"
-        f"- machine: {m['cpu']}, {m['cores']} cores, {r['torch_threads']} torch thread(s), torch {m['torch']}, "
-        f"python {m['python']}\n"
-        f"- commit: {r['commit']}, {r['date']}\n- command: `{r['command']}`\n")
+        "Models (random weights):\n\n" + configs + "\n" + provenance(r, threads=r["torch_threads"]))
 
 
 def main(argv=None) -> int:

@@ -13,7 +13,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from seqlab.bench.common import commit, machine, write_report
+from seqlab.bench.common import commit, machine, provenance, write_report
 from seqlab.config import load_config
 from seqlab.data import sources
 from seqlab.models import build_model
@@ -68,7 +68,6 @@ def run_grid(name: str, question: str, rows: dict[str, list[str]], shared: list[
 
 
 def markdown(r: dict) -> str:
-    m = r["machine"]
     lines = [f"# {r['question'][0].upper()}{r['question'][1:]}\n",
              f"Character-level language models, {r['seconds_per_model']:g} s of training each on 2 CPU cores "
              f"(count-based models: one counting pass), batch 32 × TBPTT 50, Adam 5e-3. Validation bits per "
@@ -79,6 +78,5 @@ def markdown(r: dict) -> str:
         params = f"{row['parameters']:,}" if row["parameters"] else "–"
         lines.append(f"| {row['model']} | {row['path']} | {params} | {row['updates']:,} | {tps} | {row['valid_bpc']:.3f} |")
     lines += ["", f"- data: {r['data']}",
-              f"- machine: {m['cpu']}, {m['cores']} cores, torch {m['torch']}, GPU: {m['gpu'] or 'none'}",
-              f"- commit: {r['commit']}, {r['date']}", f"- command: `{r['command']}`", ""]
+              provenance(r)]
     return "\n".join(lines)

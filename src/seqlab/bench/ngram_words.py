@@ -45,7 +45,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from seqlab import SeqlabError
-from seqlab.bench.common import commit, machine, write_report
+from seqlab.bench.common import commit, machine, provenance, write_report
 from seqlab.config import DataConfig, ModelConfig
 from seqlab.data.text import load_splits
 from seqlab.data.vocab import BOS, PAD, SPECIALS, UNK, Vocab
@@ -237,7 +237,7 @@ def run_ngram_words(out: str, repeats: int = 3, train_tokens: int = 100_000, hel
 
 
 def markdown(r: dict) -> str:
-    m, rows = r["machine"], r["comparisons"]
+    rows = r["comparisons"]
     first = rows[0]
     table = "".join(
         f"| {c['smoothing']} | {c['seqlab_fit']:.3f} + {c['seqlab_score']:.3f} | "
@@ -270,10 +270,7 @@ def markdown(r: dict) -> str:
         "distribution is built only for sampling), so its scoring cost is in the n-grams under the contexts "
         "it meets, not V per position; "
         "NLTK's Kneser-Ney walks every stored context of orders 2 and 3 for every scored token.\n\n"
-        f"- data: {r['data']}\n"
-        f"- machine: {m['cpu']}, {m['cores']} cores, {m['torch_threads']} torch threads, torch {m['torch']}, "
-        f"python {m['python']}\n"
-        f"- commit: {r['commit']}, {r['date']}\n- command: `{r['command']}`\n")
+        + provenance(r, data=r["data"]))
 
 
 def main(argv=None) -> int:

@@ -33,7 +33,7 @@ from datetime import date
 
 import torch
 
-from seqlab.bench.common import commit, machine, write_report
+from seqlab.bench.common import commit, machine, provenance, write_report
 from seqlab.config import ModelConfig
 from seqlab.data.synthetic import reverse_pairs, symbol_vocab, synthetic_vocab_size
 from seqlab.data.vocab import BOS, EOS
@@ -121,7 +121,7 @@ def heat_map(model: Seq2Seq, pair, alphabet: int, path: str) -> None:
 
 
 def markdown(r: dict) -> str:
-    m, a = r["machine"], r["args"]
+    a = r["args"]
     rows = "\n".join(
         f"| {x['name']} | {x['parameters']:,} | {x['updates']:,} | {x['train_seconds']:.0f} | "
         f"{x['final_train_loss']:.4f} | **{100 * x['greedy']['sequence_accuracy']:.2f}%** | "
@@ -144,10 +144,7 @@ def markdown(r: dict) -> str:
         f"decoded every {a['eval_every']} updates; times are training seconds only (decoding excluded). "
         f"Total wall time of the benchmark: {r['wall_seconds'] / 60:.1f} min, on a machine shared with other "
         f"jobs (1-minute load average {r['load_average'][0]:g} at the start, {r['load_average'][1]:g} at the end), "
-        f"so the seconds are upper bounds.\n\n"
-        f"- machine: {m['cpu']}, {m['cores']} cores, {m['torch_threads']} torch threads, torch {m['torch']}, "
-        f"python {m['python']}\n"
-        f"- commit: {r['commit']}, {r['date']}\n- command: `{r['command']}`\n")
+        f"so the seconds are upper bounds.\n\n" + provenance(r))
 
 
 def main(argv=None) -> int:

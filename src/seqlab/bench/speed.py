@@ -40,7 +40,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from seqlab.bench.common import commit, machine, write_report
+from seqlab.bench.common import commit, machine, provenance, write_report
 from seqlab.config import ModelConfig
 from seqlab.models import native
 from seqlab.models.cells import ElmanCell, GRUCell, JordanCell, LSTMCell
@@ -223,7 +223,7 @@ def run_speed(out: str, repeats: int = 7, batch: int = 32, steps: int = 100, hid
 
 
 def markdown(r: dict) -> str:
-    m, s = r["machine"], r["settings"]
+    s = r["settings"]
     lines = [
         "# Recurrent layer speed: seqlab's fast path vs PyTorch's fused modules\n",
         f"One layer, input = hidden = {s['hidden']}, batch {s['batch']}, {s['steps']} steps, {s['dtype']} on "
@@ -241,11 +241,7 @@ def markdown(r: dict) -> str:
         f"Targets: standard cells at least {r['targets']['standard cells vs own module']} of their own module; "
         f"every variant at least {r['targets']['every variant vs nn.LSTM']} of nn.LSTM.",
         "",
-        f"- machine: {m['cpu']}, {m['cores']} cores, {m['torch_threads']} torch threads, torch {m['torch']}, "
-        f"Python {m['python']}, GPU: {m['gpu'] or 'none'}; oneDNN available: {s['mkldnn_available']}",
-        f"- commit: {r['commit']}, {r['date']}",
-        f"- command: `{r['command']}`",
-        "",
+        provenance(r, machine_note=f"; oneDNN available: {s['mkldnn_available']}"),
     ]
     return "\n".join(lines)
 

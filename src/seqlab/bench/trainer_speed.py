@@ -28,7 +28,7 @@ from torch import nn
 
 from seqlab.config import Config, validate
 from seqlab.data.text import batchify, build_splits
-from seqlab.bench.common import commit, machine, write_report
+from seqlab.bench.common import commit, machine, provenance, write_report
 
 STAND_IN_CHARS = 1_000_000
 
@@ -148,7 +148,6 @@ def run_benchmark(out: str, repeats: int = 7, updates: int = 20, rounds: int = 2
 
 
 def markdown(r: dict) -> str:
-    m = r["machine"]
     return (
         f"# Trainer speed: seqlab vs a bare PyTorch loop\n\n"
         f"Default character LSTM ({r['model']['num_layers']} × {r['model']['hidden_size']} LSTM, embedding "
@@ -162,7 +161,5 @@ def markdown(r: dict) -> str:
         f"| seqlab `fit` (progress bar, metrics on) | {r['median_seqlab_tok_per_s']:,.0f} | "
         f"{', '.join(f'{x:,.0f}' for x in r['seqlab_tok_per_s'])} |\n\n"
         f"**Ratio seqlab / bare: {r['ratio']:.3f}** (acceptance: at least 0.9).\n\n"
-        f"- machine: {m['cpu']}, {m['cores']} cores, {m['torch_threads']} torch threads, torch {m['torch']}, "
-        f"Python {m['python']}, GPU: {m['gpu'] or 'none'}\n"
-        f"- data: {r['data']}\n- commit: {r['commit']}, {r['date']}\n- command: `{r['command']}`\n"
+        + provenance(r, data=r["data"])
     )
