@@ -12,6 +12,7 @@ from seqlab.config import load_config
 from seqlab.models import build_model
 from seqlab.train import checkpoint as ck
 from seqlab.train import fit as fit_module
+from seqlab.train import session as session_module     # where metrics.jsonl is written
 from seqlab.train.checkpoint import RunDir
 from seqlab.train.fit import fit
 
@@ -134,7 +135,7 @@ def test_the_metrics_file_on_a_full_disk_is_one_clear_line(tmp_path, text_file, 
             raise OSError(errno.ENOSPC, "No space left on device")
         return json.dumps(row, *args, **kwargs)
 
-    monkeypatch.setattr(fit_module, "json", SimpleNamespace(dumps=dumps, loads=json.loads))
+    monkeypatch.setattr(session_module, "json", SimpleNamespace(dumps=dumps, loads=json.loads))
     with pytest.raises(SeqlabError, match=r"cannot write metrics.jsonl in .*\(the disk is full\)"):
         fit(load_config(None, overrides), tmp_path / "run", log=lambda m: None)
     assert steps_saved(tmp_path / "run") == [10, 0]

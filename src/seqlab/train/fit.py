@@ -3,7 +3,8 @@
     1. resolve the config (or the run's saved one, on resume), the device and the processes
     2. load the token splits (in memory, or memory-mapped) and build the model
     3. restore weights, optimiser, schedule, RNG, data position and carried state (resume)
-    4. loop over TBPTT windows: update, log, evaluate, checkpoint, stop on a limit
+    4. loop over TBPTT windows: update, log, evaluate, checkpoint, stop on a limit (the
+       checkpoint, evaluation and rollback steps are a Session's: train/session.py)
     5. evaluate the best weights on the full validation split
 
 Ctrl-C finishes the current update, saves a checkpoint and exits; SIGKILL at any instant loses
@@ -28,18 +29,19 @@ import torch
 from tqdm import tqdm
 
 from seqlab import SeqlabError
-from seqlab.analysis.plots import plot_loss, read_metrics
+from seqlab.analysis.plots import read_metrics
 from seqlab.config import Config, diff
 from seqlab.data.text import Splits, batchify, batchify_view, load_splits
 from seqlab.io import atomic_write_text
 from seqlab.models import build_model
-from seqlab.models.base import State, is_count_model
+from seqlab.models.base import is_count_model
 from seqlab.train import checkpoint as ck
-from seqlab.train import distributed, snapshot
+from seqlab.train import distributed
 from seqlab.train.checkpoint import RunDir
-from seqlab.train.guard import NanGuard, is_finite, learning_rate, writing
+from seqlab.train.guard import is_finite, learning_rate, writing
 from seqlab.train.loop import evaluate, summary, tbptt_windows, train_step
 from seqlab.train.optim import PlateauDecay, make_optimizer
+from seqlab.train.session import Session, truncate_metrics
 from seqlab.train.snapshot import Progress
 
 __all__ = ["Interrupted", "Progress", "fit", "prepare_out", "resolve_device", "ctrl_c_flag", "check_finite",
@@ -160,7 +162,7 @@ def train(run: RunDir, cfg: Config, device: torch.device, world: distributed.Wor
         torch.manual_seed(t.seed + world.rank)
     optimizer = make_optimizer(model, t)
     plateau = PlateauDecay(t.lr_decay if t.schedule == "plateau" else 1.0, t.lr_patience)
-    progress = Progress()
+    s = Session(run, cfg, model, splits, optimizer, plateau, world, device, log)
     rows = world.rows(t.batch_size)
     per_rank = t.batch_size // world.size
     if isinstance(splits.train, np.ndarray) and splits.train.dtype != np.int64:
@@ -169,31 +171,18 @@ def train(run: RunDir, cfg: Config, device: torch.device, world: distributed.Wor
         data = batchify(splits.train, t.batch_size)[rows].to(device)             # (B/W, N)
     k1 = t.bptt_stride or t.bptt_steps
     windows = tbptt_windows(data.shape[1], k1, t.bptt_steps)
-    carry: State = None
-    guard = NanGuard(t.nan_retries)
-
-    def restore_latest(say: Callable[[str], None]) -> bool:
-        """Load the newest intact checkpoint (weights and training state); False if none."""
-        nonlocal progress, carry
-        loaded = run.load_checkpoint(model, log=say)   # every rank reads it: share RUN between nodes
-        if loaded is None:
-            return False
-        state, checkpoint = loaded
-        progress, carry = snapshot.restore(state, optimizer, plateau, world, device, t.batch_size, t.seed,
-                                           str(checkpoint.path), say)
-        return True
 
     # 3. fresh run or resume ----------------------------------------------------------------------
     fresh = not resume
     if resume:
-        if restore_latest(log):
+        if s.restore_latest(log):
             if t.lr != saved_lr:   # an explicit train.lr override replaces the decayed rate
                 for group in optimizer.param_groups:
                     group["lr"] = t.lr
             if world.is_main:
                 with writing("metrics.jsonl", run.path):
-                    truncate_metrics(run.file(ck.METRICS), progress.step)
-            log(f"resuming {run.path} at update {progress.step} (epoch {progress.epoch + 1})")
+                    truncate_metrics(run.file(ck.METRICS), s.progress.step)
+            log(f"resuming {run.path} at update {s.progress.step} (epoch {s.progress.epoch + 1})")
         else:
             log(f"{run.path} has no checkpoint yet (it stopped while starting); training it from update 0")
             fresh = True
@@ -223,104 +212,39 @@ def train(run: RunDir, cfg: Config, device: torch.device, world: distributed.Wor
     total = t.max_steps or (t.max_epochs * len(windows) if t.max_epochs else None)
     if t.max_steps and t.max_epochs:
         total = min(t.max_steps, t.max_epochs * len(windows))
-    bar = tqdm(total=total, initial=progress.step, unit="upd", dynamic_ncols=True,
+    bar = tqdm(total=total, initial=s.progress.step, unit="upd", dynamic_ncols=True,
                disable=not (t.progress and world.is_main), mininterval=0.5, desc="train")
-    say = bar.write if t.progress and world.is_main else log           # messages must not break the bar
-    sink = {"metrics": open(run.file(ck.METRICS), "a", encoding="utf-8") if world.is_main else None}
+    s.bar = bar
+    if t.progress and world.is_main:
+        s.say = bar.write                                              # messages must not break the bar
+    s.open_metrics()
     level = cfg.data.level
-
-    def record(row: dict[str, Any]) -> None:
-        if sink["metrics"] is not None:
-            with writing("metrics.jsonl", run.path):
-                sink["metrics"].write(json.dumps(row) + "\n")
-                sink["metrics"].flush()
-
-    def save_checkpoint() -> None:
-        """Collective: gather the global state, rank 0 commits it, all agree it worked."""
-        state = snapshot.capture(progress, optimizer, plateau, carry, world, device)
-        error = None
-        if world.is_main:
-            try:
-                with writing("a checkpoint", run.path):
-                    run.save_checkpoint(progress.step, model, state, keep=t.keep_checkpoints)
-            except SeqlabError as e:
-                error = e
-        if world.from_main(0.0 if error else 1.0) == 0.0:
-            raise error or SeqlabError("rank 0 could not write a checkpoint (its message says why)")
-        guard.saved()
-
-    def validate_now() -> bool:
-        """Evaluate (rank 0), keep the best weights, decay/stop on plateau. True = stop early."""
-        nats = math.nan
-        if world.is_main:
-            nats, _ = evaluate(model, splits.valid, t.eval_batch_size, t.bptt_steps, device, t.eval_tokens)
-        nats = world.from_main(nats)
-        best = plateau.update(nats, optimizer)
-        row = {"step": progress.step, "epoch": progress.epoch, "split": "valid", **summary(nats, level),
-               "lr": optimizer.param_groups[0]["lr"], "best": best}
-        record(row)
-        if best:
-            progress.best_step = progress.step
-            if world.is_main:
-                with writing("the best weights", run.path):
-                    run.save_weights(model, ck.BEST, {"step": progress.step, "valid_loss": nats})
-        key = "bpc" if level == "char" else "bits_per_token"
-        say(f"update {progress.step:>6} | valid loss {nats:.4f} | ppl {row['ppl']:.2f} | "
-            f"{key} {row[key]:.4f}{'  (best)' if best else ''}")
-        save_checkpoint()
-        if world.is_main:
-            with writing("loss.png", run.path):
-                plot_loss(run.file(ck.METRICS), run.file(ck.PLOT),
-                          title=f"{run.path.name}: {cfg.model.name} on {splits.source}")
-        return bool(t.early_stop) and plateau.bad_evals >= t.early_stop
-
-    def roll_back(loss: float, norm: float) -> None:
-        """A non-finite update: back to the last checkpoint, with a lower learning rate."""
-        failed_step = progress.step + 1
-        guard.failed(failed_step, loss, norm, progress.lr_scale)
-        scale, count = progress.lr_scale * t.nan_lr_factor, progress.nan_rollbacks + 1
-        if not restore_latest(say):
-            raise SeqlabError(f"non-finite loss at update {failed_step} and no checkpoint to roll back to")
-        for group in optimizer.param_groups:      # the restored rate, cut to the new scale
-            group["lr"] *= scale / progress.lr_scale
-        progress.lr_scale, progress.nan_rollbacks = scale, count
-        if world.is_main:
-            sink["metrics"].close()
-            with writing("metrics.jsonl", run.path):
-                truncate_metrics(run.file(ck.METRICS), progress.step)
-                sink["metrics"] = open(run.file(ck.METRICS), "a", encoding="utf-8")
-        record({"step": progress.step, "epoch": progress.epoch, "split": "rollback", "failed_step": failed_step,
-                "failed_loss": str(loss), "nan_rollbacks": count, "lr_scale": scale})
-        say(f"update {failed_step}: loss {loss:.4g}, gradient norm {norm:.4g} — not finite; rolled back to "
-            f"update {progress.step}, learning rate x{scale:g} (rollback {count} of this run)")
-        bar.n = progress.step
-        bar.refresh()
-
     if fresh:
-        save_checkpoint()      # update 0: a rollback target, and --resume works from the start
+        s.save_checkpoint()      # update 0: a rollback target, and --resume works from the start
 
-    # 4. the loop -------------------------------------------------------------------------------
+    # 4. the loop: `s.progress` and `s.carry` are the session's, since a rollback replaces them
     params = [p for p in model.parameters() if p.requires_grad]
     model.train()
     trainable.train()
     stop_reason = ""
-    last_log_time, last_log_tokens = time.perf_counter(), progress.tokens
+    last_log_time, last_log_tokens = time.perf_counter(), s.progress.tokens
     with ctrl_c_flag() as ctrl_c:
         try:
             while not stop_reason:
-                stop_reason = limit_reached(t, progress)
+                stop_reason = limit_reached(t, s.progress)
                 if stop_reason:
                     break
-                if progress.window == 0:
-                    carry = model.init_state(per_rank)
+                if s.progress.window == 0:
+                    s.carry = model.init_state(per_rank)
                 started = time.perf_counter()
                 rolled_back = False
-                for i in range(progress.window, len(windows)):
+                for i in range(s.progress.window, len(windows)):
+                    progress = s.progress
                     lr = learning_rate(t, progress.step, optimizer.param_groups[0]["lr"], progress.lr_scale)
                     for group in optimizer.param_groups:
                         group["lr"] = lr
                     with autocast:
-                        loss, next_carry, n = train_step(trainable, data, windows[i], carry, device)
+                        loss, next_carry, n = train_step(trainable, data, windows[i], s.carry, device)
                     optimizer.zero_grad(set_to_none=True)
                     # a model may add a regulariser from its forward pass (the norm stabiliser);
                     # `loss` stays the pure likelihood, so the logged numbers remain comparable
@@ -335,11 +259,11 @@ def train(run: RunDir, cfg: Config, device: torch.device, world: distributed.Wor
                         [loss_value * n, n, not is_finite(loss_value, norm_value), ctrl_c["hit"], over_time])
                     if bad:
                         progress.elapsed += time.perf_counter() - started
-                        roll_back(loss_value if not world.parallel else loss_sum / count, norm_value)
+                        s.roll_back(loss_value if not world.parallel else loss_sum / count, norm_value)
                         rolled_back = True
                         break
                     optimizer.step()
-                    carry = next_carry
+                    s.carry = next_carry
                     progress.step += 1
                     progress.window = i + 1
                     progress.tokens += int(count)
@@ -355,17 +279,17 @@ def train(run: RunDir, cfg: Config, device: torch.device, world: distributed.Wor
                         row = log_train(progress, optimizer, level, now - last_log_time,
                                         progress.tokens - last_log_tokens)
                         last_log_time, last_log_tokens = now, progress.tokens
-                        record(row)
+                        s.record(row)
                         bar.set_postfix_str(f"loss {row['loss']:.3f} | {row['tok_per_s']:,.0f} tok/s | lr {row['lr']:.2g}")
                     saved = False
                     if progress.step % t.eval_every == 0:
                         progress.elapsed += time.perf_counter() - started
-                        if validate_now():
+                        if s.validate_now():
                             stop_reason = f"no improvement in {t.early_stop} evaluations (train.early_stop)"
                         saved = True
                         started = last_log_time = time.perf_counter()
                     if t.checkpoint_every and progress.step % t.checkpoint_every == 0 and not saved:
-                        save_checkpoint()
+                        s.save_checkpoint()
                     if hit:
                         stop_reason = "interrupted"
                     elif t.max_steps and progress.step >= t.max_steps:
@@ -376,29 +300,27 @@ def train(run: RunDir, cfg: Config, device: torch.device, world: distributed.Wor
                         break
                 if rolled_back:
                     continue
-                progress.elapsed += time.perf_counter() - started
-                if progress.window >= len(windows):
-                    progress.epoch += 1
-                    progress.window = 0
+                s.progress.elapsed += time.perf_counter() - started
+                if s.progress.window >= len(windows):
+                    s.progress.epoch += 1
+                    s.progress.window = 0
         finally:
             bar.close()
         if stop_reason == "interrupted":
-            save_checkpoint()
-            if sink["metrics"] is not None:
-                sink["metrics"].close()
-            log(f"interrupted at update {progress.step}; checkpoint saved. Continue with: seqlab train --resume {run.path}")
+            s.save_checkpoint()
+            s.close_metrics()
+            log(f"interrupted at update {s.progress.step}; checkpoint saved. Continue with: seqlab train --resume {run.path}")
             raise Interrupted()
     # 5. finish: evaluate if the last update was not evaluated, then the best weights on all of valid
     evaluated = 1.0
     if world.is_main:
         last = read_metrics(run.file(ck.METRICS))
-        evaluated = float(bool(last) and last[-1].get("split") == "valid" and last[-1].get("step") == progress.step)
+        evaluated = float(bool(last) and last[-1].get("split") == "valid" and last[-1].get("step") == s.progress.step)
     if not world.from_main(evaluated):
-        validate_now()
-    if sink["metrics"] is not None:
-        sink["metrics"].close()
-    log(f"stopped: {stop_reason}" + (f" ({progress.nan_rollbacks} rollback(s) after a non-finite loss)"
-                                    if progress.nan_rollbacks else ""))
+        s.validate_now()
+    s.close_metrics()
+    log(f"stopped: {stop_reason}" + (f" ({s.progress.nan_rollbacks} rollback(s) after a non-finite loss)"
+                                    if s.progress.nan_rollbacks else ""))
     if not world.is_main:
         return {}
     return final_report(run, model, splits, cfg, device, log)
@@ -447,12 +369,6 @@ def log_train(progress: Progress, optimizer, level: str, seconds: float, tokens:
            "tokens": progress.tokens, "tok_per_s": tokens / max(seconds, 1e-9), "elapsed": progress.elapsed}
     progress.loss_sum, progress.loss_count, progress.norm_sum, progress.norm_count = 0.0, 0, 0.0, 0
     return row
-
-
-def truncate_metrics(path: Path, step: int) -> None:
-    """Drop records written after the checkpoint we resume from (a crash between the two)."""
-    rows = [r for r in read_metrics(path) if r.get("step", 0) <= step]
-    atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in rows))
 
 
 def check_sizes(splits: Splits, cfg: Config) -> None:
