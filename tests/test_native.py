@@ -158,3 +158,14 @@ def test_parallel_processes_build_once(kernels, tmp_path):
     assert [p.returncode for p in procs] == [0, 0], errs
     assert count.read_text().count("x") == 1
     assert sum("building the fused CPU kernels" in e for e in errs) == 1
+
+
+def test_a_home_that_cannot_be_written_builds_in_the_temporary_folder(tmp_path, monkeypatch):
+    blocker = tmp_path / "home"
+    blocker.write_text("a file where the home folder should be: ~/.cache cannot be made")
+    monkeypatch.delenv("SEQLAB_NATIVE_DIR", raising=False)
+    monkeypatch.setattr(native.Path, "home", classmethod(lambda cls: blocker))
+    monkeypatch.setattr(native.tempfile, "gettempdir", lambda: str(tmp_path / "tmp"))
+    assert native.build_root() == tmp_path / "tmp" / f"seqlab-native-{os.getuid()}"
+    monkeypatch.setenv("SEQLAB_NATIVE_DIR", str(tmp_path / "chosen"))
+    assert native.build_root() == tmp_path / "chosen"

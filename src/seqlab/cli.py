@@ -103,6 +103,12 @@ def build_parser() -> argparse.ArgumentParser:
     f = dsub.add_parser("fetch", help="download and cache corpora")
     f.add_argument("names", nargs="+", metavar="NAME", help="corpus names (see `seqlab data list`)")
 
+    # info ------------------------------------------------------------------------------------
+    p = sub.add_parser("info", formatter_class=fmt, help="versions, threads, GPUs, the fused kernels, the data cache",
+                       description="What this installation runs on: paste it into a bug report.")
+    p.add_argument("--build-native", action="store_true",
+                   help="build seqlab's fused CPU LSTM kernels now (else on first use, ~20 s)")
+
     # task verbs: classify, tag, translate, forecast (cli_tasks.py) ----------------------------
     from seqlab.cli_tasks import add_task_parsers
     add_task_parsers(sub, fmt)
@@ -421,7 +427,12 @@ def cmd_bench(args) -> int:
                       + " | ".join(MODULE_BENCHES))
 
 
-COMMANDS = {"train": cmd_train, "eval": cmd_eval, "sample": cmd_sample, "data": cmd_data, "bench": cmd_bench,
+def cmd_info(args) -> int:
+    from seqlab.info import main as info_main
+    return info_main(args.build_native)
+
+
+COMMANDS = {"info": cmd_info, "train": cmd_train, "eval": cmd_eval, "sample": cmd_sample, "data": cmd_data, "bench": cmd_bench,
             "classify": cmd_classify, "tag": cmd_tag, "forecast": cmd_forecast, "translate": cmd_translate,
             "analyze": cmd_analyze}
 

@@ -2,14 +2,16 @@
 
     available() -> bool     True once the library is loaded (built on first call if needed)
     reason() -> str         why not, when available() is False
+    tried(), library_path(), build_root()   for `seqlab info`
     enabled(flag) -> ctx    turn the kernels off (or on) inside a `with` block, for tests
                             and for timing both paths side by side
 
 The library is compiled from the one source file with g++ (or $CXX) against the installed
 torch's headers and libraries, into ~/.cache/seqlab/native/<torch version>-<hash of source,
-flags and compiler>/ (or $SEQLAB_NATIVE_DIR), and loaded with torch.ops.load_library. It
-registers torch.ops.seqlab_native.lstm_forward / lstm_backward. The build takes about a
-minute on two cores and says so on stderr; it runs under a file lock, so that parallel
+flags and compiler>/ (or $SEQLAB_NATIVE_DIR; a temporary folder when the home directory
+cannot be written), and loaded with torch.ops.load_library. It
+registers torch.ops.seqlab_native.lstm_forward / lstm_backward. The build takes about
+20 s on two cores and says so on stderr; it runs under a file lock, so that parallel
 processes (torchrun ranks, test workers) build it once, and the library is written under a
 temporary name and renamed into place, so that a killed build leaves nothing half written.
 
@@ -33,7 +35,7 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["available", "reason", "enabled"]
+__all__ = ["available", "reason", "enabled", "tried", "library_path", "build_root", "compiler"]
 
 SOURCE = Path(__file__).with_name("lstm.cpp")
 _state: dict = {"loaded": False, "tried": False, "reason": "", "on": True}
@@ -55,17 +57,32 @@ def _flags() -> list[str]:
     return flags
 
 
-def _compiler() -> str | None:
+def compiler() -> str | None:
+    """The C++ compiler a build would use ($CXX, else g++), or None when there is none."""
     cxx = os.environ.get("CXX", "g++")
     return shutil.which(cxx)
+
+
+def build_root() -> Path:
+    """$SEQLAB_NATIVE_DIR, else ~/.cache/seqlab/native, else (a home that cannot be written,
+    as on some CI runners) a per-user folder in the temporary directory."""
+    if os.environ.get("SEQLAB_NATIVE_DIR"):
+        return Path(os.environ["SEQLAB_NATIVE_DIR"])
+    home = Path.home() / ".cache" / "seqlab" / "native"
+    try:
+        home.mkdir(parents=True, exist_ok=True)
+        if os.access(home, os.W_OK):
+            return home
+    except OSError:
+        pass
+    return Path(tempfile.gettempdir()) / f"seqlab-native-{os.getuid()}"
 
 
 def _build_dir(cxx: str, flags: list[str]) -> Path:
     key = hashlib.sha256()
     key.update(SOURCE.read_bytes())
     key.update(" ".join([cxx] + flags).encode())
-    base = os.environ.get("SEQLAB_NATIVE_DIR") or Path.home() / ".cache" / "seqlab" / "native"
-    return Path(base) / f"torch{torch.__version__}-{key.hexdigest()[:16]}"
+    return build_root() / f"torch{torch.__version__}-{key.hexdigest()[:16]}"
 
 
 def _build(cxx: str, flags: list[str], target: Path) -> None:
@@ -74,7 +91,7 @@ def _build(cxx: str, flags: list[str], target: Path) -> None:
         fcntl.flock(lock, fcntl.LOCK_EX)                     # one builder; the others wait, then load
         if target.exists():
             return
-        print("seqlab: building the fused CPU kernels (once per machine, about a minute) ...",
+        print("seqlab: building the fused CPU kernels (once per machine, about 20 s on two cores) ...",
               file=sys.stderr, flush=True)
         fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".so.tmp")
         os.close(fd)
@@ -95,7 +112,7 @@ def _load() -> None:
     if os.environ.get("SEQLAB_NATIVE", "1") == "0":
         _state["reason"] = "turned off by SEQLAB_NATIVE=0"
         return
-    cxx = _compiler()
+    cxx = compiler()
     if cxx is None:
         _state["reason"] = "no C++ compiler (install g++, or set CXX)"
         return
@@ -119,6 +136,23 @@ def available() -> bool:
     if not _state["tried"]:
         _load()
     return _state["loaded"]
+
+
+def tried() -> bool:
+    """Whether this process has tried to load (or build) the kernels yet."""
+    return _state["tried"]
+
+
+def library_path() -> str:
+    """The library's path: the loaded one, else one already built for this machine and
+    torch (loaded on first use); '' when there is none."""
+    if _state["loaded"]:
+        return _state["path"]
+    cxx = compiler()
+    if cxx is None or os.environ.get("SEQLAB_NATIVE", "1") == "0":
+        return ""
+    target = _build_dir(cxx, _flags()) / "seqlab_native.so"
+    return str(target) if target.exists() else ""
 
 
 def reason() -> str:
