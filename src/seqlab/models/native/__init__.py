@@ -29,7 +29,6 @@ import os
 import shutil
 import subprocess
 import sys
-import sysconfig
 import tempfile
 from pathlib import Path
 
@@ -51,7 +50,6 @@ def _flags() -> list[str]:
         flags += ["-mavx2", "-mfma"]
     for inc in cpp_extension.include_paths():
         flags += ["-isystem", inc]
-    flags += ["-isystem", sysconfig.get_paths()["include"]]
     lib = cpp_extension.library_paths()[0]
     flags += [f"-L{lib}", f"-Wl,-rpath,{lib}", "-lc10", "-ltorch_cpu", "-ltorch"]
     return flags

@@ -164,34 +164,38 @@ void check_input(const Tensor& t, const char* name) {
 // matmul: on the project's AMD EPYC machine that ran 20-40 % faster than ATen's (MKL) for
 // these shapes ((32, 256) x (256, 1024) and back), and it is the matmul nn.LSTM runs. float64,
 // and builds without oneDNN, use at::mm.
-c10::OperatorHandle onednn_op(const char* name) {
-    return c10::Dispatcher::singleton().findSchemaOrThrow(name, "");
+// the oneDNN op `name`, if this torch build registers it (x86 builds do; others may not)
+std::optional<c10::OperatorHandle> onednn_op(const char* name) {
+    return c10::Dispatcher::singleton().findSchema({name, ""});
 }
 
 class Product {
   public:
     explicit Product(const Tensor& m) {
-        if (m.scalar_type() == at::kFloat && at::hasMKLDNN()) {
-            static const c10::OperatorHandle reorder = onednn_op("mkldnn::_reorder_linear_weight");
-            torch::jit::Stack st{m.contiguous(), c10::IValue()};
-            reorder.callBoxed(&st);
-            packed_ = st[0].toTensor();
-            onednn_ = true;
-        } else {
-            mt_ = m.t();
+        static const std::optional<c10::OperatorHandle> reorder = onednn_op("mkldnn::_reorder_linear_weight");
+        static const std::optional<c10::OperatorHandle> linear = onednn_op("mkldnn::_linear_pointwise");
+        if (m.scalar_type() == at::kFloat && at::hasMKLDNN() && reorder && linear) {
+            try {
+                torch::jit::Stack st{m.contiguous(), c10::IValue()};
+                reorder->callBoxed(&st);
+                packed_ = st[0].toTensor();
+                linear_ = &*linear;
+            } catch (const std::exception&) {   // oneDNN refused this matrix: ATen's product
+                linear_ = nullptr;
+            }
         }
+        if (!linear_) mt_ = m.t();
     }
     Tensor operator()(const Tensor& x) const {
-        if (!onednn_) return at::mm(x, mt_);
-        static const c10::OperatorHandle linear = onednn_op("mkldnn::_linear_pointwise");
+        if (!linear_) return at::mm(x, mt_);
         torch::jit::Stack st{x, packed_, c10::IValue(), std::string("none"),
                              c10::List<std::optional<at::Scalar>>(), c10::IValue()};
-        linear.callBoxed(&st);
+        linear_->callBoxed(&st);
         return st[0].toTensor();
     }
 
   private:
-    bool onednn_ = false;
+    const c10::OperatorHandle* linear_ = nullptr;    // oneDNN's matmul, or null: at::mm
     Tensor packed_, mt_;
 };
 
@@ -472,6 +476,19 @@ struct BackRows {
     }
 };
 
+// A buffer that lives only inside one call, reused from call to call on this thread (up to
+// 64 MiB; larger ones are allocated afresh). Fresh multi-megabyte buffers cost a page fault
+// per 4 KiB page on every call: for the layer-norm LSTM's d(W_hh h) buffer at the benchmark
+// size (13 MB) that was 14 ms of a 60 ms backward.
+Tensor scratch(int64_t numel, const at::TensorOptions& opt) {
+    static thread_local Tensor kept;
+    const int64_t bytes = numel * static_cast<int64_t>(c10::elementSize(c10::typeMetaToScalarType(opt.dtype())));
+    if (bytes > (int64_t(64) << 20)) return at::empty({numel}, opt);
+    if (!kept.defined() || kept.numel() < numel || kept.dtype() != opt.dtype())
+        kept = at::empty({numel}, opt);
+    return kept.narrow(0, 0, numel);
+}
+
 // Returns [dz (T,B,GH), dh0 (B,H), dc0 (B,H), dW_hh (GH,H), dci, dcf, dco (H) , dgain, dbias (GH),
 // dgain_c, dbias_c (H)]; the gradients of absent parameters are empty. dz is the gradient of
 // act's pre-activations: of the projected inputs, and of b_hh summed over (T, B).
@@ -490,7 +507,7 @@ std::vector<Tensor> lstm_backward(const Tensor& g_out, const Tensor& g_hT, const
     const Opts o = make_opts(act, h0, coupled, peep, ln, msk, reverse);
     const auto opt = act.options();
     Tensor dz = at::empty({o.T, o.B, o.GH}, opt);
-    Tensor draw = ln ? at::empty({o.T, o.B, o.GH}, opt) : dz;
+    Tensor draw = ln ? scratch(o.T * o.B * o.GH, opt).view({o.T, o.B, o.GH}) : dz;
     Tensor dc = g_cT.clone().contiguous();
     Tensor dy_c = at::empty({o.B, o.H}, opt);
     const Product product(weight_hh.t());
