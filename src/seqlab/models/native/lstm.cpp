@@ -43,7 +43,11 @@ using at::Tensor;
 // straight into the exponent bits. ln2 is split in a part exact in float and a remainder
 // (Cody & Waite) so that r keeps its low bits. Inputs are clamped to [-87, 88], inside
 // float's normal range; a NaN stays NaN through r.
-inline float exp_f(float x) {
+// always inlined: a call inside a row loop keeps the compiler from vectorising it (with the
+// eight instantiations of the forward, g++ stopped inlining it in some of them)
+#define SEQLAB_INLINE inline __attribute__((always_inline))
+
+SEQLAB_INLINE float exp_f(float x) {
     x = x < -87.0f ? -87.0f : x;
     x = x > 88.0f ? 88.0f : x;
     // round to nearest by adding and subtracting 1.5 * 2^23 (no floor call, which stops the
@@ -69,11 +73,11 @@ inline float exp_f(float x) {
     return p * scale;
 }
 
-inline float exp_t(float x) { return exp_f(x); }
-inline double exp_t(double x) { return std::exp(x); }
+SEQLAB_INLINE float exp_t(float x) { return exp_f(x); }
+SEQLAB_INLINE double exp_t(double x) { return std::exp(x); }
 
-template <typename T> inline T sigmoid(T x) { return T(1) / (T(1) + exp_t(-x)); }
-template <typename T> inline T tanh_t(T x) { return T(2) / (T(1) + exp_t(T(-2) * x)) - T(1); }
+template <typename T> SEQLAB_INLINE T sigmoid(T x) { return T(1) / (T(1) + exp_t(-x)); }
+template <typename T> SEQLAB_INLINE T tanh_t(T x) { return T(2) / (T(1) + exp_t(T(-2) * x)) - T(1); }
 
 // mean and 1/sqrt(var + eps) of one row, two passes (as stable as ATen's)
 template <typename T>
@@ -235,12 +239,18 @@ void forward_rows(const Opts& o, int64_t b0, int64_t b1, T* a, const T* rec, T* 
         T* __restrict zf = ar + H;
         T* __restrict zg = ar + o.ig;
         T* __restrict zo = ar + o.io;
+        if constexpr (PEEP) {                    // i (, f) see c_{t-1}: added in a pass of their own,
+#pragma omp simd                                 // which keeps the gate loops below vectorised
+            for (int64_t j = 0; j < H; ++j) zi[j] += wci[j] * cp[j];
+            if (!o.coupled) {
+#pragma omp simd
+                for (int64_t j = 0; j < H; ++j) zf[j] += wcf[j] * cp[j];
+            }
+        }
         if (o.coupled) {
 #pragma omp simd
             for (int64_t j = 0; j < H; ++j) {
-                T xi = zi[j];
-                if constexpr (PEEP) xi += wci[j] * cp[j];
-                const T i = sigmoid(xi);
+                const T i = sigmoid(zi[j]);
                 const T g = tanh_t(zg[j]);
                 zi[j] = i;
                 zg[j] = g;
@@ -249,13 +259,8 @@ void forward_rows(const Opts& o, int64_t b0, int64_t b1, T* a, const T* rec, T* 
         } else {
 #pragma omp simd
             for (int64_t j = 0; j < H; ++j) {
-                T xi = zi[j], xf = zf[j];
-                if constexpr (PEEP) {
-                    xi += wci[j] * cp[j];
-                    xf += wcf[j] * cp[j];
-                }
-                const T i = sigmoid(xi);
-                const T f = sigmoid(xf);
+                const T i = sigmoid(zi[j]);
+                const T f = sigmoid(zf[j]);
                 const T g = tanh_t(zg[j]);
                 zi[j] = i;
                 zf[j] = f;
