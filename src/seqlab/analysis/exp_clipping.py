@@ -101,11 +101,8 @@ def plot(path, results: list[dict], args) -> None:
              ylim=(min(finite) / 2 if finite else 1e-3, top))
     right.axhline(args.clip, color="grey", lw=0.8, ls="--", label=f"threshold θ = {args.clip:g}")
     right.set(xlabel="update", ylabel="global gradient norm", title="gradient norm (log scale)")
-    for ax in (left, right):
-        ax.grid(alpha=0.3, which="both")
-        ax.legend(fontsize=8)
     save_figure(fig, path, f"Exploding gradients (Pascanu et al. 2013): Elman RNN, W_hh = {args.recurrent_scale:g} × "
-                           f"orthogonal, adding problem T = {args.steps}, SGD lr {args.lr:g}")
+                           f"orthogonal, adding problem T = {args.steps}, SGD lr {args.lr:g}", grid_and_legend=(left, right))
 
 
 def main(argv: list[str]) -> int:

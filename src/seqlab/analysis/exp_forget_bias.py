@@ -81,10 +81,9 @@ def plot(path, runs: list[dict], biases: list[float], args) -> None:
         ax.fill_between(updates, table.min(0).values, table.max(0).values, color=colour, alpha=0.2)
     ax.axhline(BASELINE, color="grey", lw=0.8, ls=":", label="always predict 1 (MSE 1/6)")
     ax.set(xlabel="update", ylabel="test MSE", yscale="log")
-    ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=8)
     save_figure(fig, path, f"LSTM forget-gate bias (Gers et al. 2000; Jozefowicz et al. 2015): adding problem "
-                           f"T = {args.steps},\nhidden {args.hidden}, Adam {args.lr:g}; band = best to worst seed")
+                           f"T = {args.steps},\nhidden {args.hidden}, Adam {args.lr:g}; band = best to worst seed",
+                grid_and_legend=(ax,))
 
 
 def main(argv: list[str]) -> int:

@@ -147,11 +147,8 @@ def plot(path, summary: list[dict], runs: list[dict], args) -> None:
     right.axhline(0.5, color="grey", lw=0.8, ls=":")
     right.set(xlabel="T (steps the bit must be kept)", ylabel="test accuracy", ylim=(0.4, 1.02),
               title="mean test accuracy (dots: seeds)")
-    for ax in (left, right):
-        ax.grid(alpha=0.3, which="both")
-        ax.legend(fontsize=8)
     save_figure(fig, path, f"One-bit memory (Bengio et al. 1994): noise σ = {args.noise:g}, hidden {args.hidden}, "
-                           f"≤ {args.updates} Adam updates of {args.batch_size}")
+                           f"≤ {args.updates} Adam updates of {args.batch_size}", grid_and_legend=(left, right))
 
 
 def table(summary: list[dict]) -> str:

@@ -28,8 +28,12 @@ def pyplot():
     return plt
 
 
-def save_figure(fig, path: str | Path, title: str | None = None) -> None:
-    """Optionally title the figure, lay it out, write it as a PNG atomically and close it."""
+def save_figure(fig, path: str | Path, title: str | None = None, grid_and_legend=()) -> None:
+    """Optionally title the figure, lay it out, write it as a PNG atomically and close it.
+    The axes in `grid_and_legend` get the experiments' light grid and a small legend first."""
+    for ax in grid_and_legend:
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=8)
     if title is not None:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
