@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from seqlab import SeqlabError
-from seqlab.data import datasets
+from seqlab.data import bible, datasets
 from seqlab.data.datasets import dataset, dataset_names, simplify_tag
 
 
@@ -143,24 +143,24 @@ RV = ("Genesis 1:1: <w>EN el principio</w> <w lemma=\"H0430\">crió Dios</w> <w>
 
 
 def test_markup_to_text_strips_tags_and_mends_glued_words():
-    assert datasets.markup_to_text("<w>hay allí</w>también<w>bdelio</w> <w>y piedra</w>.") == \
+    assert bible.markup_to_text("<w>hay allí</w>también<w>bdelio</w> <w>y piedra</w>.") == \
         "hay allí también bdelio y piedra."
-    assert datasets.markup_to_text("<w>sáca</w>lo <w>de</w> <w>aquí</w>, <w>pagar</w>la.") == "sácalo de aquí, pagarla."
-    assert datasets.markup_to_text("Jesucristo <G5547> sea con vosotros <G5213>.  ") == "Jesucristo sea con vosotros."
+    assert bible.markup_to_text("<w>sáca</w>lo <w>de</w> <w>aquí</w>, <w>pagar</w>la.") == "sácalo de aquí, pagarla."
+    assert bible.markup_to_text("Jesucristo <G5547> sea con vosotros <G5213>.  ") == "Jesucristo sea con vosotros."
 
 
 def test_parse_verses_numbers_books_by_appearance_and_joins_continuation_lines():
-    kjv = datasets.parse_verses(KJV.replace("without form.", "without\nform."), datasets._KJV_VERSE)
+    kjv = bible.parse_verses(KJV.replace("without form.", "without\nform."), bible._KJV_VERSE)
     assert [ref for ref, _ in kjv] == [(1, 1, 1), (1, 1, 2), (1, 2, 1), (1, 2, 2), (2, 22, 21)]
     assert kjv[1][1] == "And the earth was without form."
-    rv = datasets.parse_verses(RV, datasets._SWORD_VERSE)
+    rv = bible.parse_verses(RV, bible._SWORD_VERSE)
     assert [ref for ref, _ in rv] == [ref for ref, _ in kjv]
     assert rv[0][1] == "EN el principio crió Dios los cielos." and rv[2][1] == ""
 
 
 def test_en_es_fetch_aligns_by_reference_and_leaves_out_shifted_chapters(monkeypatch):
-    monkeypatch.setattr(datasets, "_ensure_bible_tools", lambda log: None)
-    monkeypatch.setattr(datasets, "_run", lambda cmd, hint, cwd=None, timeout=600: KJV if cmd[0] == "bible" else RV)
+    monkeypatch.setattr(bible, "ensure_tools", lambda log: None)
+    monkeypatch.setattr(bible, "_run", lambda cmd, hint: KJV if cmd[0] == "bible" else RV)
     d = dataset("en-es")
     d.fetch(log=quiet)
     # Gen 2:1 is empty in Spanish, so chapters 2 (and 3, were there one) are left out.
@@ -174,8 +174,8 @@ def test_en_es_fetch_aligns_by_reference_and_leaves_out_shifted_chapters(monkeyp
 
 
 def test_en_es_says_what_to_run_as_root_when_the_tools_are_missing(monkeypatch):
-    monkeypatch.setattr(datasets.shutil, "which", lambda name: None)
-    monkeypatch.setattr(datasets.os, "geteuid", lambda: 1000, raising=False)
+    monkeypatch.setattr(bible.shutil, "which", lambda name: None)
+    monkeypatch.setattr(bible.os, "geteuid", lambda: 1000, raising=False)
     with pytest.raises(SeqlabError, match="run as root: apt-get install -y bible-kjv diatheke sword-text-sparv"):
         dataset("en-es").fetch(log=quiet)
 
