@@ -181,3 +181,14 @@ def test_a_home_that_cannot_be_written_builds_in_the_temporary_folder(tmp_path, 
     assert native.build_root() == tmp_path / "tmp" / f"seqlab-native-{os.getuid()}"
     monkeypatch.setenv("SEQLAB_NATIVE_DIR", str(tmp_path / "chosen"))
     assert native.build_root() == tmp_path / "chosen"
+
+
+def test_the_kernels_are_loaded_when_the_model_is_made(monkeypatch):
+    """Not in the first training step: a build there would count against train.max_time and
+    write into the progress bar."""
+    calls = []
+    monkeypatch.setattr(native, "available", lambda: calls.append(1) or False)
+    RecurrentLayer(LSTMCell(3, 4, layer_norm=True))
+    assert calls == [1]
+    RecurrentLayer(LSTMCell(3, 4), fast=False)                # the autograd loop needs no kernels
+    assert calls == [1]

@@ -29,6 +29,7 @@ from typing import Callable
 import torch
 from torch import Tensor, nn
 
+from seqlab.models import native
 from seqlab.models.cells import Cell, LSTMCell
 from seqlab.models.fast import run_sequence, supports
 
@@ -63,6 +64,10 @@ class RecurrentLayer(nn.Module):
         super().__init__()
         self.cell, self.reverse, self.zoneout = cell, reverse, zoneout
         self.fast = fast and supports(cell)
+        if self.fast and isinstance(cell, LSTMCell) and not zoneout:
+            # build (or load) the fused C++ LSTM now, while the model is made, rather than in
+            # the first training step: its ~20 s would land in train.max_time and the progress bar
+            native.available()
 
     def forward(self, x: Tensor, state, lengths: Tensor | None = None,
                 recurrent_mask: Tensor | None = None) -> tuple[Tensor, object]:
