@@ -192,3 +192,24 @@ def test_the_kernels_are_loaded_when_the_model_is_made(monkeypatch):
     assert calls == [1]
     RecurrentLayer(LSTMCell(3, 4), fast=False)                # the autograd loop needs no kernels
     assert calls == [1]
+
+
+@pytest.mark.parametrize("T,B", [(1, 1), (1, 3), (4, 1)])
+def test_one_step_and_one_row(kernels, T, B):
+    """The smallest shapes, forward and reverse, against the autograd loop in float64."""
+    for options in ({}, {"layer_norm": True, "peephole": True}, {"coupled": True}):
+        torch.manual_seed(0)
+        cell = LSTMCell(3, 5, **options).double()
+        x = torch.randn(B, T, 3, dtype=torch.float64, requires_grad=True)
+        state = tuple(torch.randn(B, 5, dtype=torch.float64) for _ in range(2))
+        results = []
+        for fast in (True, False):
+            x.grad = None
+            if fast:
+                out, (h, c) = run_sequence(cell, cell.project(x), state, reverse=True)
+            else:
+                out, (h, c) = RecurrentLayer(cell, reverse=True, fast=False)(x, state)
+            (out.square().sum() + c.sum()).backward()
+            results.append((out.detach(), c.detach(), x.grad.clone()))
+        for a, b in zip(*results):
+            torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
