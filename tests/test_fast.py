@@ -1,5 +1,7 @@
 """The fast sequence path (models/fast.py): the hand-written BPTT must give exactly what
 the autograd loop of RecurrentLayer gives — outputs, final state and every gradient."""
+import copy
+
 import pytest
 import torch
 
@@ -62,33 +64,41 @@ def _flat(state):
 
 
 def _run(cell, x, state, reverse, mask, use_fast):
-    """Outputs, final state and the gradients of a loss that reaches outputs and final state."""
+    """Outputs, final state and the gradients of a loss that reaches outputs and final state
+    (its random weights drawn in float32 whatever the dtype, so that runs in two dtypes compare).
+    use_fast: True runs run_sequence on cell.project(x); "layer" runs the fast path as
+    RecurrentLayer does (run_layer: the oneDNN projection, the fused input norm); False runs
+    the autograd loop."""
     cell.zero_grad(set_to_none=True)
     x = x.detach().clone().requires_grad_(True)
     state = tuple(s.detach().clone().requires_grad_(True) for s in _flat(state))
     init = state if isinstance(cell, LSTMCell) else state[0]
-    if use_fast:
+    if use_fast == "layer":
+        layer = RecurrentLayer(cell, reverse)
+        assert layer.fast
+        out, final = layer(x, init, None, mask)
+    elif use_fast:
         out, final = run_sequence(cell, cell.project(x), init, reverse=reverse, mask=mask)
     else:
         out, final = RecurrentLayer(cell, reverse, fast=False)(x, init, None, mask)
     g = torch.Generator().manual_seed(1)
-    loss = (out * torch.randn(out.shape, generator=g, dtype=out.dtype)).sum()
+    loss = (out * torch.randn(out.shape, generator=g).to(out.dtype)).sum()
     for f in _flat(final):                       # a non-zero gradient into the final state too
-        loss = loss + (f * torch.randn(f.shape, generator=g, dtype=f.dtype)).sum()
+        loss = loss + (f * torch.randn(f.shape, generator=g).to(f.dtype)).sum()
     loss.backward()
     grads = {"x": x.grad, **{f"state{k}": s.grad for k, s in enumerate(state)}}
     grads.update({name: p.grad for name, p in cell.named_parameters()})
     return out, _flat(final), grads
 
 
-def _compare(name, reverse, masked, dtype, tol):
+def _compare(name, reverse, masked, dtype, tol, fast=True):
     cell = _make(name, dtype)
     assert supports(cell)
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(B, T, I, generator=gen, dtype=dtype)
     state = _state(cell, gen, dtype)
     mask = (torch.rand(B, H, generator=gen, dtype=dtype) > 0.3).to(dtype) / 0.7 if masked else None
-    out_f, final_f, grads_f = _run(cell, x, state, reverse, mask, use_fast=True)
+    out_f, final_f, grads_f = _run(cell, x, state, reverse, mask, use_fast=fast)
     out_s, final_s, grads_s = _run(cell, x, state, reverse, mask, use_fast=False)
     torch.testing.assert_close(out_f, out_s, rtol=tol, atol=tol)
     for a, b in zip(final_f, final_s):
@@ -106,6 +116,41 @@ def test_fast_path_equals_autograd_loop(name, reverse, masked, lstm_path):
     """float64: outputs, final states and all gradients (x, initial state, every parameter);
     the LSTMs on both the fused C++ kernels and the Python fast path."""
     _compare(name, reverse, masked, torch.float64, 1e-10)
+
+
+@pytest.mark.parametrize("masked", [False, True], ids=["", "recurrent-dropout"])
+@pytest.mark.parametrize("name,lstm_path", paths_for(CELLS), indirect=["lstm_path"])
+def test_layer_fast_path_equals_autograd_loop(name, masked, lstm_path):
+    """The fast path as RecurrentLayer runs it from the layer's inputs (run_layer): float64,
+    reverse, every gradient; for the layer-normalised LSTMs on the C++ kernels this includes
+    the fused input norm."""
+    _compare(name, True, masked, torch.float64, 1e-10, fast="layer")
+
+
+@pytest.mark.parametrize("masked", [False, True], ids=["", "recurrent-dropout"])
+@pytest.mark.parametrize("name,lstm_path", paths_for(CELLS), indirect=["lstm_path"])
+def test_layer_fast_path_float32(name, masked, lstm_path):
+    """float32, where the projection runs on oneDNN: the fast path and the autograd loop each
+    against the float64 loop, error relative to each tensor's largest entry (float32 rounding
+    is ~1e-7 of it here; the two float32 paths sum in different orders)."""
+    cell = _make(name, torch.float32)
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(B, T, I, generator=gen)
+    state = _state(cell, gen, torch.float32)
+    mask = (torch.rand(B, H, generator=gen) > 0.3).float() / 0.7 if masked else None
+    fast_f = _run(cell, x, state, False, mask, use_fast="layer")
+    loop_f = _run(cell, x, state, False, mask, use_fast=False)
+    cell64 = copy.deepcopy(cell).double()
+    truth = _run(cell64, x.double(), tuple(s.double() for s in _flat(state)) if isinstance(cell, LSTMCell)
+                 else state.double(), False, None if mask is None else mask.double(), use_fast=False)
+    def tensors(result):
+        out, final, grads = result
+        return [out, *final] + [grads[k] for k in sorted(grads)]
+    for a, b, t in zip(tensors(fast_f), tensors(loop_f), tensors(truth)):
+        a, b, t = a.detach(), b.detach(), t.detach()
+        scale = t.abs().max()
+        err, err_loop = float((a.double() - t).abs().max() / scale), float((b.double() - t).abs().max() / scale)
+        assert err < 1e-5, (err, err_loop)
 
 
 @pytest.mark.parametrize("name,lstm_path", paths_for(CELLS), indirect=["lstm_path"])

@@ -67,8 +67,9 @@ def test_gradcheck(kernels, coupled, peephole, ln, masked, reverse):
             _d(H) if peephole else None, _d(H) if peephole and not coupled else None,
             _d(H) if peephole else None,
             _d(G * H) if ln else None, _d(G * H) if ln else None, _d(H) if ln else None, _d(H) if ln else None,
+            _d(G * H) if ln else None, _d(G * H) if ln else None,             # the fused input norm
             (torch.rand(2, H, dtype=torch.float64) > 0.3).double() if masked else None,
-            coupled, reverse, 1e-5, 1e-5)
+            coupled, reverse, 1e-5, 1e-5, 1e-5)
     assert torch.autograd.gradcheck(native_lstm._LSTMNativeFn.apply, args, eps=1e-6, atol=1e-7, fast_mode=True)
 
 

@@ -13,9 +13,9 @@ Candidates
   layer, this size), fed the same input: the standard cells as users run them, with the
   ratio to their own module.
 - naive lstm: RecurrentLayer(LSTMCell), seqlab's per-step autograd loop.
-- fast path, for every cell and option models/fast.py covers: the input projection as
-  RecurrentLayer computes it (models/onednn.py: cell.project on oneDNN's product) then
-  `run_sequence`, the hand-written BPTT; the layer-normalised LSTM and GRU included.
+- fast path, for every cell and option models/fast.py covers: `run_layer`, what
+  RecurrentLayer computes (the input projection on oneDNN's product, then the hand-written
+  BPTT); the layer-normalised LSTM and GRU included.
 - fast lstm-variational: the LSTM with variational input dropout and recurrent dropout
   (one mask per sequence each, p = 0.25, drawn at every call as in training).
 - On the CPU, where seqlab's fused C++ kernels are built (models/native), the LSTM rows run
@@ -43,9 +43,9 @@ from torch import nn
 
 from seqlab.bench.common import commit, machine, provenance, write_report
 from seqlab.config import ModelConfig
-from seqlab.models import native, onednn
+from seqlab.models import native
 from seqlab.models.cells import ElmanCell, GRUCell, JordanCell, LSTMCell
-from seqlab.models.fast import run_sequence, supports
+from seqlab.models.fast import run_layer, supports
 from seqlab.models.recurrent import RecurrentLM
 from seqlab.models.stack import RecurrentLayer, sequence_mask
 
@@ -113,7 +113,7 @@ def _candidates(batch: int, steps: int, hidden: int, device: str) -> dict[str, t
     def run_variational() -> None:
         keep_in = sequence_mask(x, VARIATIONAL_P, (batch, 1, hidden))                   # (B, 1, H)
         keep_h = sequence_mask(x, VARIATIONAL_P, (batch, hidden))                       # (B, H)
-        y, _ = run_sequence(varcell, onednn.project(varcell, x * keep_in), varcell.init_state(batch, x), False, keep_h)
+        y, _ = run_layer(varcell, x * keep_in, varcell.init_state(batch, x), False, keep_h)
         y.sum().backward()
     out["fast lstm-variational"] = (f"seqlab fast path, variational + recurrent dropout {VARIATIONAL_P}",
                                     run_variational, [x, *varcell.parameters()])
@@ -123,7 +123,7 @@ def _candidates(batch: int, steps: int, hidden: int, device: str) -> dict[str, t
         cell = make(hidden).to(device)
 
         def run(cell=cell) -> None:
-            y, _ = run_sequence(cell, onednn.project(cell, x), cell.init_state(batch, x))
+            y, _ = run_layer(cell, x, cell.init_state(batch, x))
             y.sum().backward()
         if not supports(cell):
             out[name] = ("seqlab autograd loop (no fast path: fallback)", run, [x, *cell.parameters()])

@@ -34,11 +34,14 @@ the same function; float32 results differ from torch.tanh's by about 1e-7 absolu
 
     supports(cell) -> bool
     run_sequence(cell, projected, state, reverse=False, mask=None) -> (out (B, T, H), final_state)
+    run_layer(cell, x, state, reverse=False, mask=None) -> the same, from x (B, T, I)
 
 The LSTMs (every option) run the same computation in C++ where seqlab's fused CPU kernels
 are built (models/native: the time loop, one oneDNN matrix product and one fused pass over
 the rows per step); _LSTMFn below is what runs without them, on GPUs, and in dtypes other
-than float32/float64.
+than float32/float64. `run_layer` is the entry point from a layer's inputs: the projection on
+oneDNN (models/onednn.py), then run_sequence, or, for a layer-normalised LSTM on the C++
+kernels, one call that also normalises the projection.
 
 `supports` is True for ElmanCell (tanh, relu), JordanCell, LSTMCell (plain, peephole,
 coupled, both) and GRUCell ('pytorch', 'cho'), each with or without layer normalisation
@@ -72,7 +75,7 @@ from seqlab.models.fast_parts import (Recurrent, Seen, batch_first, consts, cols
                                       grad_steps, masked, norm_forward, norm_input_grad, norm_param_grads,
                                       scale, state_grad, steps)
 
-__all__ = ["supports", "run_sequence"]
+__all__ = ["supports", "run_sequence", "run_layer"]
 
 
 # ------------------------------------------------------------------------------------------
@@ -401,3 +404,27 @@ def run_sequence(cell, projected: Tensor, state, reverse: bool = False, mask: Te
                                gain, bias, mask, reverse, eps)
     return _ElmanFn.apply(projected, state, cell.weight_hh, cell.bias_hh, gain, bias, mask,
                           cell.act is torch.relu, reverse, eps)
+
+
+def run_layer(cell, x: Tensor, state, reverse: bool = False, mask: Tensor | None = None):
+    """What RecurrentLayer's fast path computes from the layer's inputs x (B, T, I):
+    run_sequence(cell, cell.project(x), ...), with the projection's product on oneDNN
+    (models/onednn.py) and, for a layer-normalised LSTM on the fused C++ kernels, the input
+    projection's norm fused into the same call (one pass before the time loop, one after)."""
+    from seqlab.models import onednn
+
+    if (isinstance(cell, LSTMCell) and cell.layer_norm and supports(cell) and _norm_ok(cell.norm_ih, cell.weight_ih.size(0))
+            and not torch.is_autocast_enabled(x.device.type) and native_lstm.usable(x)):
+        raw = (onednn._Linear.apply(x, cell.weight_ih, None) if onednn.usable(x, cell.weight_ih)
+               else torch.nn.functional.linear(x, cell.weight_ih))                 # W_ih x, (B, T, G*H)
+        h0, c0 = state
+        peep = cell.peephole
+        out, h, c = native_lstm.run(raw, h0, c0, cell.weight_hh, None,
+                                    cell.weight_ci if peep else None,
+                                    cell.weight_cf if peep and not cell.coupled else None,
+                                    cell.weight_co if peep else None,
+                                    cell.norm_hh.weight, cell.norm_hh.bias, cell.norm_hh.eps,
+                                    cell.norm_c.weight, cell.norm_c.bias, cell.norm_c.eps, mask, cell.coupled, reverse,
+                                    in_norm=(cell.norm_ih.weight, cell.norm_ih.bias, cell.norm_ih.eps))
+        return out, (h, c)
+    return run_sequence(cell, onednn.project(cell, x), state, reverse, mask)

@@ -29,9 +29,9 @@ from typing import Callable
 import torch
 from torch import Tensor, nn
 
-from seqlab.models import native, onednn
+from seqlab.models import native
 from seqlab.models.cells import Cell, LSTMCell
-from seqlab.models.fast import run_sequence, supports
+from seqlab.models.fast import run_layer, supports
 
 
 def sequence_mask(like: Tensor, p: float, shape: tuple[int, ...]) -> Tensor:
@@ -73,8 +73,7 @@ class RecurrentLayer(nn.Module):
                 recurrent_mask: Tensor | None = None) -> tuple[Tensor, object]:
         # x: (B, T, I); state: (B, H) or ((B, H), (B, H)); lengths: (B,) valid steps per row
         if self.fast and not self.zoneout and lengths is None:
-            projected = onednn.project(self.cell, x)                      # (B, T, G*H), = cell.project(x)
-            return run_sequence(self.cell, projected, state, self.reverse, recurrent_mask)
+            return run_layer(self.cell, x, state, self.reverse, recurrent_mask)
         projected = self.cell.project(x)
         steps = range(x.size(1) - 1, -1, -1) if self.reverse else range(x.size(1))
         outputs = []

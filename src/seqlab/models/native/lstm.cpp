@@ -300,16 +300,63 @@ void forward_rows_any(bool peep, bool lnc, Args... args) {
     return forward_rows<T, false, false>(args...);
 }
 
-// act (T, B, GH): the input half of every pre-activation, plus b_hh without layer norm; it is
-// overwritten with the gate activations. Returns
-//   [cell (T,B,H), tanh_c (T,B,H), out (T,B,H), raw (T,B,GH), stats_hh (T,B,2), stats_c (T,B,2), seen (T,B,H)]
-// raw and stats_hh are empty without layer norm, stats_c without the cell norm, seen without a mask.
+// The input projection's layer norm (Ba et al. 2016: LN(W_ih x_t)), fused: `act` holds the
+// raw projections (T, B, N); each row is normalised in place, its mean and 1/std kept in
+// st (T, B, 2). One pass over the buffer before the time loop.
+template <typename T>
+void input_norm_forward(T* act, T* st, const T* gain, const T* bias, double eps, int64_t rows, int64_t n) {
+    at::parallel_for(0, rows, std::max<int64_t>(1, 32768 / (n + 1)), [&](int64_t r0, int64_t r1) {
+        for (int64_t r = r0; r < r1; ++r) {
+            T* __restrict a = act + r * n;
+            T m, rs;
+            row_stats(a, n, eps, m, rs);
+            st[2 * r] = m;
+            st[2 * r + 1] = rs;
+#pragma omp simd
+            for (int64_t j = 0; j < n; ++j) a[j] = gain[j] * ((a[j] - m) * rs) + bias[j];
+        }
+    });
+}
+
+// Its backward, after the time loop: d (T, B, N), the gradient of the normalised rows, is
+// turned into the gradient of the raw projections in place; `raw` is the caller's
+// projection, batch first (B, T, N). The gain's and bias's gradients come back summed.
+template <typename T>
+std::pair<Tensor, Tensor> input_norm_backward(T* d, const T* raw, const T* st, const T* gain, int64_t Tn, int64_t B,
+                                              int64_t n, const at::TensorOptions& opt) {
+    Tensor acc_g = at::zeros({B, n}, opt), acc_b = at::zeros({B, n}, opt);
+    T* ag = acc_g.data_ptr<T>();
+    T* ab = acc_b.data_ptr<T>();
+    at::parallel_for(0, B, 1, [&](int64_t b0, int64_t b1) {
+        std::vector<T> tmp(n);
+        for (int64_t b = b0; b < b1; ++b) {
+            for (int64_t t = 0; t < Tn; ++t) {
+                T* dr = d + (t * B + b) * n;
+                const T* st_r = st + 2 * (t * B + b);
+                std::copy(dr, dr + n, tmp.begin());
+                norm_backward_row(tmp.data(), raw + (b * Tn + t) * n, st_r[0], st_r[1], gain, n, dr, ag + b * n,
+                                  ab + b * n);
+            }
+        }
+    });
+    return {acc_g.sum(0), acc_b.sum(0)};
+}
+
+// act (T, B, GH): the input half of every pre-activation, plus b_hh without layer norm (with
+// in_gain: the raw input projections, normalised here); it is overwritten with the gate
+// activations. Returns
+//   [cell (T,B,H), tanh_c (T,B,H), out (T,B,H), raw (T,B,GH), stats_hh (T,B,2), stats_c (T,B,2),
+//    seen (T,B,H), stats_in (T,B,2)]
+// raw and stats_hh are empty without layer norm, stats_c without the cell norm, seen without a
+// mask, stats_in without the input norm.
 std::vector<Tensor> lstm_forward(Tensor act, const Tensor& h0, const Tensor& c0, const Tensor& weight_hh,
                                  const std::optional<Tensor>& w_ci, const std::optional<Tensor>& w_cf,
                                  const std::optional<Tensor>& w_co, const std::optional<Tensor>& ln_gain,
                                  const std::optional<Tensor>& ln_bias, double eps,
                                  const std::optional<Tensor>& lnc_gain, const std::optional<Tensor>& lnc_bias,
-                                 double eps_c, const std::optional<Tensor>& mask, bool coupled, bool reverse) {
+                                 double eps_c, const std::optional<Tensor>& mask, bool coupled, bool reverse,
+                                 const std::optional<Tensor>& in_gain, const std::optional<Tensor>& in_bias,
+                                 double eps_in) {
     check_input(act, "act");
     check_input(h0, "h0");
     check_input(c0, "c0");
@@ -330,10 +377,15 @@ std::vector<Tensor> lstm_forward(Tensor act, const Tensor& h0, const Tensor& c0,
     Tensor st_hh = ln ? at::empty({o.T, o.B, 2}, opt) : at::empty({0}, opt);
     Tensor st_c = lnc ? at::empty({o.T, o.B, 2}, opt) : at::empty({0}, opt);
     Tensor seen = msk ? at::empty({o.T, o.B, o.H}, opt) : at::empty({0}, opt);
+    const bool lni = in_gain.has_value() && in_gain->defined();
+    Tensor st_in = lni ? at::empty({o.T, o.B, 2}, opt) : at::empty({0}, opt);
     const Product product(weight_hh);
     const Tensor mask_c = msk ? mask->contiguous() : Tensor();
     AT_DISPATCH_FLOATING_TYPES(act.scalar_type(), "seqlab_lstm_forward", [&] {
         using T = scalar_t;
+        if (lni)
+            input_norm_forward<T>(act.data_ptr<T>(), st_in.data_ptr<T>(), ptr<T>(in_gain), ptr<T>(in_bias), eps_in,
+                                  o.T * o.B, o.GH);
         for (int64_t s = 0; s < o.T; ++s) {
             const int64_t t = at_pos(o, s);
             const Tensor hp = s == 0 ? h0 : out[at_pos(o, s - 1)];
@@ -359,7 +411,7 @@ std::vector<Tensor> lstm_forward(Tensor act, const Tensor& h0, const Tensor& c0,
             });
         }
     });
-    return {cell, tanh_c, out, raw, st_hh, st_c, seen};
+    return {cell, tanh_c, out, raw, st_hh, st_c, seen, st_in};
 }
 
 // ------------------------------------------------------------------------------------------
@@ -497,15 +549,18 @@ Tensor scratch(int64_t numel, const at::TensorOptions& opt) {
 }
 
 // Returns [dz (T,B,GH), dh0 (B,H), dc0 (B,H), dW_hh (GH,H), dci, dcf, dco (H) , dgain, dbias (GH),
-// dgain_c, dbias_c (H)]; the gradients of absent parameters are empty. dz is the gradient of
-// act's pre-activations: of the projected inputs, and of b_hh summed over (T, B).
+// dgain_c, dbias_c (H), dgain_in, dbias_in (GH)]; the gradients of absent parameters are empty.
+// dz is the gradient of the projected inputs (through the input norm, where there is one) and,
+// summed over (T, B), of b_hh.
 std::vector<Tensor> lstm_backward(const Tensor& g_out, const Tensor& g_hT, const Tensor& g_cT, const Tensor& act,
                                   const Tensor& cell, const Tensor& tanh_c, const Tensor& out, const Tensor& raw,
                                   const Tensor& st_hh, const Tensor& st_c, const Tensor& seen, const Tensor& h0,
                                   const Tensor& c0, const Tensor& weight_hh, const std::optional<Tensor>& w_ci,
                                   const std::optional<Tensor>& w_cf, const std::optional<Tensor>& w_co,
                                   const std::optional<Tensor>& ln_gain, const std::optional<Tensor>& lnc_gain,
-                                  const std::optional<Tensor>& mask, bool coupled, bool reverse) {
+                                  const std::optional<Tensor>& mask, bool coupled, bool reverse,
+                                  const std::optional<Tensor>& projected, const std::optional<Tensor>& in_gain,
+                                  const Tensor& st_in) {
     check_input(g_out, "g_out");
     const bool peep = w_ci.has_value() && w_ci->defined();
     const bool ln = ln_gain.has_value() && ln_gain->defined();
@@ -553,6 +608,18 @@ std::vector<Tensor> lstm_backward(const Tensor& g_out, const Tensor& g_hT, const
             at::parallel_for(0, o.B, grain(o), rows);
         }
     });
+    // through the input projection's norm, in place: dz becomes the raw projections' gradient
+    Tensor dg_in = at::empty({0}, opt), db_in = at::empty({0}, opt);
+    if (in_gain.has_value() && in_gain->defined()) {
+        TORCH_CHECK(ln, "seqlab fused LSTM: an input norm comes with the recurrent one (layer_norm=True)");
+        TORCH_CHECK(projected.has_value() && projected->is_contiguous() && projected->dim() == 3,
+                    "seqlab fused LSTM: the input norm's backward needs the raw projections (B, T, G*H)");
+        AT_DISPATCH_FLOATING_TYPES(act.scalar_type(), "seqlab_lstm_input_norm", [&] {
+            std::tie(dg_in, db_in) = input_norm_backward<scalar_t>(
+                dz.data_ptr<scalar_t>(), projected->data_ptr<scalar_t>(), st_in.data_ptr<scalar_t>(),
+                ptr<scalar_t>(in_gain), o.T, o.B, o.GH, opt);
+        });
+    }
     // the gradient reaching h0 through the first step's recurrent product
     Tensor dh0 = product(draw[at_pos(o, 0)]);
     if (msk) dh0.mul_(mask_c);
@@ -570,7 +637,7 @@ std::vector<Tensor> lstm_backward(const Tensor& g_out, const Tensor& g_hT, const
     Tensor dw = draw.reshape({-1, o.GH}).t().mm(hs.reshape({-1, o.H}));
     auto sum0 = [](const Tensor& t) { return t.numel() ? t.sum(0) : t; };
     return {dz, dh0, dc, dw, sum0(acc_ci), sum0(acc_cf), sum0(acc_co), sum0(acc_g), sum0(acc_b),
-            sum0(acc_gc), sum0(acc_bc)};
+            sum0(acc_gc), sum0(acc_bc), dg_in, db_in};
 }
 
 // sigmoid(x) and tanh(x) as the LSTM's row loops compute them, for the accuracy test
@@ -598,11 +665,11 @@ std::vector<Tensor> gate_functions(const Tensor& x) {
 TORCH_LIBRARY(seqlab_native, m) {
     m.def("lstm_forward(Tensor act, Tensor h0, Tensor c0, Tensor weight_hh, Tensor? w_ci, Tensor? w_cf, "
           "Tensor? w_co, Tensor? ln_gain, Tensor? ln_bias, float eps, Tensor? lnc_gain, Tensor? lnc_bias, "
-          "float eps_c, Tensor? mask, bool coupled, bool reverse) -> Tensor[]");
+          "float eps_c, Tensor? mask, bool coupled, bool reverse, Tensor? in_gain, Tensor? in_bias, float eps_in) -> Tensor[]");
     m.def("lstm_backward(Tensor g_out, Tensor g_hT, Tensor g_cT, Tensor act, Tensor cell, Tensor tanh_c, "
           "Tensor out, Tensor raw, Tensor st_hh, Tensor st_c, Tensor seen, Tensor h0, Tensor c0, "
           "Tensor weight_hh, Tensor? w_ci, Tensor? w_cf, Tensor? w_co, Tensor? ln_gain, Tensor? lnc_gain, "
-          "Tensor? mask, bool coupled, bool reverse) -> Tensor[]");
+          "Tensor? mask, bool coupled, bool reverse, Tensor? projected, Tensor? in_gain, Tensor st_in) -> Tensor[]");
     m.def("gate_functions(Tensor x) -> Tensor[]");
 }
 
