@@ -26,7 +26,9 @@ def machine() -> dict:
 def commit() -> str:
     try:
         sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+        # benchmarks/ holds results, which one benchmark rewrites before the next one starts:
+        # "-dirty" says that code differed from the commit, not that results did
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!benchmarks"],
                                capture_output=True, text=True).stdout.strip()
         return sha + ("-dirty" if dirty else "") if sha else "unknown"
     except OSError:
