@@ -58,10 +58,19 @@ class _Linear(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad):
         x2, weight = ctx.saved_tensors
-        g2 = grad.reshape(-1, grad.size(-1)).contiguous()              # (N, G*H)
         n = ctx.needs_input_grad
-        dx = _product(g2, weight.t(), None).view(ctx.shape) if n[0] else None
-        dw = g2.t() @ x2 if n[1] else None
+        if grad.dim() == 3 and grad.transpose(0, 1).is_contiguous() and not grad.is_contiguous():
+            # the fast path hands back its time-major (T, B, ·) gradient as a (B, T, ·) view: work
+            # in time-major order rather than copy it (the smaller input is reordered instead)
+            B, T = grad.shape[:2]
+            g2 = grad.transpose(0, 1).reshape(T * B, -1)
+            xt = x2.view(B, T, -1).transpose(0, 1).reshape(T * B, -1) if n[1] else None
+            dx = _product(g2, weight.t(), None).view(T, B, -1).transpose(0, 1) if n[0] else None
+            dw = g2.t() @ xt if n[1] else None
+        else:
+            g2 = grad.reshape(-1, grad.size(-1)).contiguous()          # (N, G*H)
+            dx = _product(g2, weight.t(), None).view(ctx.shape) if n[0] else None
+            dw = g2.t() @ x2 if n[1] else None
         db = g2.sum(0) if ctx.has_bias and n[2] else None
         return dx, dw, db
 

@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from seqlab.models import native
-from seqlab.models.fast_parts import batch_first, gate_buffer
+from seqlab.models.fast_parts import batch_first
 
 
 def usable(projected: Tensor) -> bool:
@@ -37,7 +37,7 @@ class _LSTMNativeFn(torch.autograd.Function):
     def forward(ctx, projected, h0, c0, weight_hh, bias_hh, w_ci, w_cf, w_co, ln_gain, ln_bias, lnc_gain,
                 lnc_bias, in_gain, in_bias, mask, coupled: bool, reverse: bool, eps, eps_c, eps_in):
         projected = projected.contiguous()
-        act = gate_buffer(projected, bias_hh, None)                    # (T, B, G*H), time major
+        act = torch.ops.seqlab_native.time_major(projected, bias_hh)   # (T, B, G*H), pooled
         h0, c0 = h0.contiguous(), c0.contiguous()
         cell, tanh_c, out, raw, st_hh, st_c, seen, st_in = torch.ops.seqlab_native.lstm_forward(
             act, h0, c0, weight_hh, w_ci, w_cf, w_co, ln_gain, ln_bias, eps or 0.0, lnc_gain, lnc_bias,
@@ -54,7 +54,7 @@ class _LSTMNativeFn(torch.autograd.Function):
     def backward(ctx, g_out, g_hT, g_cT):
         h0, c0, weight_hh, w_ci, w_cf, w_co, ln_gain, lnc_gain, mask, in_gain, projected = ctx.saved_tensors
         act, cell, tanh_c, out, raw, st_hh, st_c, seen, st_in = ctx.bufs
-        g_out = g_out.transpose(0, 1).contiguous()                    # (T, B, H)
+        g_out = torch.ops.seqlab_native.time_major(g_out, None)        # (T, B, H), pooled
         dz, dh0, dc0, dw, dci, dcf, dco, dg, dbn, dgc, dbc, dgi, dbi = torch.ops.seqlab_native.lstm_backward(
             g_out, g_hT.contiguous(), g_cT.contiguous(), act, cell, tanh_c, out, raw, st_hh, st_c, seen,
             h0, c0, weight_hh, w_ci, w_cf, w_co, ln_gain, lnc_gain, mask, ctx.coupled, ctx.reverse,
