@@ -71,7 +71,7 @@ from torch import Tensor
 from seqlab.models.cells import Cell, ElmanCell, GRUCell, JordanCell, LSTMCell
 from seqlab.models.fast_gru import _GRUChoFn, _GRUTorchFn
 from seqlab.models.native import lstm as native_lstm
-from seqlab.models.fast_parts import (Recurrent, Seen, batch_first, consts, cols, entering, gate_buffer,
+from seqlab.models.fast_parts import (Recurrent, Seen, batch_first, consts, cols, empty, entering, gate_buffer,
                                       grad_steps, masked, norm_forward, norm_input_grad, norm_param_grads,
                                       scale, state_grad, steps)
 
@@ -113,7 +113,7 @@ class _ElmanFn(torch.autograd.Function):
         # act'(z) from the outputs, all steps at once: 1[h > 0] for relu, 1 - h² for tanh
         slope = (out > 0).to(out.dtype) if ctx.relu else torch.addcmul(consts(out)[1], out, out, value=-1)
         slopes = slope.unbind(0)
-        dz = torch.empty_like(out)                                     # dZ (T, B, H)
+        dz = empty(out.shape, out)                                     # dZ (T, B, H)
         dzs, douts = dz.unbind(0), g_out.unbind(1)
         rec.start_backward()
         src = None                                                     # what the next dh comes from
@@ -139,7 +139,7 @@ class _JordanFn(torch.autograd.Function):
         B, T, H = projected.shape
         m1, _, two = consts(projected)
         hid = gate_buffer(projected, bias_hh, two)                    # h_t, doubled pre-activations first
-        out = torch.empty_like(hid)                                   # y_t (T, B, H)
+        out = empty(hid.shape, hid)                                   # y_t (T, B, H)
         norm = None if ln_gain is None else (ln_gain, ln_bias, eps)
         rec = Recurrent(weight_hh, projected.new_full((H,), 2.0), norm, B, T)
         seen = Seen(mask, projected, T)
@@ -164,8 +164,8 @@ class _JordanFn(torch.autograd.Function):
         one = consts(out)[1]
         slope_y = torch.addcmul(one, out, out, value=-1).unbind(0)    # 1 - y²
         slope_h = torch.addcmul(one, hid, hid, value=-1).unbind(0)    # 1 - h²
-        da = torch.empty_like(out)                                     # d pre-activation of y
-        dz = torch.empty_like(out)                                     # d pre-activation of h
+        da = empty(out.shape, out)                                     # d pre-activation of y
+        dz = empty(out.shape, out)                                     # d pre-activation of h
         das, dzs, douts = da.unbind(0), dz.unbind(0), g_out.unbind(1)
         rec.start_backward()
         src = None
@@ -204,9 +204,9 @@ class _LSTMFn(torch.autograd.Function):
         norm_c = lnc_gain is not None                                  # tanh(LN(c_t)) (Ba et al. 2016)
         if norm_c:
             gain_c, bias_c, means_c, rstds_c = lnc_gain * 2, lnc_bias * 2, [None] * T, [None] * T
-        cell = projected.new_empty(T, B, H)                            # c_t
-        tanh_c = projected.new_empty(T, B, H)                          # tanh(c_t), or tanh(LN(c_t))
-        out = projected.new_empty(T, B, H)                             # h_t
+        cell = empty((T, B, H), projected)                            # c_t
+        tanh_c = empty((T, B, H), projected)                          # tanh(c_t), or tanh(LN(c_t))
+        out = empty((T, B, H), projected)                             # h_t
         a_, i_, g_, o_ = act.unbind(0), cols(act, 0, H), cols(act, ig * H, (ig + 1) * H), cols(act, io, GH)
         f_ = None if coupled else cols(act, H, 2 * H)
         sig_ = cols(act, 0, io)                                        # every gate but o (peephole)
@@ -274,7 +274,7 @@ class _LSTMFn(torch.autograd.Function):
         di_, df_ = cols(dz, 0, H), (None if coupled else cols(dz, H, 2 * H))
         cs, k_, keep_, douts = cell.unbind(0), k_all.unbind(0), keep.unbind(0), g_out.unbind(1)
         if stats_c is not None:
-            dy_c = act.new_empty(T, B, H)                              # d LN(c_t), kept for the norm's grads
+            dy_c = empty((T, B, H), act)                              # d LN(c_t), kept for the norm's grads
             dy_c_ = dy_c.unbind(0)
         dc = g_cT.clone()
         rec.start_backward()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from seqlab.models.fast_parts import (Recurrent, Seen, batch_first, consts, cols, entering, gate_buffer,
+from seqlab.models.fast_parts import (Recurrent, Seen, batch_first, consts, cols, empty, entering, gate_buffer,
                                       grad_steps, masked, next_in_grad, scale, state_grad, steps)
 
 
@@ -29,8 +29,8 @@ class _GRUTorchFn(torch.autograd.Function):
         recur = Recurrent(weight_hh, None, None if ln_gain is None else (ln_gain, ln_bias, eps), B, T)
         seen = Seen(mask, projected, T)
         # the recurrent part per step: W_hh h + b_hh in a buffer, or the norm's outputs
-        rec = list(projected.new_empty(T, B, GH).unbind(0)) if ln_gain is None else [None] * T
-        out = projected.new_empty(T, B, H)
+        rec = list(empty((T, B, GH), projected).unbind(0)) if ln_gain is None else [None] * T
+        out = empty((T, B, H), projected)
         tmp = projected.new_empty(B, H)
         ru_, n_, r_, u_ = cols(act, 0, H2), cols(act, H2, GH), cols(act, 0, H), cols(act, H, H2)
         hs = out.unbind(0)
@@ -55,8 +55,8 @@ class _GRUTorchFn(torch.autograd.Function):
         H = GH // 3
         H2 = 2 * H
         one = consts(act)[1]
-        da = torch.empty_like(act)          # d of the recurrent part (W_hh h + b_hh, or its norm): r, u, n
-        dxn = act.new_empty(T, B, H)        # d of the candidate's input pre-activation xn
+        da = empty(act.shape, act)          # d of the recurrent part (W_hh h + b_hh, or its norm): r, u, n
+        dxn = empty((T, B, H), act)        # d of the candidate's input pre-activation xn
         ru_, n_, r_, u_ = cols(act, 0, H2), cols(act, H2, GH), cols(act, 0, H), cols(act, H, H2)
         da_, dar_, dau_, daru_, dan_ = da.unbind(0), cols(da, 0, H), cols(da, H, H2), cols(da, 0, H2), cols(da, H2, GH)
         dxn_, douts = dxn.unbind(0), g_out.unbind(1)
@@ -99,8 +99,8 @@ class _GRUChoFn(torch.autograd.Function):
         H2 = 2 * H
         m1, _, two = consts(projected)
         act = gate_buffer(projected, bias_hh, scale(GH, H, 2, projected))    # all of b_hh additive
-        rs = projected.new_empty(T, B, H)                              # r ⊙ seen h, input of W_hn
-        out = projected.new_empty(T, B, H)
+        rs = empty((T, B, H), projected)                              # r ⊙ seen h, input of W_hn
+        out = empty((T, B, H), projected)
         tmp = projected.new_empty(B, H)
         seen = Seen(mask, projected, T)
         ru_, n_, r_ = cols(act, 0, H2), cols(act, H2, GH), cols(act, 0, H)
@@ -129,7 +129,7 @@ class _GRUChoFn(torch.autograd.Function):
         H2 = 2 * H
         w_ru, w_n = weight_hh[:H2], weight_hh[H2:]
         one = consts(act)[1]
-        dz = torch.empty_like(act)                                     # r, u, n
+        dz = empty(act.shape, act)                                     # r, u, n
         ru_, n_, r_, u_ = cols(act, 0, H2), cols(act, H2, GH), cols(act, 0, H), cols(act, H, H2)
         dr_, du_, dru_, dn_ = cols(dz, 0, H), cols(dz, H, H2), cols(dz, 0, H2), cols(dz, H2, GH)
         douts = g_out.unbind(1)

@@ -24,6 +24,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from seqlab.models import native
+
 
 def steps(T: int, reverse: bool) -> range:
     return range(T - 1, -1, -1) if reverse else range(T)
@@ -49,10 +51,20 @@ def next_in_grad(t: int, T: int, reverse: bool) -> int | None:
     return n if 0 <= n < T else None
 
 
+def empty(shape, like: Tensor) -> Tensor:
+    """A fresh, uninitialised buffer like `like`. Where seqlab's C++ kernels are loaded, big CPU
+    buffers come from their pool (models/native/lstm.cpp): a fresh multi-megabyte buffer from
+    malloc costs a page fault per 4 KiB page on every call."""
+    if (like.device.type == "cpu" and like.dtype in (torch.float32, torch.float64)
+            and not torch.compiler.is_compiling() and native.available()):
+        return torch.ops.seqlab_native.pooled_empty(list(shape), like.dtype)
+    return like.new_empty(shape)
+
+
 def gate_buffer(projected: Tensor, bias: Tensor | None, scale: Tensor | None) -> Tensor:
     """A fresh time-major (T, B, N) buffer = (projected (B, T, N) + bias) * scale, in one pass."""
     src = projected.transpose(0, 1)                                   # (T, B, N), a view
-    out = torch.empty(src.shape, dtype=projected.dtype, device=projected.device)
+    out = empty(src.shape, projected)
     if scale is None:
         if bias is None:
             out.copy_(src)
@@ -90,7 +102,7 @@ class Seen:
     def __init__(self, mask: Tensor | None, like: Tensor, T: int):
         self.mask = mask
         if mask is not None:
-            self.buf = like.new_empty((T,) + tuple(mask.shape))
+            self.buf = empty((T,) + tuple(mask.shape), like)
             self.buf_ = self.buf.unbind(0)
 
     def __call__(self, t: int, h: Tensor) -> Tensor:
@@ -138,7 +150,7 @@ def norm_param_grads(d: Tensor, x: Tensor, means: list, rstds: list) -> tuple[Te
     """The gain's and bias's gradients of a layer norm applied at every step, all at once:
     Σ d ⊙ x̂ and Σ d over time and batch, with x̂ = (x - mean) / std recomputed from the
     saved statistics. d, x: (T, B, N); means, rstds: T tensors (B, 1)."""
-    xhat = torch.sub(x, torch.stack(means)).mul_(torch.stack(rstds)).mul_(d)
+    xhat = torch.sub(x, torch.stack(means), out=empty(x.shape, x)).mul_(torch.stack(rstds)).mul_(d)
     return xhat.sum((0, 1)), d.sum((0, 1))
 
 
@@ -159,7 +171,7 @@ class Recurrent:
         gain, bias, self.eps = norm
         self.wt = weight.t()
         self.gain, self.bias = (gain, bias) if scale is None else (gain * scale, bias * scale)
-        self.raw = weight.new_empty(T, B, weight.size(0))              # W_hh h before the norm
+        self.raw = empty((T, B, weight.size(0)), weight)               # W_hh h before the norm
         self.raw_ = self.raw.unbind(0)
         self.means: list = [None] * T
         self.rstds: list = [None] * T
@@ -185,19 +197,19 @@ class Recurrent:
 
     def start_backward(self) -> None:
         if self.norm is not None:
-            self.draw: list = [None] * len(self.raw_)
+            self.draw = empty(self.raw.shape, self.raw)                # every step's d(W_hh h), (T, B, N)
+            self.draw_ = self.draw.unbind(0)
 
     def source(self, t: int, d: Tensor) -> Tensor:
         """Given d (B, N), the gradient of step t's recurrent part (unscaled), the gradient of
         W_hh h: the matrix whose product with W_hh is the state's gradient."""
         if self.norm is None:
             return d
-        self.draw[t] = norm_input_grad(d, self.raw_[t], self.means[t], self.rstds[t], self.norm[0])
-        return self.draw[t]
+        return self.draw_[t].copy_(norm_input_grad(d, self.raw_[t], self.means[t], self.rstds[t], self.norm[0]))
 
     def flat_sources(self, d: Tensor) -> Tensor:
         """(T*B, N): every step's source, given the (T, B, N) buffer of the d's."""
-        src = d if self.norm is None else torch.stack(self.draw)
+        src = d if self.norm is None else self.draw
         return src.view(-1, src.size(-1))
 
     def norm_grads(self, d: Tensor) -> tuple:

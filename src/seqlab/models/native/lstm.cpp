@@ -703,6 +703,11 @@ std::vector<Tensor> lstm_backward(const Tensor& g_out, const Tensor& g_hT, const
             sum0(acc_gc), sum0(acc_bc), dg_in, db_in};
 }
 
+// an uninitialised pooled buffer, for the Python fast path's own big buffers (models/fast_parts.py)
+Tensor pooled_empty(at::IntArrayRef size, at::ScalarType dtype) {
+    return pooled(size, at::TensorOptions().dtype(dtype));
+}
+
 // x (B, T, N) -> a pooled, time-major (T, B, N) copy, plus bias (N) if given: the gate buffer
 // the forward fills from the projections, and the output gradient the backward reads
 Tensor time_major(const Tensor& x, const std::optional<Tensor>& bias) {
@@ -749,6 +754,11 @@ TORCH_LIBRARY(seqlab_native, m) {
           "Tensor? mask, bool coupled, bool reverse, Tensor? projected, Tensor? in_gain, Tensor st_in) -> Tensor[]");
     m.def("gate_functions(Tensor x) -> Tensor[]");
     m.def("time_major(Tensor x, Tensor? bias) -> Tensor");
+    m.def("pooled_empty(int[] size, ScalarType dtype) -> Tensor");
+}
+
+TORCH_LIBRARY_IMPL(seqlab_native, CompositeExplicitAutograd, m) {
+    m.impl("pooled_empty", &pooled_empty);
 }
 
 TORCH_LIBRARY_IMPL(seqlab_native, CPU, m) {
