@@ -9,15 +9,16 @@
 The library is compiled from the one source file with g++ (or $CXX) against the installed
 torch's headers and libraries, into ~/.cache/seqlab/native/<torch version>-<hash of source,
 flags and compiler>/ (or $SEQLAB_NATIVE_DIR; a temporary folder when the home directory
-cannot be written), and loaded with torch.ops.load_library. It
-registers torch.ops.seqlab_native.lstm_forward / lstm_backward. The build takes about
+cannot be written), and loaded with torch.ops.load_library. It registers
+torch.ops.seqlab_native.lstm_forward / lstm_backward (and the small helpers time_major,
+pooled_empty and gate_functions, the last for the accuracy test). The build takes about
 20 s on two cores and says so on stderr; it runs under a file lock, so that parallel
 processes (torchrun ranks, test workers) build it once, and the library is written under a
 temporary name and renamed into place, so that a killed build leaves nothing half written.
 
 Nothing depends on it for correctness: without a compiler, or with SEQLAB_NATIVE=0, the
-Python fast path (models/fast.py) runs the same computation, ~1.3× slower for the LSTM
-variants (benchmarks/speed.md). A failed build is reported once, with the compiler's last
+Python fast path (models/fast.py) runs the same computation, 1.1-1.5× slower for the LSTM
+variants (benchmarks/speed.md, the "(python)" rows). A failed build is reported once, with the compiler's last
 lines, and not retried in the same process.
 """
 from __future__ import annotations
