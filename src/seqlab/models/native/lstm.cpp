@@ -98,9 +98,9 @@ inline void row_stats(const T* __restrict x, int64_t n, double eps, T& mean, T& 
 }
 
 // dL/dx of y = gain * x̂ + bias, x̂ = (x - mean) rstd, given d = dL/dy (all rows of length
-// n): rstd (gain d - mean(gain d) - x̂ mean(gain d x̂)), written into dx; the gain's and
-// bias's gradients are added into dgain, dbias.
-template <typename T>
+// n): rstd (gain d - mean(gain d) - x̂ mean(gain d x̂)), written into dx (ADD: added to it);
+// the gain's and bias's gradients are added into dgain, dbias.
+template <typename T, bool ADD = false>
 inline void norm_backward_row(const T* __restrict d, const T* __restrict x, T mean, T rstd,
                               const T* __restrict gain, int64_t n, T* __restrict dx,
                               T* __restrict dgain, T* __restrict dbias) {
@@ -119,7 +119,12 @@ inline void norm_backward_row(const T* __restrict d, const T* __restrict x, T me
 #pragma omp simd
     for (int64_t j = 0; j < n; ++j) {
         const T xh = (x[j] - mean) * rstd;
-        dx[j] = rstd * (gain[j] * d[j] - s1 - xh * s2);
+        const T g = rstd * (gain[j] * d[j] - s1 - xh * s2);
+        if constexpr (ADD) {
+            dx[j] += g;
+        } else {
+            dx[j] = g;
+        }
     }
 }
 
@@ -523,26 +528,7 @@ struct BackRows {
             }
             if (gain_c) {                        // through tanh(LN(c)): dy (B,H) -> dc
                 const T* st = st_c + 2 * b;
-                T s1 = 0, s2 = 0;
-                const T mean = st[0], rstd = st[1];
-                T* __restrict agc = acc_gc + b * H;
-                T* __restrict abc = acc_bc + b * H;
-#pragma omp simd reduction(+ : s1, s2)
-                for (int64_t j = 0; j < H; ++j) {
-                    const T xh = (c[j] - mean) * rstd;
-                    const T gd = gain_c[j] * dy[j];
-                    s1 += gd;
-                    s2 += gd * xh;
-                    agc[j] += dy[j] * xh;
-                    abc[j] += dy[j];
-                }
-                s1 /= T(H);
-                s2 /= T(H);
-#pragma omp simd
-                for (int64_t j = 0; j < H; ++j) {
-                    const T xh = (c[j] - mean) * rstd;
-                    dcr[j] += rstd * (gain_c[j] * dy[j] - s1 - xh * s2);
-                }
+                norm_backward_row<T, true>(dy, c, st[0], st[1], gain_c, H, dcr, acc_gc + b * H, acc_bc + b * H);
             } else {
 #pragma omp simd
                 for (int64_t j = 0; j < H; ++j) dcr[j] += dy[j];
