@@ -5,7 +5,7 @@ import copy
 import pytest
 import torch
 
-from seqlab.models import fast
+from seqlab.models import fast, fast_lstm
 from seqlab.models.cells import ElmanCell, GRUCell, JordanCell, LSTMCell
 from seqlab.models.fast import run_sequence, supports
 from seqlab.models.stack import RecurrentLayer
@@ -194,10 +194,10 @@ def _double(*shape):
 
 GRADCHECK = {
     # every tensor input of the Function at once: projected, state(s), recurrent parameters
-    "lstm-peephole": (fast._LSTMFn, lambda: (
+    "lstm-peephole": (fast_lstm._LSTMFn, lambda: (
         _double(2, 4, 16), _double(2, 4), _double(2, 4), _double(16, 4), _double(16),
         _double(4), _double(4), _double(4), None, None, None, None, None, False, True, False, None, None)),
-    "lstm-coupled-peephole-ln-reverse": (fast._LSTMFn, lambda: (
+    "lstm-coupled-peephole-ln-reverse": (fast_lstm._LSTMFn, lambda: (
         _double(2, 4, 12), _double(2, 4), _double(2, 4), _double(12, 4), None,
         _double(4), None, _double(4), _double(12), _double(12), _double(4), _double(4), None,
         True, True, True, 1e-5, 1e-5)),

@@ -31,7 +31,7 @@ def _d(*shape):
 def test_lstm_cells_take_the_native_path_when_it_is_on(kernels, monkeypatch):
     calls = []
     real = native_lstm.run
-    monkeypatch.setattr(native_lstm, "run", lambda *a: calls.append(1) or real(*a))
+    monkeypatch.setattr(native_lstm, "run", lambda *a, **k: calls.append(1) or real(*a, **k))
     cell = LSTMCell(4, 5, peephole=True, layer_norm=True)
     x = torch.randn(2, 3, 4)
     run_sequence(cell, cell.project(x), cell.init_state(2, x))

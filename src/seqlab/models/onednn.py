@@ -75,6 +75,13 @@ class _Linear(torch.autograd.Function):
         return dx, dw, db
 
 
+def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    """F.linear(x, weight, bias), on oneDNN where `usable` says so."""
+    if usable(x, weight):
+        return _Linear.apply(x, weight, bias)
+    return torch.nn.functional.linear(x, weight, bias)
+
+
 def project(cell, x: Tensor) -> Tensor:
     """cell.project(x), its product on oneDNN where `usable` says so (and the cell has not
     defined a projection of its own)."""
@@ -82,5 +89,5 @@ def project(cell, x: Tensor) -> Tensor:
     if type(cell).project is not Cell.project or not usable(x, cell.weight_ih):
         return cell.project(x)
     if cell.layer_norm:
-        return cell.norm_ih(_Linear.apply(x, cell.weight_ih, None))
-    return _Linear.apply(x, cell.weight_ih, cell.bias_ih)
+        return cell.norm_ih(linear(x, cell.weight_ih))
+    return linear(x, cell.weight_ih, cell.bias_ih)
