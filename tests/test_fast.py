@@ -132,7 +132,9 @@ def test_layer_fast_path_equals_autograd_loop(name, masked, lstm_path):
 def test_layer_fast_path_float32(name, masked, lstm_path):
     """float32, where the projection runs on oneDNN: the fast path and the autograd loop each
     against the float64 loop, error relative to each tensor's largest entry (float32 rounding
-    is ~1e-7 of it here; the two float32 paths sum in different orders)."""
+    is ~1e-7 of it here; the two float32 paths sum in different orders). The bound is 1e-5,
+    or three times the autograd loop's own float32 error where that is larger: with torch's
+    AVX2 kernels (ATEN_CPU_CAPABILITY=avx2) the loop itself is 2e-5 off on the longest sums."""
     cell = _make(name, torch.float32)
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(B, T, I, generator=gen)
@@ -150,7 +152,7 @@ def test_layer_fast_path_float32(name, masked, lstm_path):
         a, b, t = a.detach(), b.detach(), t.detach()
         scale = t.abs().max()
         err, err_loop = float((a.double() - t).abs().max() / scale), float((b.double() - t).abs().max() / scale)
-        assert err < 1e-5, (err, err_loop)
+        assert err < max(1e-5, 3 * err_loop), (err, err_loop)
 
 
 @pytest.mark.parametrize("name,lstm_path", paths_for(CELLS), indirect=["lstm_path"])

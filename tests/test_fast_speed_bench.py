@@ -7,13 +7,14 @@ import torch
 from torch import nn
 
 from seqlab.bench import speed
-from seqlab.models import native
+from seqlab.models import fused, native
 from seqlab.models.stack import RecurrentStack
 
 
 def test_model_module_is_what_auto_builds():
-    # the standard cells with default options: PyTorch's own modules (models/recurrent.py)
-    assert type(speed.model_module("lstm", 8)) is nn.LSTM
+    # the standard cells with default options: PyTorch's own modules (models/recurrent.py); the
+    # LSTM through models/fused.py, which keeps bf16 autocast working on AVX2-only CPUs
+    assert type(speed.model_module("lstm", 8)) is fused.LSTM and issubclass(fused.LSTM, nn.LSTM)
     assert type(speed.model_module("gru", 8)) is nn.GRU
     assert type(speed.model_module("rnn", 8)) is nn.RNN
     assert isinstance(speed.model_module("lstm", 8, impl="fast"), RecurrentStack)

@@ -31,11 +31,37 @@ def report(build_native: bool = False) -> list[tuple[str, str]]:
         ("torch", f"{torch.__version__} ({'CUDA ' + torch.version.cuda if torch.version.cuda else 'CPU build'})"),
         ("torch threads", f"{torch.get_num_threads()} intra-op (train.threads sets them for a run)"),
         ("CPU", f"{platform.machine()}, vector extensions torch uses: {torch.backends.cpu.get_cpu_capability()}"),
+        ("CPU features", _cpu_features()),
         ("oneDNN", "available" if torch.backends.mkldnn.is_available() else "not in this torch build"),
+        ("bf16 on CPU", _bf16_on_cpu()),
         ("GPUs", ", ".join(gpus) if gpus else "none"),
         ("fused LSTM kernels", kernels),
         ("data cache", f"{sources.cache_dir()} (SEQLAB_DATA moves it); corpora fetched: {', '.join(cached) or 'none'}"),
     ]
+
+
+# The CPU features that change what seqlab runs: AVX2 + FMA pick the C++ kernels' vector
+# code; AVX-512 (and AVX512-BF16 / AMX to do it natively) gives oneDNN its bfloat16 LSTM.
+_FEATURES = ("avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16")
+
+
+def _cpu_features() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
+    except OSError:
+        return "unknown (no /proc/cpuinfo)"
+    if not flags:
+        return "unknown (no flags line in /proc/cpuinfo)"
+    return ", ".join(f"{name} {'yes' if name in flags else 'no'}" for name in _FEATURES)
+
+
+def _bf16_on_cpu() -> str:
+    from seqlab.models import fused
+    if fused.bf16_lstm_supported():
+        return "train.precision=bf16 runs every product, PyTorch's fused LSTM included, in bfloat16"
+    return ("train.precision=bf16: this CPU's oneDNN has no bfloat16 LSTM (it needs AVX-512), so PyTorch's "
+            "fused LSTM runs its recurrence in float32; the other products run in bfloat16")
 
 
 def _kernels(native) -> str:

@@ -35,11 +35,12 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from seqlab import SeqlabError
+from seqlab.models import fused
 from seqlab.models.recurrent import chrono_timescales
 from seqlab.models.tcn import TemporalConvNet
 
 KINDS = ("regression_last", "class_last", "class_step", "bernoulli_frame")
-RECURRENT = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
+RECURRENT = fused.MODULES
 
 
 class SequenceNet(nn.Module):

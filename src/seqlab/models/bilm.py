@@ -32,8 +32,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from seqlab import SeqlabError
 from seqlab.data.vocab import BOS, EOS, PAD
-
-_CELLS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
+from seqlab.models.fused import MODULES as _CELLS
 
 
 def reverse_padded(x: Tensor, lengths: Tensor) -> Tensor:

@@ -34,8 +34,7 @@ from torch import Tensor, nn
 
 from seqlab import SeqlabError
 from seqlab.models.base import State, model_device
-
-_RECURRENT = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
+from seqlab.models.fused import MODULES as _RECURRENT
 
 
 class RNNForecaster(nn.Module):

@@ -21,11 +21,10 @@ from torch import Tensor, nn
 from seqlab.config import ModelConfig, fused_possible
 from seqlab.models.base import State
 from seqlab.models.cells import ElmanCell, GRUCell, JordanCell, LSTMCell
+from seqlab.models.fused import MODULES as _MODULES
 from seqlab.models.minimal import MinimalStack
 from seqlab.models.stack import RecurrentStack, sequence_mask
 from seqlab.registry import register
-
-_MODULES = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 
 
 def cell_factory(cfg: ModelConfig):

@@ -25,6 +25,7 @@ from seqlab import SeqlabError
 from seqlab.config import Config, fused_possible
 from seqlab.data.sequences import pad
 from seqlab.data.vocab import BOS, EOS, PAD, Vocab
+from seqlab.models import fused
 from seqlab.registry import register
 from seqlab.tasks.base import Task, batched, encode_words, label_vocab, word_vocab
 from seqlab.tasks.classify import labelled_rows, words
@@ -42,7 +43,7 @@ class ConditionalLM(nn.Module):
         self.condition = nn.Embedding(classes, m.embedding_size)
         self.embedding = nn.Embedding(vocab_size, m.embedding_size, padding_idx=PAD)
         size_in = m.embedding_size * (2 if self.how in ("input", "both") else 1)
-        self.rnn = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}[m.name](
+        self.rnn = fused.MODULES[m.name](
             size_in, m.hidden_size, m.num_layers, batch_first=True, dropout=m.dropout if m.num_layers > 1 else 0.0)
         self.to_state = nn.Linear(m.embedding_size, m.num_layers * m.hidden_size)
         self.dropout = nn.Dropout(m.dropout)

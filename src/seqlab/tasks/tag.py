@@ -34,6 +34,7 @@ from seqlab import SeqlabError
 from seqlab.config import Config
 from seqlab.data.sequences import pad
 from seqlab.data.vocab import PAD, UNK, Vocab
+from seqlab.models import fused
 from seqlab.models.encoder import ENCODER_CELLS, SequenceEncoder
 from seqlab.registry import register
 from seqlab.tasks.base import Task, batched, encode_words, label_vocab, word_vocab
@@ -47,7 +48,7 @@ class CharWords(nn.Module):
     def __init__(self, n_chars: int, size: int):
         super().__init__()
         self.embedding = nn.Embedding(n_chars, size, padding_idx=PAD)
-        self.rnn = nn.LSTM(size, size, batch_first=True, bidirectional=True)
+        self.rnn = fused.LSTM(size, size, batch_first=True, bidirectional=True)
 
     def forward(self, chars: Tensor, lengths: Tensor) -> Tensor:
         from torch.nn.utils.rnn import pack_padded_sequence

@@ -33,7 +33,7 @@ from seqlab.analysis.plots import read_metrics
 from seqlab.config import Config, diff
 from seqlab.data.text import Splits, batchify, batchify_view, load_splits
 from seqlab.io import atomic_write_text
-from seqlab.models import build_model
+from seqlab.models import build_model, fused
 from seqlab.models.base import is_count_model
 from seqlab.train import checkpoint as ck
 from seqlab.train import distributed
@@ -208,6 +208,8 @@ def train(run: RunDir, cfg: Config, device: torch.device, world: distributed.Wor
     if t.compile:
         trainable = torch.compile(trainable)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=t.precision == "bf16")
+    if t.precision == "bf16" and device.type == "cpu" and fused.bf16_note():
+        log(fused.bf16_note())
 
     total = t.max_steps or (t.max_epochs * len(windows) if t.max_epochs else None)
     if t.max_steps and t.max_epochs:
