@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
 import sys
 import textwrap
 from pathlib import Path
@@ -207,18 +209,23 @@ def load_run(run_path: str, device_name: str, lm_for: str | None = None):
     from seqlab.train.checkpoint import RunDir
     from seqlab.train.fit import resolve_device
 
-    if lm_for is not None and _task_of(run_path) != "lm":
-        raise SeqlabError(f"{run_path} is not a language-model run; {lm_for} reads task.name=lm runs")
+    task = _task_of(run_path)
+    if lm_for is not None and task != "lm":
+        verb = {"forecast": "forecast", "classify": "classify", "tag": "tag", "translate": "translate"}.get(task)
+        instead = f"; use `seqlab {verb} {run_path} ...`" if verb else ""
+        raise SeqlabError(f"{run_path} is a task.name={task} run, not a language model; {lm_for} reads "
+                          f"task.name=lm runs{instead}")
     run = RunDir(Path(run_path)).require()
     cfg, vocab = run.config(), run.vocab()
-    device = resolve_device(device_name)
+    device = resolve_device(device_name, "--device")
     model = build_model(cfg.model, len(vocab))
     if is_count_model(model):                    # its counts, not weights
         model = type(model).from_state_arrays(run.load_arrays())
     else:
-        run.load_weights(model)
+        run.load_weights(model, finite=True)
     model = model.to(device).eval()
     return cfg, vocab, model, device
+
 
 
 def cmd_eval(args) -> int:
@@ -258,12 +265,15 @@ def cmd_eval(args) -> int:
 def cmd_sample(args) -> int:
     import torch
 
-    from seqlab.data.vocab import BOS, EOS, PAD, UNK
+    from seqlab.data.vocab import BOS, EOS, PAD, SPECIALS, UNK
     from seqlab.decode.beam import beam_search
     from seqlab.decode.sampling import generate
 
     if args.length <= 0:
         raise SeqlabError(f"--length must be greater than 0, got {args.length}")
+    for flag, value in (("--temperature", args.temperature), ("--top-p", args.top_p), ("--alpha", args.alpha)):
+        if not math.isfinite(value):
+            raise SeqlabError(f"{flag} must be a finite number, got {value}")
     if args.temperature <= 0:
         raise SeqlabError(f"--temperature must be greater than 0, got {args.temperature} (use --greedy for T -> 0)")
     if args.top_k < 0:
@@ -278,13 +288,17 @@ def cmd_sample(args) -> int:
         return _sample_conditional(args)
     if args.condition:
         raise SeqlabError("--condition applies to task.name=conditional runs")
-    cfg, vocab, model, device = load_run(args.run, args.device)
+    cfg, vocab, model, device = load_run(args.run, args.device, lm_for="seqlab sample")
     if args.prime is None:
         prime_ids = [EOS] if vocab.level == "word" else vocab.encode("\n").tolist()
         prime_text = ""
     else:
         if args.prime == "":
             raise SeqlabError("--prime is empty; give some text, or leave --prime out")
+        specials = [t for t in SPECIALS if vocab.level == "word" and t in args.prime.split()]
+        if specials:
+            raise SeqlabError(f"--prime contains {' '.join(specials)}, seqlab's own markers, which the model never "
+                              f"reads as text; write the words alone (a new line stands for <eos>)")
         missing = vocab.unknown(args.prime)
         if missing:
             raise SeqlabError(f"--prime has {len(missing)} token(s) the model never saw: "
@@ -392,6 +406,30 @@ def _guarded(command) -> int:
     except BrokenPipeError:   # `seqlab sample RUN | head`
         sys.stderr.close()
         return 0
+    except OSError as e:      # a file system's refusal that no command foresaw: still one line
+        if os.environ.get("SEQLAB_DEBUG"):
+            raise
+        print(f"seqlab: error: {_os_error(e)}", file=sys.stderr)
+        return 2
+
+
+def _os_error(e: OSError) -> str:
+    """What failed, where, and what to do about it."""
+    import errno
+
+    from seqlab.data.sources import cache_dir
+    where = f"{e.filename}: " if e.filename else ""
+    hint = {errno.EACCES: "fix its permissions or choose another path", errno.EPERM: "fix its permissions or choose another path",
+            errno.EROFS: "the file system is read-only; choose another path", errno.ENOSPC: "the disk is full; free some space",
+            errno.ENOTDIR: "a part of the path is a file, not a folder", errno.EISDIR: "it is a folder; give a file",
+            }.get(e.errno or 0, "")
+    try:
+        cached = e.filename and Path(str(e.filename)).resolve().is_relative_to(cache_dir().resolve())
+    except (OSError, ValueError, SeqlabError):
+        cached = False
+    if cached:
+        hint = (hint + "; " if hint else "") + "the data cache lives in $SEQLAB_DATA (or ~/.cache/seqlab): point it at a writable folder"
+    return f"{where}{e.strerror or e}" + (f" ({hint})" if hint else "")
 
 
 if __name__ == "__main__":

@@ -5,10 +5,12 @@ what is specific to task.name != lm runs.
 from __future__ import annotations
 
 import json
+import math
 import sys
 from pathlib import Path
 
 from seqlab import SeqlabError
+from seqlab.io import check_output
 
 
 def _sentence_arguments(p, verb: str) -> None:
@@ -53,7 +55,7 @@ def add_task_parsers(sub, fmt) -> None:
 
 def _task_of(run_path: str) -> str:
     from seqlab.train.checkpoint import RunDir
-    return RunDir(Path(run_path)).require().meta()["config"].get("task", {}).get("name", "lm")
+    return RunDir(Path(run_path)).require().config().task.name      # validated: a tampered config is refused
 
 
 def _eval_task(args) -> int:
@@ -81,6 +83,8 @@ def _eval_task(args) -> int:
 def _sentences(args) -> list[str]:
     from seqlab.data.sources import read_path
     lines = list(args.text)
+    if any(not line.strip() for line in lines):
+        raise SeqlabError("--text is empty; give a sentence, e.g. --text 'the cat sat'")
     if args.file:
         lines += [line for line in read_path(args.file).splitlines() if line.strip()]
     if not lines:
@@ -137,10 +141,16 @@ def cmd_translate(args) -> int:
     import torch
     if args.beam < 0:
         raise SeqlabError(f"--beam must be 1 or more (0 = the run's own), got {args.beam}")
+    check_output(args.attention, "--attention")
     sentences = _sentences(args)
     cfg, task, model, device = _load_task_run(args, "translate")
     beam = args.beam or cfg.task.beam_size
     alpha = cfg.task.length_penalty if args.alpha is None else args.alpha
+    if not math.isfinite(alpha):
+        raise SeqlabError(f"--alpha must be a finite number, got {alpha}")
+    if beam > len(task.tgt_vocab):
+        raise SeqlabError(f"--beam {beam} is wider than the target vocabulary ({len(task.tgt_vocab)} tokens); "
+                          f"use at most {len(task.tgt_vocab)} (5 to 10 is usual)")
     sources = [task.encode_text(s) for s in sentences]
     with torch.no_grad():
         outputs = task.translate(model, sources, device, beam, alpha)
@@ -164,6 +174,7 @@ def cmd_forecast(args) -> int:
     from seqlab.tasks.forecast import forecast_future
     if args.steps <= 0:
         raise SeqlabError(f"--steps must be greater than 0, got {args.steps}")
+    check_output(args.plot, "--plot")
     name = _task_of(args.run)
     if name != "forecast":
         raise SeqlabError(f"{args.run} is a task.name={name} run; `seqlab forecast` needs a task.name=forecast run")

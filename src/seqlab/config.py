@@ -8,6 +8,7 @@ An unknown key or a value of the wrong type is a one-line SeqlabError naming the
 from __future__ import annotations
 
 import dataclasses
+import math
 import tomllib
 import types
 import typing
@@ -161,8 +162,23 @@ def all_keys() -> list[tuple[str, type, Any, str]]:
     return rows
 
 
+# No option has a use for a value this large; bounding every integer keeps a typo from
+# reaching an allocation or a loop (each family and task checks its own, tighter, ranges).
+INT_LIMIT = 2**31 - 1
+
+
 def _coerce(key: str, typ: type, value: Any) -> Any:
-    """Convert a TOML value or a command-line string to the field's type, or explain why not."""
+    """Convert a TOML value or a command-line string to the field's type, or explain why not;
+    floats must be finite and integers below INT_LIMIT in size."""
+    value = _convert(key, typ, value)
+    if typ is float and not math.isfinite(value):
+        raise SeqlabError(f"{key} must be a finite number, got {value}")
+    if typ is int and abs(value) > INT_LIMIT:
+        raise SeqlabError(f"{key}={value} is far too large (the limit is {INT_LIMIT:,})")
+    return value
+
+
+def _convert(key: str, typ: type, value: Any) -> Any:
     if isinstance(typ, types.UnionType):  # only `str | None` style is used; take the first
         typ = typing.get_args(typ)[0]
     if isinstance(value, str) and typ is not str:
@@ -241,9 +257,16 @@ def load_config(preset: str | Path | None = None, overrides: list[str] | None = 
             apply(cfg, tomllib.loads(path.read_text(encoding="utf-8")))
         except tomllib.TOMLDecodeError as e:
             raise SeqlabError(f"{path}: not valid TOML ({e})") from None
+        except UnicodeDecodeError as e:
+            raise SeqlabError(f"{path}: not UTF-8 text (byte {e.start}); save the preset as UTF-8") from None
+        except OSError as e:
+            raise SeqlabError(f"{path}: cannot read ({e.strerror})") from None
     apply(cfg, parse_overrides(overrides or []))
     validate(cfg)
     return cfg
+
+
+MAX_LAYERS = 1000     # deeper than any published recurrent or convolutional sequence model
 
 
 def validate(cfg: Config) -> None:
@@ -283,6 +306,10 @@ def validate(cfg: Config) -> None:
     for key, v in non_negative.items():
         if v < 0:
             raise SeqlabError(f"{key} must be 0 or more, got {v}")
+    if m.num_layers > MAX_LAYERS:
+        raise SeqlabError(f"model.num_layers must be at most {MAX_LAYERS}, got {m.num_layers}")
+    if m.dilation_cycle > 30:
+        raise SeqlabError(f"model.dilation_cycle must be at most 30 (a dilation of 2^29), got {m.dilation_cycle}")
     if not 0.0 <= m.dropout < 1.0:
         raise SeqlabError(f"model.dropout must be in [0, 1), got {m.dropout}")
     if t.keep_checkpoints < 1:

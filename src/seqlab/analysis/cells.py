@@ -34,6 +34,7 @@ from torch import nn
 
 from seqlab import SeqlabError
 from seqlab.analysis.char_features import LABELS, feature_matrix
+from seqlab.io import check_output
 
 KINDS = ("lstm", "gru", "rnn", "jordan")
 
@@ -288,6 +289,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv[1:] if argv and argv[0] == "cells" else argv)
+    check_output(args.png, "--png")
     cfg, _, text, what, reading = read_run(args, args.file, "seqlab analyze cells")
     names, best, _ = search(reading, top=args.top)
     print(f"{Path(args.run).name}: {reading.what} of {reading.cells.shape[1]} cells on {len(text):,} characters "

@@ -49,6 +49,7 @@ import torch.nn.functional as F
 
 from seqlab import SeqlabError
 from seqlab.data.text import batchify
+from seqlab.io import check_output
 
 OPENERS = {"(": ")", "[": "]", "{": "}"}
 CLOSERS = {close: open_ for open_, close in OPENERS.items()}
@@ -368,6 +369,7 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] == "errors":            # forwarded by `seqlab analyze errors ...`
         argv = argv[1:]
     args = build_parser().parse_args(argv)
+    check_output(args.out, "--out")
     report = analyze(args)
     plot_errors(args.out, report, title=f"{Path(args.run).name} vs {args.order}-gram: {report['scored']:,} "
                                         f"characters of {report['data']}")

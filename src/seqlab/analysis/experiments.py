@@ -30,6 +30,7 @@ import torch
 from torch import Tensor, nn
 
 from seqlab import SeqlabError
+from seqlab.io import check_output
 
 EXPERIMENTS = {
     "onebit": "seqlab.analysis.exp_onebit",
@@ -119,6 +120,8 @@ def check_options(args, positive: tuple[str, ...] = ()) -> None:
     """One-line SeqlabErrors for options a user can get wrong."""
     if not str(args.out).lower().endswith(".png"):
         raise SeqlabError(f"--out must name a .png file (the JSON goes beside it), got {args.out!r}")
+    check_output(args.out, "--out")
+    check_output(Path(args.out).with_suffix(".json"), "--out (its JSON)")
     for name in positive + ("threads",):
         values = getattr(args, name)
         for v in values if isinstance(values, list) else [values]:

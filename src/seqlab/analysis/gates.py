@@ -26,6 +26,7 @@ import torch
 from torch import Tensor
 
 from seqlab import SeqlabError
+from seqlab.io import check_output
 
 LEFT, RIGHT = 0.1, 0.9
 
@@ -173,6 +174,7 @@ def main(argv: list[str]) -> int:
     from seqlab.cli import load_run
 
     args = build_parser().parse_args(argv[1:] if argv and argv[0] == "saturation" else argv)
+    check_output(args.out, "--out")
     if args.tokens <= 0:
         raise SeqlabError(f"--tokens must be greater than 0, got {args.tokens}")
     cfg, vocab, model, device = load_run(args.run, "cpu", lm_for="gate saturation")

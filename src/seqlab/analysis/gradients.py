@@ -24,6 +24,7 @@ from torch import Tensor
 
 from seqlab import SeqlabError
 from seqlab.config import ModelConfig
+from seqlab.io import check_output
 
 CELLS = ("rnn", "lstm", "gru")
 
@@ -127,6 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv[1:] if argv and argv[0] == "gradients" else argv)
+    check_output(args.out, "--out")
     if args.hidden <= 0 or args.steps <= 1:
         raise SeqlabError("--hidden must be greater than 0 and --steps greater than 1")
     flow = gradient_flow(args.cells, args.hidden, args.steps, recurrent_init=args.init, seed=args.seed)

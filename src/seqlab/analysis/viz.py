@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import base64
 import json
+import math
 import sys
 from importlib import resources
 from pathlib import Path
@@ -23,7 +24,7 @@ import numpy as np
 
 from seqlab.analysis.cells import Reading, best_cells, correlations, parse_cell, plot_cell_text, read_run
 from seqlab.analysis.char_features import LABELS, feature_matrix
-from seqlab.io import atomic_write_text
+from seqlab.io import atomic_write_text, check_output
 
 PLACEHOLDER = "/*DATA*/"
 
@@ -71,8 +72,22 @@ def render_page(data: dict) -> str:
     template = resources.files("seqlab.analysis").joinpath("viz_page.html").read_text(encoding="utf-8")
     if template.count(PLACEHOLDER) != 1:
         raise RuntimeError("viz_page.html must hold the data placeholder exactly once")
-    payload = json.dumps(data, separators=(",", ":"), ensure_ascii=False).replace("<", "\\u003c")
+    # bare NaN is not JSON: a browser would reject the whole page and show nothing, so a value
+    # with no number (the correlation of a cell that never moves) goes in as null
+    payload = json.dumps(_json_safe(data), separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    payload = payload.replace("<", "\\u003c")
     return template.replace(PLACEHOLDER, payload)
+
+
+def _json_safe(value):
+    """`value` with every NaN or infinite float replaced by None."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -104,6 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
+    check_output(args.out, "--out")
+    check_output(args.png, "--png")
     cfg, vocab, text, source, reading = read_run(args, args.text, "seqlab viz")
     cell = parse_cell(args.cell, cfg.model.num_layers, cfg.model.hidden_size) if args.cell else None
     run_name = Path(args.run).resolve().name

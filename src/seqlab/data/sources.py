@@ -23,8 +23,12 @@ from seqlab.registry import get, names, register
 
 
 def cache_dir() -> Path:
-    root = os.environ.get("SEQLAB_DATA") or Path.home() / ".cache" / "seqlab"
-    return Path(root)
+    """The data cache: $SEQLAB_DATA, else ~/.cache/seqlab. A SEQLAB_DATA that names a file
+    is refused here, in one line, before anything tries to write under it."""
+    root = Path(os.environ.get("SEQLAB_DATA") or Path.home() / ".cache" / "seqlab")
+    if root.exists() and not root.is_dir():
+        raise SeqlabError(f"the data cache {root} is a file, not a folder; point SEQLAB_DATA at a folder")
+    return root
 
 
 @dataclass(frozen=True)
@@ -204,6 +208,9 @@ def read_path(path: str | Path, log: Callable[[str], None] | None = None) -> str
     path = Path(path).expanduser()
     if not path.exists():
         raise SeqlabError(f"no such file or folder: {path}")
+    if not path.is_file() and not path.is_dir():
+        raise SeqlabError(f"{path} is not a regular file or a folder (a FIFO, device or socket); "
+                          f"give a UTF-8 text file or a folder of them")
     if path.is_file():
         try:
             return _decode(path, path.read_bytes())

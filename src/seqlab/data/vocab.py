@@ -44,6 +44,10 @@ class Vocab:
                         key=lambda tc: (-tc[1], tc[0]))
         if max_size:
             ranked = ranked[:max_size]
+        real = [c for t, c in counts.items() if t not in SPECIALS]
+        if not ranked and real and min_count > 1:      # every token would be <unk>: nothing to learn
+            raise SeqlabError(f"data.min_count={min_count} leaves no token in the vocabulary (the most frequent "
+                              f"one occurs {max(real)} times in the training split); lower data.min_count")
         return cls((t for t, _ in ranked), level)
 
     # -- encoding ---------------------------------------------------------------------
@@ -102,11 +106,18 @@ class Vocab:
     def load(cls, path: str | Path) -> "Vocab":
         try:
             data = json.loads(Path(path).read_text(encoding="utf-8"))
-            return cls(data["tokens"], data["level"])
+            tokens, level = data["tokens"], data["level"]
         except FileNotFoundError:
             raise SeqlabError(f"vocabulary not found: {path}") from None
         except (ValueError, KeyError, TypeError) as e:
-            raise SeqlabError(f"{path}: not a seqlab vocabulary ({e})") from None
+            raise SeqlabError(f"{path}: not a seqlab vocabulary ({e.__class__.__name__}: {e})") from None
+        if level not in ("char", "word"):
+            raise SeqlabError(f"{path}: not a seqlab vocabulary (level {level!r}, expected 'char' or 'word')")
+        if not isinstance(tokens, list) or not all(isinstance(t, str) and t for t in tokens):
+            raise SeqlabError(f"{path}: not a seqlab vocabulary (its tokens must be a list of non-empty strings)")
+        if len(set(tokens)) != len(tokens) or set(tokens) & set(SPECIALS):
+            raise SeqlabError(f"{path}: not a seqlab vocabulary (it lists a token twice, or a special token such as <eos>)")
+        return cls(tokens, level)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Vocab) and self.level == other.level and self.itos == other.itos

@@ -108,14 +108,20 @@ def build_forecaster(cfg: Config, order: int = 1) -> nn.Module:
 
 def fit_forecast(cfg: Config | None, out: str | Path, *, resume: bool = False, overrides: Config | None = None,
                  overwrite: bool = False, log: Callable[[str], None] = print) -> dict[str, float]:
+    from seqlab.train.runfolder import writing_run
+    if resume:
+        raise SeqlabError("a forecaster trains in seconds and is not resumable; train it again instead")
+    with writing_run(Path(out), fresh=True, overwrite=overwrite):          # one writer at a time
+        return _fit_forecast(cfg, out, overwrite, log)
+
+
+def _fit_forecast(cfg: Config | None, out: str | Path, overwrite: bool, log: Callable[[str], None]) -> dict[str, float]:
     from seqlab.bench.forecast import Settings, fit_ar, forecasts, scores, transforms
     from seqlab.tasks.forecast_train import plot_forecast, train_forecaster
     from seqlab.tasks.metrics import seasonal_naive
     from seqlab.train.checkpoint import BEST, RunDir
     from seqlab.train.fit import prepare_out
 
-    if resume:
-        raise SeqlabError("a forecaster trains in seconds and is not resumable; train it again instead")
     assert cfg is not None
     t, task = cfg.train, cfg.task
     if t.threads:
@@ -193,7 +199,7 @@ def load_forecaster(run_path: str | Path) -> tuple[Config, dict, nn.Module]:
     except (OSError, ValueError) as e:
         raise SeqlabError(f"{run.file('task.json')} is missing or corrupted ({e})") from None
     model = build_forecaster(cfg, max(meta.get("order", 1), 1))
-    run.load_weights(model)
+    run.load_weights(model, finite=True)
     return cfg, meta, model.eval()
 
 

@@ -46,6 +46,7 @@ from seqlab import SeqlabError
 from seqlab.config import Config, from_dict, to_dict
 from seqlab.data.vocab import Vocab
 from seqlab.io import atomic_path, atomic_write_text
+from seqlab.train.runfolder import require_regular
 
 CONFIG, VOCAB, BEST, LAST, STATE, METRICS, PLOT = (
     "config.json", "vocab.json", "model.safetensors", "last.safetensors", "state.pt", "metrics.jsonl", "loss.png")
@@ -81,13 +82,14 @@ class RunDir:
         """Fail clearly unless this looks like a run directory."""
         if not self.path.is_dir():
             raise SeqlabError(f"run directory not found: {self.path}")
-        if not self.file(CONFIG).is_file():
+        if not self.file(CONFIG).exists():
             raise SeqlabError(f"{self.path} is not a seqlab run (no {CONFIG}); train one with `seqlab train --out DIR`")
+        require_regular(self.file(CONFIG), self.path)
         return self
 
     def meta(self) -> dict[str, Any]:
         try:
-            meta = json.loads(self.file(CONFIG).read_text(encoding="utf-8"))
+            meta = json.loads(require_regular(self.file(CONFIG), self.path).read_text(encoding="utf-8"))
             meta["config"]["data"]
             return meta
         except FileNotFoundError:
@@ -96,10 +98,13 @@ class RunDir:
             raise SeqlabError(f"{self.file(CONFIG)} is corrupted ({e.__class__.__name__}: {e})") from None
 
     def config(self) -> Config:
-        return from_dict(self.meta()["config"])
+        try:
+            return from_dict(self.meta()["config"])
+        except SeqlabError as e:
+            raise SeqlabError(f"{self.file(CONFIG)} is not a valid run config ({e})") from None
 
     def vocab(self) -> Vocab:
-        return Vocab.load(self.file(VOCAB))
+        return Vocab.load(require_regular(self.file(VOCAB), self.path))
 
     # -- weights ---------------------------------------------------------------------------
 
@@ -108,22 +113,58 @@ class RunDir:
             # save_model records tied weights in the metadata itself; ours goes under one key
             save_model(model, str(tmp), metadata={"seqlab": json.dumps(metadata)})
 
-    def load_weights(self, model: nn.Module, name: str | Path = BEST) -> dict[str, Any]:
-        """Load weights (a file of the run, or any path) into `model`; returns their metadata."""
+    def load_weights(self, model: nn.Module, name: str | Path = BEST, finite: bool = False) -> dict[str, Any]:
+        """Load weights (a file of the run, or any path) into `model`; returns their metadata.
+        finite=True (eval, sample, the task verbs, the analyses) refuses NaN or infinite weights."""
         path = name if isinstance(name, Path) else self.file(name)
-        if not path.is_file():
+        if not path.exists() and not path.is_symlink():
             raise SeqlabError(f"{path} is missing; the run has no saved weights yet")
+        require_regular(path, self.path)
         try:
-            missing, unexpected = load_model(model, str(path), strict=False, device=str(_device_of(model)))
-            with safe_open(str(path), framework="pt") as f:
+            with safe_open(str(path), framework="pt") as f:        # reads the header only
+                shapes = {key: tuple(f.get_slice(key).get_shape()) for key in f.keys()}
                 metadata = json.loads((f.metadata() or {}).get("seqlab", "{}"))
+        except (SafetensorError, OSError, ValueError) as e:
+            raise SeqlabError(f"{path} is truncated or corrupted ({_first_line(e)}); "
+                              f"retrain, or resume from another copy") from None
+        self._check_shapes(model, path, shapes)
+        try:
+            load_model(model, str(path), strict=False, device=str(_device_of(model)))
         except (SafetensorError, OSError, ValueError, RuntimeError) as e:
             raise SeqlabError(f"{path} is truncated or corrupted ({_first_line(e)}); "
                               f"retrain, or resume from another copy") from None
-        if missing or unexpected:
-            raise SeqlabError(f"{path} does not match the model in {CONFIG} "
-                              f"(missing {list(missing)[:3]}, unexpected {list(unexpected)[:3]})")
+        if finite:
+            _require_finite(model, path)
         return metadata
+
+    def _check_shapes(self, model: nn.Module, path: Path, shapes: dict[str, tuple[int, ...]]) -> None:
+        """The true cause when a weights file and the model its run describes disagree."""
+        expected = {key: tuple(t.shape) for key, t in model.state_dict().items()}
+        # save_model drops one name of each tied pair; load_model accepts either
+        missing = [k for k in expected if k not in shapes and not _tied_elsewhere(model, k, shapes)]
+        unexpected = [k for k in shapes if k not in expected]
+        if missing or unexpected:
+            raise ModelMismatch(f"{path} does not hold the model that {self.file(CONFIG)} describes "
+                                f"(model.name={self._model_name()}): parameters missing from the file "
+                                f"{missing[:3]}, in the file but not in the model {unexpected[:3]}; "
+                                f"config.json or the weights were replaced")
+        wrong = [(k, shapes[k], expected[k]) for k in expected if k in shapes and shapes[k] != expected[k]]
+        if not wrong:
+            return
+        key, found, wanted = wrong[0]
+        more = f" (and {len(wrong) - 1} more)" if len(wrong) > 1 else ""
+        if "embedding" in key and found[1:] == wanted[1:] and found[0] != wanted[0]:
+            raise ModelMismatch(f"{self.file(VOCAB)} has {wanted[0]} tokens but the weights in {path} embed "
+                                f"{found[0]} ({key} is {_shape(found)}); vocab.json was replaced or edited")
+        raise ModelMismatch(f"{path} does not match {self.file(CONFIG)}: {key} is {_shape(found)} in the file but "
+                            f"{_shape(wanted)} for the configured model{more}; config.json was edited "
+                            f"(restore the sizes the run was trained with)")
+
+    def _model_name(self) -> str:
+        try:
+            return str(self.meta()["config"]["model"]["name"])
+        except (SeqlabError, KeyError, TypeError):
+            return "?"
 
     def save_arrays(self, name: str, arrays: dict[str, Any], metadata: dict[str, Any]) -> None:
         """Numeric arrays of a count-based model (n-gram counts), as safetensors."""
@@ -166,6 +207,7 @@ class RunDir:
             manifest = {"step": step, "seqlab_version": seqlab.__version__, "files": files}
             (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
             for name in (WEIGHTS, STATE, MANIFEST):
+                os.chmod(tmp / name, 0o666 & ~_umask())      # safetensors writes 0600; match the run's other files
                 _fsync(tmp / name)
             _fsync(tmp)
             if final.exists():          # saved again at the same update (e.g. Ctrl-C right after an evaluation)
@@ -185,7 +227,8 @@ class RunDir:
         if folder.is_dir():
             for path in folder.iterdir():
                 name = path.name
-                if name.startswith("step-") and name[5:].isdigit() and path.is_dir():
+                # a link is never followed: it could lend this run another run's checkpoint
+                if name.startswith("step-") and name[5:].isdigit() and path.is_dir() and not path.is_symlink():
                     found.append(Checkpoint(path, int(name[5:])))
         if not found and self.file(LAST).is_file() and self.file(STATE).is_file():
             found.append(Checkpoint(self.path, -1))        # a run saved before checkpoints/ existed
@@ -201,6 +244,8 @@ class RunDir:
         for checkpoint in candidates:
             try:
                 state = self._load_one(model, checkpoint)
+            except ModelMismatch:
+                raise                      # every checkpoint disagrees alike: say why, once
             except SeqlabError as e:
                 problems.append(str(e))
                 log(f"warning: {e}; falling back to the previous checkpoint")
@@ -217,6 +262,9 @@ class RunDir:
                 raise SeqlabError(f"{self.file(LAST)} and {self.file(STATE)} disagree; the run was cut off while saving")
             return state
         step = self.verify(checkpoint)
+        if step != checkpoint.step:     # the manifest, not the folder's name, says which update it holds
+            raise SeqlabError(f"{checkpoint.path} holds update {step} by its {MANIFEST}, not {checkpoint.step}; "
+                              f"it was renamed or copied from elsewhere")
         state = self._read_state(checkpoint.path / STATE)
         self.load_weights(model, checkpoint.path / WEIGHTS)
         if state.get("progress", {}).get("step") != step:
@@ -235,6 +283,8 @@ class RunDir:
             raise SeqlabError(f"{manifest_path} is missing or corrupted ({_first_line(e)})") from None
         for name in (WEIGHTS, STATE):
             path = checkpoint.path / name
+            if path.is_symlink():
+                raise SeqlabError(f"{path} is a link; a checkpoint's files must be the ones seqlab wrote")
             if not path.is_file():
                 raise SeqlabError(f"{path} is missing")
             expected = files.get(name, {})
@@ -244,13 +294,14 @@ class RunDir:
 
     def _prune(self, keep: int) -> None:
         """Drop checkpoints beyond the newest `keep`, and leftovers of saves cut off by a kill."""
-        committed = self.checkpoints()
+        # only folders whose manifest agrees with their name count (and are ever deleted): one
+        # renamed or copied in from elsewhere must not push this run's own checkpoints out
+        committed = [c for c in self.checkpoints() if c.step >= 0 and _manifest_step(c.path) == c.step]
         folder = self.checkpoint_dir()
         for checkpoint in committed[max(keep, 1):]:
-            if checkpoint.step >= 0:
-                _discard(checkpoint.path)
-        for path in folder.iterdir():
-            if path.name.startswith("."):
+            _discard(checkpoint.path)
+        for path in folder.iterdir():     # leftovers of this process's or a killed writer's saves
+            if path.name.startswith(".step-") and not path.is_symlink():
                 shutil.rmtree(path, ignore_errors=True)
 
     def _read_state(self, path: Path) -> dict[str, Any]:
@@ -265,6 +316,32 @@ class RunDir:
         return state
 
 
+def _require_finite(model: nn.Module, path: Path) -> None:
+    """Weights holding NaN or inf (a diverged run, an altered file) score and sample nothing
+    meaningful: say so instead of printing `loss nan`."""
+    bad = [(name, int((~torch.isfinite(p)).sum())) for name, p in model.named_parameters()
+           if p.is_floating_point() and not torch.isfinite(p).all()]
+    if bad:
+        total = sum(n for _, n in bad)
+        raise SeqlabError(f"{path} holds {total:,} NaN or infinite weights (first in {bad[0][0]}); the run diverged "
+                          f"or the file was altered: retrain, or resume from a checkpoint (seqlab train --resume)")
+
+
+class ModelMismatch(SeqlabError):
+    """Weights and the model their run describes disagree: not damage, so no other checkpoint helps."""
+
+
+def _shape(shape: tuple[int, ...]) -> str:
+    return "(" + ", ".join(str(n) for n in shape) + ")"
+
+
+def _tied_elsewhere(model: nn.Module, key: str, shapes: dict[str, tuple[int, ...]]) -> bool:
+    """Is `key` one name of a tensor that the file holds under another (weight tying)?"""
+    state = model.state_dict()
+    return any(other in shapes and state[other].data_ptr() == state[key].data_ptr()
+               for other in state if other != key)
+
+
 @contextmanager
 def _write_errors_as_oserror(folder: Path) -> Iterator[None]:
     """torch.save and safetensors report a failed write as RuntimeError / SafetensorError
@@ -277,6 +354,13 @@ def _write_errors_as_oserror(folder: Path) -> Iterator[None]:
         except OSError:
             full = False
         raise OSError(errno.ENOSPC if full else errno.EIO, f"write failed ({_first_line(e)})") from None
+
+
+def _manifest_step(folder: Path) -> int | None:
+    try:
+        return int(json.loads((folder / MANIFEST).read_text(encoding="utf-8"))["step"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def _sha256(path: Path) -> str:

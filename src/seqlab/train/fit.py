@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 import signal
 import time
 from contextlib import contextmanager
@@ -41,6 +40,7 @@ from seqlab.train.checkpoint import RunDir
 from seqlab.train.guard import is_finite, learning_rate, writing
 from seqlab.train.loop import evaluate, summary, tbptt_windows, train_step
 from seqlab.train.optim import PlateauDecay, make_optimizer
+from seqlab.train.runfolder import check_out, clear_run, writing_run
 from seqlab.train.session import Session, truncate_metrics
 from seqlab.train.snapshot import Progress
 
@@ -52,15 +52,19 @@ class Interrupted(Exception):
     """Training stopped by Ctrl-C after saving a checkpoint."""
 
 
-def resolve_device(name: str) -> torch.device:
+def resolve_device(name: str, option: str = "train.device") -> torch.device:
+    """`option` is how the user set it, for the message (train.device, or a verb's --device)."""
+    sep = " " if option.startswith("--") else "="
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         device = torch.device(name)
     except RuntimeError:
-        raise SeqlabError(f"train.device: unknown device {name!r}; use cpu, cuda, cuda:N or auto") from None
+        raise SeqlabError(f"{option}: unknown device {name!r}; use cpu, cuda, cuda:N or auto") from None
+    if device.type not in ("cpu", "cuda"):
+        raise SeqlabError(f"{option}: seqlab runs on cpu or cuda, not {name!r}")
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise SeqlabError(f"train.device={name} but no CUDA GPU is available; use train.device=cpu")
+        raise SeqlabError(f"{option}{sep}{name} but no CUDA GPU is available; use {option}{sep}cpu")
     return device
 
 
@@ -80,20 +84,12 @@ def ctrl_c_flag() -> Iterator[dict[str, bool]]:
         signal.signal(signal.SIGINT, previous)
 
 
-def check_out(out: Path, overwrite: bool) -> None:
-    """Refuse to train into a non-empty directory unless told to (no side effects)."""
-    if out.exists() and any(out.iterdir()):
-        if not overwrite:
-            raise SeqlabError(f"{out} already exists; pass --overwrite to replace it, or --resume {out} to continue it")
-        if not (out / ck.CONFIG).is_file():
-            raise SeqlabError(f"{out} is not empty and not a seqlab run; refusing to overwrite it")
-
-
 def prepare_out(out: Path, overwrite: bool) -> None:
+    """Make `out` an empty run folder: new, or a run whose own files --overwrite removes."""
     check_out(out, overwrite)
     with writing("the run directory", out):
-        if out.exists() and any(out.iterdir()):
-            shutil.rmtree(out)
+        if out.is_dir():
+            clear_run(out)
         out.mkdir(parents=True, exist_ok=True)
 
 
@@ -126,8 +122,9 @@ def fit(cfg: Config | None, out: str | Path, *, resume: bool = False, overrides:
     device = resolve_device(cfg.train.device)
     world = distributed.setup(device)
     try:
-        return train(run, cfg, world.device(device), world, resume, saved_lr, overwrite,
-                     log if world.is_main else _quiet)
+        with writing_run(run.path, fresh=not resume, overwrite=overwrite, enabled=world.is_main):
+            return train(run, cfg, world.device(device), world, resume, saved_lr, overwrite,
+                         log if world.is_main else _quiet)
     finally:
         world.close()
 

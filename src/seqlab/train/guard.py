@@ -71,5 +71,16 @@ def writing(what: str, run: Path) -> Iterator[None]:
             reason = "the run directory is not writable"
         else:
             reason = e.strerror or str(e)
-        raise SeqlabError(f"cannot write {what} in {run} ({reason}); the last good checkpoint is intact: "
-                          f"free space or fix permissions, then continue with seqlab train --resume {run}") from None
+        if _has_checkpoint(run):
+            raise SeqlabError(f"cannot write {what} in {run} ({reason}); the last good checkpoint is intact: "
+                              f"free space or fix permissions, then continue with seqlab train --resume {run}") from None
+        raise SeqlabError(f"cannot write {what} in {run} ({reason}); nothing was trained yet: free space, fix "
+                          f"permissions or choose another --out, then run the same command again") from None
+
+
+def _has_checkpoint(run: Path) -> bool:
+    folder = Path(run) / "checkpoints"
+    try:
+        return any(p.name.startswith("step-") and p.is_dir() for p in folder.iterdir())
+    except OSError:
+        return False

@@ -38,6 +38,7 @@ from seqlab.train.checkpoint import RunDir
 from seqlab.train.fit import Interrupted, check_finite, ctrl_c_flag, prepare_out, resolve_device, truncate_metrics
 from seqlab.train.guard import writing
 from seqlab.train.optim import PlateauDecay, make_optimizer, scheduled_lr
+from seqlab.train.runfolder import writing_run
 
 TASK_META = "task.json"
 
@@ -80,6 +81,12 @@ def load_task(run: RunDir) -> tuple[Config, Task]:
 
 def fit_task(cfg: Config | None, out: str | Path, *, resume: bool = False, overrides: Config | None = None,
              overwrite: bool = False, log: Callable[[str], None] = print) -> dict[str, float]:
+    with writing_run(Path(out), fresh=not resume, overwrite=overwrite):     # one writer at a time
+        return _fit_task(cfg, out, resume, overrides, overwrite, log)
+
+
+def _fit_task(cfg: Config | None, out: str | Path, resume: bool, overrides: Config | None,
+              overwrite: bool, log: Callable[[str], None]) -> dict[str, float]:
     run = RunDir(Path(out))
     # 1. config, task, device -------------------------------------------------------------
     if resume:
@@ -269,9 +276,9 @@ def load_trained(run_path: str | Path, device_name: str = "auto"):
     cfg, task = load_task(run)
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
-    device = resolve_device(device_name)
+    device = resolve_device(device_name, "--device")
     model = task.build_model()
-    run.load_weights(model, ck.BEST)
+    run.load_weights(model, ck.BEST, finite=True)
     return cfg, task, model.to(device).eval(), device
 
 
