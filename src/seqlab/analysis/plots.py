@@ -12,11 +12,13 @@ def read_metrics(path: str | Path) -> list[dict]:
     if not path.is_file():
         return []
     rows = []
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for line in path.read_bytes().splitlines():
         try:
-            rows.append(json.loads(line))
-        except ValueError:
-            continue   # a line cut short by a crash: skip it, keep the rest
+            row = json.loads(line.decode("utf-8"))
+        except ValueError:     # UnicodeDecodeError too
+            continue   # a line cut short by a crash (or damaged): skip it, keep the rest
+        if isinstance(row, dict) and isinstance(row.get("step", 0), (int, float)) and not isinstance(row.get("step"), bool):
+            rows.append(row)
     return rows
 
 
