@@ -390,3 +390,24 @@ def test_ctrl_c_while_starting_is_one_line():
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert done.returncode == 130, done.stderr
     assert "Traceback" not in done.stderr and "interrupted" in done.stderr
+
+
+class _RunsCode:
+    def __reduce__(self):
+        return (os.system, ("touch PWNED",))
+
+
+def test_a_state_file_that_would_run_code_is_refused_in_our_words(tmp_path, runs, capsys, monkeypatch):
+    import hashlib
+    monkeypatch.chdir(tmp_path)
+    run = copy_run(runs, "char", tmp_path)
+    for step in ("00000000", "00000005"):                     # both checkpoints: no fallback left
+        folder = run / "checkpoints" / f"step-{step}"
+        torch.save({"progress": _RunsCode()}, folder / "state.pt")
+        data = (folder / "state.pt").read_bytes()
+        edit_json(folder / "manifest.json", lambda m: m["files"].update(
+            {"state.pt": {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}}))
+    err = one_line_error(["train", "--resume", str(run), "train.max_steps=8"], capsys)
+    assert "asks to run Python code (posix.system)" in err and "refuses to unpickle" in err
+    assert "weights_only" not in err                          # never torch's advice to switch it off
+    assert not (tmp_path / "PWNED").exists()

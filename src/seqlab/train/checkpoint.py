@@ -28,6 +28,8 @@ import errno
 import hashlib
 import json
 import os
+import pickle
+import re
 import shutil
 import tempfile
 from contextlib import contextmanager
@@ -308,7 +310,16 @@ class RunDir:
         if not path.is_file():
             raise SeqlabError(f"{path} is missing; this run cannot be resumed (it has no training state)")
         try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
+            state = torch.load(require_regular(path, self.path), map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as e:
+            if "Weights only load failed" in str(e):        # torch's text would advise weights_only=False
+                found = re.search(r"GLOBAL (\S+)", str(e))
+                what = f" ({found.group(1)})" if found else ""
+                raise SeqlabError(f"{path} asks to run Python code{what} when loaded, which no seqlab state file does; "
+                                  f"seqlab refuses to unpickle it (do not load it with torch.load either)") from None
+            raise SeqlabError(f"{path} is truncated, corrupted or not a seqlab state file ({_first_line(e)})") from None
+        except SeqlabError:
+            raise
         except Exception as e:  # torch raises several types for truncated or hostile files
             raise SeqlabError(f"{path} is truncated, corrupted or not a seqlab state file ({_first_line(e)})") from None
         if not isinstance(state, dict):
