@@ -411,3 +411,12 @@ def test_a_state_file_that_would_run_code_is_refused_in_our_words(tmp_path, runs
     assert "asks to run Python code (posix.system)" in err and "refuses to unpickle" in err
     assert "weights_only" not in err                          # never torch's advice to switch it off
     assert not (tmp_path / "PWNED").exists()
+
+
+def test_a_data_cache_that_cannot_be_written(tmp_path, runs, capsys, monkeypatch):
+    """/proc refuses new folders even to root (CI runs as root, so a chmod would not do)."""
+    monkeypatch.setenv("SEQLAB_DATA", "/proc/seqlab-cache")
+    for argv in (["data", "fetch", "pystdlib"],
+                 ["train", f"data.path={runs / 'small.txt'}", *T, "data.memmap=true", "--out", str(tmp_path / "r")]):
+        assert "point it at a writable folder" in one_line_error(argv, capsys)
+    assert not (tmp_path / "r").exists()

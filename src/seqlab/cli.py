@@ -222,7 +222,7 @@ def load_run(run_path: str, device_name: str, lm_for: str | None = None):
     if is_count_model(model):                    # its counts, not weights
         model = type(model).from_state_arrays(run.load_arrays())
     else:
-        run.load_weights(model, finite=True)
+        run.load_best(model, say=lambda m: print(m, file=sys.stderr))
     model = model.to(device).eval()
     return cfg, vocab, model, device
 

@@ -168,6 +168,30 @@ class RunDir:
         except (SeqlabError, KeyError, TypeError):
             return "?"
 
+    def load_best(self, model: nn.Module, say: Callable[[str], None]) -> dict[str, Any]:
+        """The weights `eval`, `sample` and the analyses use: model.safetensors, or, for a run
+        stopped before its first evaluation wrote it (Ctrl-C early on), the newest intact
+        checkpoint's weights, said in one line."""
+        if self.file(BEST).exists() or self.file(BEST).is_symlink():
+            return self.load_weights(model, BEST, finite=True)
+        for checkpoint in self.checkpoints():
+            if checkpoint.step < 0:
+                continue
+            try:
+                step = self.verify(checkpoint)
+                if step != checkpoint.step:
+                    continue
+                meta = self.load_weights(model, checkpoint.path / WEIGHTS, finite=True)
+            except ModelMismatch:
+                raise
+            except SeqlabError:
+                continue
+            say(f"note: {self.path} stopped before its first evaluation, so it has no {BEST} yet; "
+                f"using the weights of its newest checkpoint (update {step})")
+            return meta
+        raise SeqlabError(f"{self.file(BEST)} is missing and {self.path} has no intact checkpoint; "
+                          f"the run has no saved weights yet (train it, or resume it: seqlab train --resume {self.path})")
+
     def save_arrays(self, name: str, arrays: dict[str, Any], metadata: dict[str, Any]) -> None:
         """Numeric arrays of a count-based model (n-gram counts), as safetensors."""
         from safetensors.numpy import save_file

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -278,7 +279,7 @@ def load_trained(run_path: str | Path, device_name: str = "auto"):
         torch.set_num_threads(cfg.train.threads)
     device = resolve_device(device_name, "--device")
     model = task.build_model()
-    run.load_weights(model, ck.BEST, finite=True)
+    run.load_best(model, say=lambda m: print(m, file=sys.stderr))
     return cfg, task, model.to(device).eval(), device
 
 
