@@ -208,6 +208,7 @@ def load_run(run_path: str, device_name: str, lm_for: str | None = None):
     from seqlab.models.base import is_count_model
     from seqlab.train.checkpoint import RunDir
     from seqlab.train.fit import resolve_device
+    from seqlab.train.threads import ThreadPolicy
 
     task = _task_of(run_path)
     if lm_for is not None and task != "lm":
@@ -217,12 +218,15 @@ def load_run(run_path: str, device_name: str, lm_for: str | None = None):
                           f"task.name=lm runs{instead}")
     run = RunDir(Path(run_path)).require()
     cfg, vocab = run.config(), run.vocab()
+    threads = ThreadPolicy(cfg.train.threads)     # measures other work while the model loads
     device = resolve_device(device_name, "--device")
     model = build_model(cfg.model, len(vocab))
     if is_count_model(model):                    # its counts, not weights
         model = type(model).from_state_arrays(run.load_arrays())
     else:
         run.load_best(model, say=lambda m: print(m, file=sys.stderr))
+    if device.type == "cpu":
+        threads.settle()
     model = model.to(device).eval()
     return cfg, vocab, model, device
 

@@ -92,7 +92,8 @@ class TrainConfig:
     early_stop: int = opt(5, "stop after N evaluations without improvement (0 = never)")
     seed: int = opt(1234, "random seed (weights, dropout, sampling)")
     device: str = opt("auto", "'cpu', 'cuda', 'cuda:N' or 'auto' (cuda when available)")
-    threads: int = opt(0, "CPU threads for PyTorch (0 = PyTorch's default)")
+    threads: int = opt(0, "CPU threads for PyTorch: 0 = the cores other work leaves free, rechecked every "
+                       "second (a fair share of a busy machine); N = exactly N, bit-reproducible under any load")
     progress: bool = opt(True, "show a live progress bar")
     checkpoint_every: int = opt(0, "save a resumable checkpoint every N updates (0 = at every evaluation); "
                                 "SIGKILL loses at most the updates since the last one")

@@ -121,11 +121,11 @@ def _fit_forecast(cfg: Config | None, out: str | Path, overwrite: bool, log: Cal
     from seqlab.tasks.metrics import seasonal_naive
     from seqlab.train.checkpoint import BEST, RunDir
     from seqlab.train.fit import prepare_out
+    from seqlab.train.threads import ThreadPolicy
 
     assert cfg is not None
     t, task = cfg.train, cfg.task
-    if t.threads:
-        torch.set_num_threads(t.threads)
+    ThreadPolicy(t.threads).settle()         # a forecaster trains in seconds: one reading will do
     name, values, period = load_series(cfg)
     horizon = task.horizon or DEFAULT_HORIZON.get(name, max(1, values.size // 10))
     if values.size < 3 * horizon + 2 * period + 4:

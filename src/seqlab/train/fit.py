@@ -42,6 +42,7 @@ from seqlab.train.loop import evaluate, summary, tbptt_windows, train_step
 from seqlab.train.optim import PlateauDecay, make_optimizer
 from seqlab.train.runfolder import check_out, clear_run, writing_run
 from seqlab.train.session import Session, truncate_metrics
+from seqlab.train.threads import ThreadPolicy
 from seqlab.train.snapshot import Progress
 
 __all__ = ["Interrupted", "Progress", "fit", "prepare_out", "resolve_device", "ctrl_c_flag", "check_finite",
@@ -117,14 +118,13 @@ def fit(cfg: Config | None, out: str | Path, *, resume: bool = False, overrides:
                 log(f"warning: resuming with changed options: {'; '.join(changes)}")
             cfg = overrides
     assert cfg is not None
-    if cfg.train.threads:
-        torch.set_num_threads(cfg.train.threads)
+    threads = ThreadPolicy(cfg.train.threads, log)      # 0: the cores other work leaves free
     device = resolve_device(cfg.train.device)
     world = distributed.setup(device)
     try:
         with writing_run(run.path, fresh=not resume, overwrite=overwrite, enabled=world.is_main):
             return train(run, cfg, world.device(device), world, resume, saved_lr, overwrite,
-                         log if world.is_main else _quiet)
+                         log if world.is_main else _quiet, threads)
     finally:
         world.close()
 
@@ -134,7 +134,8 @@ def _quiet(message: str) -> None:
 
 
 def train(run: RunDir, cfg: Config, device: torch.device, world: distributed.World, resume: bool,
-          saved_lr: float | None, overwrite: bool, log: Callable[[str], None]) -> dict[str, float]:
+          saved_lr: float | None, overwrite: bool, log: Callable[[str], None],
+          threads: ThreadPolicy | None = None) -> dict[str, float]:
     t = cfg.train
     torch.manual_seed(t.seed)
 
@@ -216,6 +217,8 @@ def train(run: RunDir, cfg: Config, device: torch.device, world: distributed.Wor
     s.bar = bar
     if t.progress and world.is_main:
         s.say = bar.write                                              # messages must not break the bar
+    if threads is not None:
+        threads.log = lambda message: s.say(message)
     s.open_metrics()
     level = cfg.data.level
     if fresh:
@@ -271,6 +274,8 @@ def train(run: RunDir, cfg: Config, device: torch.device, world: distributed.Wor
                     progress.norm_sum += norm_value
                     progress.norm_count += 1
                     bar.update(1)
+                    if threads is not None and device.type == "cpu":
+                        threads.check()             # a fair share of a busy CPU (train/threads.py)
                     if progress.step % t.log_every == 0:
                         now = time.perf_counter()
                         progress.elapsed += now - started

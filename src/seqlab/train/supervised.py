@@ -40,6 +40,7 @@ from seqlab.train.fit import Interrupted, check_finite, ctrl_c_flag, prepare_out
 from seqlab.train.guard import writing
 from seqlab.train.optim import PlateauDecay, make_optimizer, scheduled_lr
 from seqlab.train.runfolder import writing_run
+from seqlab.train.threads import ThreadPolicy
 
 TASK_META = "task.json"
 
@@ -103,8 +104,7 @@ def _fit_task(cfg: Config | None, out: str | Path, resume: bool, overrides: Conf
             cfg = overrides
     assert cfg is not None
     t = cfg.train
-    if t.threads:
-        torch.set_num_threads(t.threads)
+    threads = ThreadPolicy(t.threads, log)             # 0: the cores other work leaves free
     device = resolve_device(t.device)
     torch.manual_seed(t.seed)
     task: Task = get("task", cfg.task.name)(cfg)
@@ -212,6 +212,8 @@ def _fit_task(cfg: Config | None, out: str | Path, resume: bool, overrides: Conf
                     progress.norm_sum += norm.item()
                     progress.norm_count += 1
                     bar.update(1)
+                    if device.type == "cpu":
+                        threads.check()
                     if progress.step % t.log_every == 0:
                         now = time.perf_counter()
                         progress.elapsed += now - started
@@ -275,11 +277,11 @@ def load_trained(run_path: str | Path, device_name: str = "auto"):
     """(config, task with its vocabularies, model with the best weights in eval mode, device)."""
     run = RunDir(Path(run_path)).require()
     cfg, task = load_task(run)
-    if cfg.train.threads:
-        torch.set_num_threads(cfg.train.threads)
+    threads = ThreadPolicy(cfg.train.threads)
     device = resolve_device(device_name, "--device")
     model = task.build_model()
     run.load_best(model, say=lambda m: print(m, file=sys.stderr))
+    threads.settle()
     return cfg, task, model.to(device).eval(), device
 
 
