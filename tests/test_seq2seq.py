@@ -13,9 +13,11 @@ from seqlab.analysis.attention import plot_attention
 from seqlab.config import ModelConfig
 from seqlab.data.synthetic import (FIRST_SYMBOL, adding_problem, copy_memory, reverse_pairs, sort_pairs,
                                    symbol_vocab, synthetic_vocab_size)
+from seqlab.data.sequences import seq2seq_batch as make_batch
 from seqlab.data.vocab import BOS, EOS, PAD, UNK
+from seqlab.decode import seq2seq as decode
 from seqlab.decode.beam import length_penalty
-from seqlab.models.seq2seq import (ATTENTIONS, BANNED, Seq2Seq, make_batch, mix_tokens, sequence_loss,
+from seqlab.models.seq2seq import (ATTENTIONS, BANNED, Seq2Seq, mix_tokens, sequence_loss,
                                    strip_eos)
 from seqlab.train.schedules import sampling_prob, teacher_forcing_prob
 
@@ -49,8 +51,8 @@ def test_padding_never_changes_a_result(attention, name, impl):
     model = tiny(attention, name, impl=impl)
     src, src_lengths, tgt_in, _ = make_batch(PAIRS)
     logits, weights = model(src, src_lengths, tgt_in)                       # (3, U, V), (3, U, S)
-    greedy = model.greedy(src, src_lengths, 8)
-    beams = model.beam_search(src, src_lengths, 3, 8)
+    greedy = decode.greedy(model, src, src_lengths, 8)
+    beams = decode.beam_search(model, src, src_lengths, 3, 8)
     for i, pair in enumerate(PAIRS):
         s, u = len(pair[0]), len(pair[1]) + 1
         one = make_batch([pair])
@@ -58,8 +60,8 @@ def test_padding_never_changes_a_result(attention, name, impl):
         torch.testing.assert_close(logits[i, :u], alone_logits[0], atol=1e-5, rtol=1e-5)
         torch.testing.assert_close(weights[i, :u, :s], alone_weights[0], atol=1e-6, rtol=1e-5)
         assert (weights[i, :, s:] == 0).all()                               # padded source: weight 0
-        assert greedy[i] == model.greedy(one[0], one[1], 8)[0]
-        alone_beam = model.beam_search(one[0], one[1], 3, 8)[0][0]
+        assert greedy[i] == decode.greedy(model, one[0], one[1], 8)[0]
+        alone_beam = decode.beam_search(model, one[0], one[1], 3, 8)[0][0]
         assert beams[i][0].tokens == alone_beam.tokens
         assert beams[i][0].score == pytest.approx(alone_beam.score, abs=1e-5)
     if attention != "none":
@@ -104,7 +106,7 @@ def test_beam_search_equals_exhaustive_search(seed, steps):
     wide = len(allowed) ** (max_len - 1) * (len(allowed) + 1)               # never prunes a prefix
     best_lengths = set()
     for alpha in (0.0, 0.6, 1.5):
-        beams = model.beam_search(src, src_lengths, wide, max_len, alpha=alpha)
+        beams = decode.beam_search(model, src, src_lengths, wide, max_len, alpha=alpha)
         for i, source in enumerate(sources):
             batch = make_batch([(source, c[:-1]) for c in candidates])
             logprobs = model.score(batch[0], batch[1], batch[3])            # (85,)
@@ -123,8 +125,8 @@ def test_beam_width_one_equals_greedy():
     for attention in ATTENTIONS:
         model = tiny(attention, seed=1)
         src, src_lengths, _, _ = make_batch(PAIRS)
-        greedy = model.greedy(src, src_lengths, 12)
-        beams = model.beam_search(src, src_lengths, 1, 12)
+        greedy = decode.greedy(model, src, src_lengths, 12)
+        beams = decode.beam_search(model, src, src_lengths, 1, 12)
         assert [b[0].tokens for b in beams] == greedy
 
 
@@ -183,7 +185,7 @@ def test_sampling_prob_one_feeds_the_models_own_tokens():
     assert torch.equal(own, model(src, src_lengths, junk, sampling_prob=1.0, own_token="argmax")[0])
     masked = own.clone()
     masked[:, :, list(BANNED)] = float("-inf")
-    greedy = model.greedy(src, src_lengths, tgt_in.size(1))
+    greedy = decode.greedy(model, src, src_lengths, tgt_in.size(1))
     for i, row in enumerate(greedy):
         assert masked[i, :len(row)].argmax(-1).tolist() == row
     # sample: with the same generator seed the true tokens make no difference either
@@ -220,7 +222,7 @@ def test_attention_model_learns_to_reverse():
     src, src_lengths, tgt_in, tgt_out = make_batch(test)
 
     def accuracy():
-        out = model.greedy(src, src_lengths, 8)
+        out = decode.greedy(model, src, src_lengths, 8)
         return sum(strip_eos(o) == t and o[-1:] == [EOS] for o, (_, t) in zip(out, test)) / len(test)
 
     with torch.no_grad():

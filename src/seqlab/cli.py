@@ -14,10 +14,11 @@ import sys
 import textwrap
 from pathlib import Path
 
-from seqlab import SeqlabError, __version__
+from seqlab import SeqlabError, __version__, api
 from seqlab.cli_bench import MODULE_BENCHES, add_bench_parser, cmd_bench
 from seqlab.cli_tasks import (_eval_task, _sample_conditional, _task_of, cmd_classify, cmd_forecast, cmd_tag,
                               cmd_translate)
+from seqlab.train.runs import load_run  # noqa: F401 - `seqlab.cli.load_run` stays importable
 
 
 def _help_table() -> str:
@@ -179,57 +180,14 @@ def cmd_train(args) -> int:
             from seqlab.config import validate
             apply(cfg, parse_overrides(args.overrides))
             validate(cfg)
-        _trainer(cfg)(None, args.resume, resume=True, overrides=cfg)
+        api.train(None, args.resume, resume=True, overrides=cfg)
         return 0
     cfg = load_config(args.config, args.overrides)
     source = Path(cfg.data.path).stem if cfg.data.path else cfg.data.corpus
     task = "" if cfg.task.name == "lm" else f"{cfg.task.name}-"
     out = args.out or f"runs/{task}{cfg.model.name}-{source}"
-    _trainer(cfg)(cfg, out, overwrite=args.overwrite)
+    api.train(cfg, out, overwrite=args.overwrite)
     return 0
-
-
-def _trainer(cfg):
-    """The language model's TBPTT trainer, or the supervised one for every other task."""
-    if cfg.task.name == "lm":
-        from seqlab.train.fit import fit
-        return fit
-    if cfg.task.name == "forecast":
-        from seqlab.tasks.forecast import fit_forecast
-        return fit_forecast
-    from seqlab.train.supervised import fit_task
-    return fit_task
-
-
-def load_run(run_path: str, device_name: str, lm_for: str | None = None):
-    """(config, vocab, model on device, device) for a trained run's best weights. With `lm_for`
-    (the command, for the message), a run that is not a language model is refused."""
-    from seqlab.models import build_model
-    from seqlab.models.base import is_count_model
-    from seqlab.train.checkpoint import RunDir
-    from seqlab.train.fit import resolve_device
-    from seqlab.train.threads import ThreadPolicy
-
-    task = _task_of(run_path)
-    if lm_for is not None and task != "lm":
-        verb = {"forecast": "forecast", "classify": "classify", "tag": "tag", "translate": "translate"}.get(task)
-        instead = f"; use `seqlab {verb} {run_path} ...`" if verb else ""
-        raise SeqlabError(f"{run_path} is a task.name={task} run, not a language model; {lm_for} reads "
-                          f"task.name=lm runs{instead}")
-    run = RunDir(Path(run_path)).require()
-    cfg, vocab = run.config(), run.vocab()
-    threads = ThreadPolicy(cfg.train.threads)     # measures other work while the model loads
-    device = resolve_device(device_name, "--device")
-    model = build_model(cfg.model, len(vocab))
-    if is_count_model(model):                    # its counts, not weights
-        model = type(model).from_state_arrays(run.load_arrays())
-    else:
-        run.load_best(model, say=lambda m: print(m, file=sys.stderr))
-    if device.type == "cpu":
-        threads.settle()
-    model = model.to(device).eval()
-    return cfg, vocab, model, device
-
 
 
 def cmd_eval(args) -> int:

@@ -54,8 +54,8 @@ def add_task_parsers(sub, fmt) -> None:
 
 
 def _task_of(run_path: str) -> str:
-    from seqlab.train.checkpoint import RunDir
-    return RunDir(Path(run_path)).require().config().task.name      # validated: a tampered config is refused
+    from seqlab.train.runs import task_of
+    return task_of(run_path)
 
 
 def _eval_task(args) -> int:
@@ -159,7 +159,7 @@ def cmd_translate(args) -> int:
         print(json.dumps({"source": sentence, "translation": text}, ensure_ascii=False) if args.json else text)
     if args.attention:
         from seqlab.analysis.attention import plot_attention
-        from seqlab.models.seq2seq import make_batch
+        from seqlab.data.sequences import seq2seq_batch as make_batch
         src, lengths, tgt_in, _ = make_batch([(sources[0], outputs[0])], device)
         with torch.no_grad():
             _, weights = model(src, lengths, tgt_in)                           # (1, U, S)

@@ -7,6 +7,7 @@ An unknown name is a SeqlabError that lists the valid ones.
 """
 from __future__ import annotations
 
+import importlib
 from typing import Callable, TypeVar
 
 from seqlab import SeqlabError
@@ -39,28 +40,20 @@ def get(kind: str, name: str):
     return table[name]
 
 
+# The modules whose import registers each kind's entries. The registry (floor 0) names them
+# instead of importing them, so the core imports nothing above it: they are loaded by name,
+# lazily, the first time a kind is asked for (`seqlab --help` pays for none of them).
+PROVIDERS: dict[str, tuple[str, ...]] = {
+    "model": ("seqlab.models.hmm", "seqlab.models.ngram", "seqlab.models.recurrent", "seqlab.models.tcn",
+              "seqlab.models.wavenet", "seqlab.models.window"),
+    "benchmark": ("seqlab.bench.bai2018", "seqlab.bench.karpathy2016", "seqlab.bench.suite"),
+    "task": ("seqlab.tasks.bilm", "seqlab.tasks.classify", "seqlab.tasks.conditional", "seqlab.tasks.forecast",
+             "seqlab.tasks.tag", "seqlab.tasks.translate"),
+    "corpus": ("seqlab.data.sources",),
+    "dataset": ("seqlab.data.datasets",),
+}
+
+
 def _load(kind: str) -> None:
-    # Importing the modules that register entries fills the tables lazily, so that
-    # `seqlab --help` does not pay for importing every model.
-    if kind == "model":
-        import seqlab.models.hmm  # noqa: F401
-        import seqlab.models.ngram  # noqa: F401
-        import seqlab.models.recurrent  # noqa: F401
-        import seqlab.models.tcn  # noqa: F401
-        import seqlab.models.wavenet  # noqa: F401
-        import seqlab.models.window  # noqa: F401
-    elif kind == "benchmark":
-        import seqlab.bench.bai2018  # noqa: F401
-        import seqlab.bench.karpathy2016  # noqa: F401
-        import seqlab.bench.suite  # noqa: F401
-    elif kind == "task":
-        import seqlab.tasks.bilm  # noqa: F401
-        import seqlab.tasks.classify  # noqa: F401
-        import seqlab.tasks.conditional  # noqa: F401
-        import seqlab.tasks.forecast  # noqa: F401
-        import seqlab.tasks.tag  # noqa: F401
-        import seqlab.tasks.translate  # noqa: F401
-    elif kind == "corpus":
-        import seqlab.data.sources  # noqa: F401
-    elif kind == "dataset":
-        import seqlab.data.datasets  # noqa: F401
+    for module in PROVIDERS.get(kind, ()):
+        importlib.import_module(module)

@@ -201,7 +201,7 @@ def plot_cell_text(path, text: str, values: np.ndarray, title: str = "", width: 
     paper's figures; lines wrap at `width`. Written atomically."""
     from matplotlib.colors import LinearSegmentedColormap
 
-    from seqlab.analysis.plots import pyplot, save_figure
+    from seqlab.train.plots import pyplot, save_figure
     rows, row, col = [], [], 0
     for ch, v in zip(text, values):
         row.append((ch, v))
@@ -244,7 +244,7 @@ def read_run(args, file: str | None, command: str):
     """What `analyze cells` and `viz` both start with: check the options, load the run, take the
     text (`file`, or the run's own split, cut to --chars) and read it through the model.
     Returns (config, vocab, text, where the text came from, Reading)."""
-    from seqlab.cli import load_run
+    from seqlab.train.runs import load_run
     from seqlab.data.sources import read_path
 
     if args.chars < 2 or args.top < 1:

@@ -251,7 +251,7 @@ def format_table(report: dict) -> str:
 
 def plot_errors(path, report: dict, title: str = "") -> None:
     """Bits/char of both models per class and group, and the gain against distance. Atomic."""
-    from seqlab.analysis.plots import pyplot, save_figure
+    from seqlab.train.plots import pyplot, save_figure
     plt = pyplot()
     fig, (bars, curve) = plt.subplots(1, 2, figsize=(13, 6), dpi=100, gridspec_kw={"width_ratios": [1.2, 1]})
     rows = [r for r in report["groups"][:1] + report["classes"] + report["groups"][1:] if r["count"]]
@@ -321,7 +321,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def analyze(args) -> dict:
     """Score, categorise and compare; the report that `--json` writes."""
-    from seqlab.cli import load_run
+    from seqlab.train.runs import load_run
     from seqlab.data.text import load_splits
     from seqlab.models.ngram import MAX_ORDER
     from seqlab.train.loop import summary

@@ -81,7 +81,7 @@ def train(clip: float, args, initial_state: dict, batches: list) -> dict:
 
 
 def plot(path, results: list[dict], args) -> None:
-    from seqlab.analysis.plots import pyplot, save_figure
+    from seqlab.train.plots import pyplot, save_figure
     plt = pyplot()
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2), dpi=100)
     for r, colour in zip(results, ("tab:red", "tab:blue")):

@@ -70,7 +70,7 @@ def summarise(runs: list[dict], biases: list[float]) -> list[dict]:
 
 
 def plot(path, runs: list[dict], biases: list[float], args) -> None:
-    from seqlab.analysis.plots import pyplot, save_figure
+    from seqlab.train.plots import pyplot, save_figure
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(7.5, 4.5), dpi=100)
     for bias, colour in zip(biases, ("tab:orange", "tab:blue", "tab:green", "tab:purple", "tab:red")):

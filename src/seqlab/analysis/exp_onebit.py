@@ -129,7 +129,7 @@ def summarise(runs: list[dict]) -> list[dict]:
 
 
 def plot(path, summary: list[dict], runs: list[dict], args) -> None:
-    from seqlab.analysis.plots import pyplot, save_figure
+    from seqlab.train.plots import pyplot, save_figure
     plt = pyplot()
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2), dpi=100)
     colours = {"rnn": "tab:red", "lstm": "tab:blue", "gru": "tab:green"}

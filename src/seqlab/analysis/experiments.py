@@ -141,7 +141,7 @@ def finite_or_none(x: float) -> float | None:
 
 def write_report(args, argv: list[str], experiment: str, report: dict, started: float) -> Path:
     """`--out`'s stem + .json, atomically: the experiment's numbers plus how they were made."""
-    from seqlab.bench.common import commit, machine
+    from seqlab.provenance import commit, machine
     from seqlab.io import atomic_write_text
     path = Path(args.out).with_suffix(".json")
     full = {"experiment": experiment, "command": "seqlab analyze " + " ".join(argv),

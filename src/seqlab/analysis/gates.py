@@ -136,7 +136,7 @@ def lm_saturation(model: torch.nn.Module, ids: Tensor, batch_size: int = 16, ste
 def plot_saturation(path, stats: list[dict[str, tuple[Tensor, Tensor]]], title: str = "") -> None:
     """Karpathy et al. (2016), figure 4: per gate unit, fraction right-saturated (y) against
     left-saturated (x), one panel per layer, one colour per gate. Written atomically."""
-    from seqlab.analysis.plots import pyplot, save_figure
+    from seqlab.train.plots import pyplot, save_figure
     plt = pyplot()
     fig, axes = plt.subplots(1, len(stats), figsize=(4 * len(stats), 4), dpi=100, squeeze=False)
     for k, (ax, layer) in enumerate(zip(axes[0], stats)):
@@ -171,7 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str]) -> int:
-    from seqlab.cli import load_run
+    from seqlab.train.runs import load_run
 
     args = build_parser().parse_args(argv[1:] if argv and argv[0] == "saturation" else argv)
     check_output(args.out, "--out")

@@ -91,7 +91,7 @@ def gradient_flow(cells=CELLS, hidden_size: int = 64, steps: int = 100, batch_si
 
 def plot_gradient_flow(path, flow: dict[str, dict], title: str = "") -> None:
     """Two panels, log scale: ‖∂L_T/∂h_k‖ and ‖∏ ∂h_i/∂h_{i-1}‖ against T − k. Written atomically."""
-    from seqlab.analysis.plots import pyplot, save_figure
+    from seqlab.train.plots import pyplot, save_figure
     plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(10, 4), dpi=100)
     for name, f in flow.items():

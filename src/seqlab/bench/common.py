@@ -1,38 +1,7 @@
 """What every benchmark records beside its numbers: the machine and the commit."""
 from __future__ import annotations
 
-import os
-import platform
-import subprocess
-from pathlib import Path
-
-import torch
-
-
-def machine() -> dict:
-    cpu = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-            "torch": torch.__version__, "python": platform.python_version(), "platform": platform.platform(),
-            "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
-
-
-def commit() -> str:
-    try:
-        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-        # benchmarks/ holds results, which one benchmark rewrites before the next one starts:
-        # "-dirty" says that code differed from the commit, not that results did
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!benchmarks"],
-                               capture_output=True, text=True).stdout.strip()
-        return sha + ("-dirty" if dirty else "") if sha else "unknown"
-    except OSError:
-        return "unknown"
+from seqlab.provenance import commit, machine  # noqa: F401 - re-exported for the benchmarks
 
 
 def write_report(out: str, report: dict, markdown) -> dict:

@@ -58,7 +58,7 @@ def corpus_label(corpus: str) -> str:
 
 def test_metrics(run_dir: Path, device: str) -> dict:
     """`seqlab eval RUN --split test`: the best weights on the whole test split."""
-    from seqlab.cli import load_run
+    from seqlab.train.runs import load_run
     from seqlab.data.text import load_splits
     from seqlab.train.loop import evaluate, summary
 
@@ -187,7 +187,7 @@ def notes(profile: str) -> str:
 
 def extra(records: dict, profile: str, out: Path) -> str:
     """The n-gram (and n-NN) curve over n, per corpus, as the paper's Figure 5 draws it."""
-    from seqlab.analysis.plots import pyplot, save_figure
+    from seqlab.train.plots import pyplot, save_figure
     curves = {}
     for cid, r in records.items():
         corpus, rest = cid.split("/", 1)

@@ -35,9 +35,11 @@ import torch
 
 from seqlab.bench.common import commit, machine, provenance, write_report
 from seqlab.config import ModelConfig
+from seqlab.data.sequences import seq2seq_batch as make_batch
 from seqlab.data.synthetic import reverse_pairs, symbol_vocab, synthetic_vocab_size
 from seqlab.data.vocab import BOS, EOS
-from seqlab.models.seq2seq import Seq2Seq, make_batch, sequence_loss, strip_eos
+from seqlab.decode import seq2seq as decode
+from seqlab.models.seq2seq import Seq2Seq, sequence_loss, strip_eos
 
 NAMES = {"bahdanau": "Bahdanau (additive) attention", "luong_general": "Luong (general) attention, input feeding",
          "luong_dot": "Luong (dot) attention, input feeding", "none": "no attention (Sutskever et al. 2014)"}
@@ -51,9 +53,9 @@ def decode_scores(model: Seq2Seq, pairs, batch_size: int = 500, beam: int = 0) -
         src, src_lengths, _, _ = make_batch(chunk)
         max_len = int(src_lengths.max()) + 5
         if beam:
-            outputs = [h[0].tokens for h in model.beam_search(src, src_lengths, beam, max_len, alpha=0.6)]
+            outputs = [h[0].tokens for h in decode.beam_search(model, src, src_lengths, beam, max_len, alpha=0.6)]
         else:
-            outputs = model.greedy(src, src_lengths, max_len)
+            outputs = decode.greedy(model, src, src_lengths, max_len)
         for out, (_, target) in zip(outputs, chunk):
             exact += out == [*target, EOS]
             words = strip_eos(out)
@@ -111,7 +113,7 @@ def heat_map(model: Seq2Seq, pair, alphabet: int, path: str) -> None:
     from seqlab.analysis.attention import plot_attention
     names = symbol_vocab(alphabet)
     src, src_lengths, _, _ = make_batch([pair])
-    out = model.greedy(src, src_lengths, len(pair[0]) + 5)[0]
+    out = decode.greedy(model, src, src_lengths, len(pair[0]) + 5)[0]
     tgt_in = torch.tensor([[BOS, *out[:-1]]])                               # (1, U): <bos> + the output
     model.eval()
     with torch.no_grad():

@@ -51,8 +51,8 @@ def run_row(row: str, reuse: str | None = None, log=print) -> dict:
             raise SeqlabError(f"{out} was not trained by this row's command ({commands(row)[0]}); retrain it")
         seconds = None
     else:
-        from seqlab.cli import _trainer
-        _trainer(cfg)(cfg, out, overwrite=True, log=log)
+        from seqlab import api
+        api.train(cfg, out, overwrite=True, log=log)
         seconds = time.perf_counter() - started
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     train_seconds = max((r.get("elapsed", 0.0) for r in rows), default=0.0)

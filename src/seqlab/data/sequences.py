@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 
 from seqlab import SeqlabError
-from seqlab.data.vocab import PAD
+from seqlab.tokens import BOS, EOS, PAD
 
 STRATEGIES = ("shuffle", "sort_source", "sort_target", "sort_both", "token_budget")
 POOL = 100          # batches per sorting pool
@@ -101,3 +101,13 @@ def split_indices(n: int, valid_fraction: float, test_fraction: float, seed: int
     n_test, n_valid = int(round(n * test_fraction)), int(round(n * valid_fraction))
     test, valid, train = order[:n_test], order[n_test:n_test + n_valid], order[n_test + n_valid:]
     return np.sort(train), np.sort(valid), np.sort(test)
+
+
+def seq2seq_batch(pairs: Sequence[tuple[Sequence[int], Sequence[int]]], device: torch.device | str = "cpu"
+               ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """(source ids, target ids) pairs -> src (B, S), src_lengths (B,), tgt_in (B, U+1) = <bos> y,
+    tgt_out (B, U+1) = y <eos>, all padded with <pad>. Sources need at least one token."""
+    src, src_lengths = pad([list(s) for s, _ in pairs])                        # (B, S), (B,)
+    tgt_in, _ = pad([[BOS, *t] for _, t in pairs])                            # (B, U+1)
+    tgt_out, _ = pad([[*t, EOS] for _, t in pairs])                           # (B, U+1)
+    return src.to(device), src_lengths.to(device), tgt_in.to(device), tgt_out.to(device)

@@ -16,9 +16,7 @@ import numpy as np
 
 from seqlab import SeqlabError
 from seqlab.io import atomic_write_text
-
-SPECIALS = ("<pad>", "<unk>", "<bos>", "<eos>")
-PAD, UNK, BOS, EOS = range(4)
+from seqlab.tokens import BOS, EOS, PAD, SPECIALS, UNK  # noqa: F401 - re-exported for data's users
 
 
 class Vocab:

@@ -31,8 +31,8 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from seqlab import SeqlabError
-from seqlab.data.vocab import BOS, EOS, PAD
 from seqlab.models.fused import MODULES as _CELLS
+from seqlab.tokens import BOS, EOS, PAD
 
 
 def reverse_padded(x: Tensor, lengths: Tensor) -> Tensor:

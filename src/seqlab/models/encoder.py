@@ -22,8 +22,8 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from seqlab import SeqlabError
 from seqlab.config import ModelConfig, fused_possible
-from seqlab.data.vocab import PAD
 from seqlab.models.fused import MODULES as _FUSED
+from seqlab.tokens import PAD
 
 ENCODER_CELLS = ("rnn", "jordan", "lstm", "gru")
 

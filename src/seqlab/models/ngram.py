@@ -70,9 +70,9 @@ from torch import Tensor, nn
 
 from seqlab import SeqlabError
 from seqlab.config import ModelConfig
-from seqlab.data.vocab import BOS, PAD
 from seqlab.models.ngram_counts import count_ngrams, estimate_discounts, token_dtype
 from seqlab.registry import register
+from seqlab.tokens import BOS, PAD
 
 __all__ = ["MAX_ORDER", "SMOOTHINGS", "NGramLM", "count_ngrams", "estimate_discounts", "perplexity"]
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from seqlab.data.vocab import BOS
+from seqlab.tokens import BOS
 
 
 def token_dtype(vocab_size: int) -> np.dtype:

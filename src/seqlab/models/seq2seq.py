@@ -22,7 +22,8 @@ Papers:
   the model's own token (a SAMPLE from its softmax, as the paper does; `own_token="argmax"`
   feeds the most likely one instead) with probability p, else the true token. No gradient
   flows through the choice. The schedules for p live in train/schedules.py.
-- Wu et al. (2016), GNMT: beam search scored by log P(Y|X) / lp(Y), lp = ((5 + |Y|) / 6)^α.
+- Wu et al. (2016), GNMT: beam search scored by log P(Y|X) / lp(Y), lp = ((5 + |Y|) / 6)^α
+  (decode/seq2seq.py: greedy and beam search over this model's `encode` and `step`).
 
 Choices, each a reason:
 - `hidden_size` H is the width everywhere: each encoder direction has H/2 units, so an
@@ -39,7 +40,7 @@ Choices, each a reason:
   The decoder is causal in the target, so target padding cannot reach earlier positions.
 - Decoding never emits <pad> or <bos> (`BANNED`); their log-probabilities are dropped, not
   renormalised, so a hypothesis's `logprob` equals `score()` of its tokens.
-- Decoding methods run in eval mode (no dropout) and restore the previous mode.
+- Decoding (decode/seq2seq.py) runs in eval mode (no dropout) and restores the previous mode.
 
 Dimension legend: B batch, S source length, U target length, E embedding size, H hidden
 size, L layers, V target vocabulary, K beam width.
@@ -57,9 +58,8 @@ from torch import Tensor, nn
 
 from seqlab import SeqlabError
 from seqlab.config import ModelConfig
-from seqlab.data.vocab import BOS, EOS, PAD
-from seqlab.decode.beam import Hypothesis, length_penalty
 from seqlab.models.encoder import SequenceEncoder, lengths_mask
+from seqlab.tokens import BOS, EOS, PAD
 
 ATTENTIONS = ("none", "bahdanau", "luong_dot", "luong_general")
 DECODER_CELLS = ("rnn", "lstm", "gru")
@@ -157,7 +157,7 @@ def mix_tokens(true_tokens: Tensor, logits: Tensor, sampling_prob: float, own_to
 
 
 @contextmanager
-def _evaluating(model: nn.Module) -> Iterator[None]:
+def evaluating(model: nn.Module) -> Iterator[None]:
     was_training = model.training
     model.eval()
     try:
@@ -307,111 +307,17 @@ class Seq2Seq(nn.Module):
     def score(self, src: Tensor, src_lengths: Tensor, tgt: Tensor) -> Tensor:
         """Total log P(y | x) of each target: tgt (B, U) = y_1 .. (ending in <eos>), padded with
         <pad> -> (B,). Eval mode, no gradient."""
-        with _evaluating(self):
+        with evaluating(self):
             bos = torch.full_like(tgt[:, :1], BOS)                            # (B, 1)
             logits, _ = self(src, src_lengths, torch.cat([bos, tgt[:, :-1]], 1))  # (B, U, V)
             logp = logits.float().log_softmax(-1).gather(-1, tgt[:, :, None]).squeeze(-1)  # (B, U)
             return (logp * (tgt != PAD)).sum(1)                               # (B,)
-
-    def greedy(self, src: Tensor, src_lengths: Tensor, max_len: int) -> list[list[int]]:
-        """The most likely token at each step, batched; each row ends at its first <eos>
-        (kept as the last token) or after max_len tokens."""
-        with _evaluating(self):
-            memory, state = self.encode(src, src_lengths)
-            prev = torch.full((src.size(0),), BOS, dtype=torch.long, device=src.device)  # (B,)
-            done = torch.zeros_like(prev, dtype=torch.bool)                   # (B,)
-            out: list[Tensor] = []
-            for _ in range(max_len):
-                logits, _, state = self.step(prev, state, memory)             # (B, V)
-                logits[:, list(BANNED)] = NEG_INF
-                prev = logits.argmax(-1).masked_fill(done, PAD)               # (B,)
-                out.append(prev)
-                done = done | (prev == EOS)
-                if done.all():
-                    break
-            rows = torch.stack(out, 1).tolist() if out else [[] for _ in range(src.size(0))]
-            return [_until_eos(r) for r in rows]
-
-    def beam_search(self, src: Tensor, src_lengths: Tensor, beam_size: int, max_len: int,
-                    alpha: float = 0.6) -> list[list[Hypothesis]]:
-        """GNMT beam search, batched over sources: for each source, the finished hypotheses
-        (ending in <eos>, at most max_len tokens), best first by logprob / lp(|Y|), where |Y|
-        counts the <eos>. A source with none finished gets its live hypotheses instead.
-
-        A source stops early once no live hypothesis can beat its best finished one: a live
-        prefix with logprob s can at best reach s / max(lp(t+1), lp(max_len)), since
-        extending it only lowers s. So the best hypothesis is the one a run to max_len finds."""
-        if beam_size < 1 or max_len < 1:
-            raise SeqlabError(f"beam_size and max_len must be at least 1; got {beam_size}, {max_len}")
-        with _evaluating(self):
-            B, K, device = src.size(0), beam_size, src.device
-            memory, state = self.encode(src, src_lengths)
-            rows = torch.arange(B, device=device).repeat_interleave(K)        # (B*K,)
-            memory, state = memory.select(rows), select_decoder_state(state, rows)
-            scores = torch.full((B, K), NEG_INF, device=device)               # (B, K) log P of live prefixes
-            scores[:, 0] = 0.0                       # the K rows start as one prefix: keep one
-            tokens = torch.zeros(B * K, 0, dtype=torch.long, device=device)   # (B*K, t)
-            prev = torch.full((B * K,), BOS, dtype=torch.long, device=device)  # (B*K,)
-            finished: list[list[Hypothesis]] = [[] for _ in range(B)]
-            best_done = torch.full((B,), NEG_INF, device=device)              # (B,) best finished score
-            for t in range(1, max_len + 1):
-                logits, _, state = self.step(prev, state, memory)             # (B*K, V)
-                logp = logits.float().log_softmax(-1)                         # (B*K, V)
-                logp[:, list(BANNED)] = NEG_INF
-                V = logp.size(-1)
-                total = (scores.view(B * K, 1) + logp).view(B, K * V)         # (B, K*V)
-                scores, flat = total.topk(K, dim=1)                           # (B, K)
-                parent = torch.div(flat, V, rounding_mode="floor")            # (B, K)
-                token = flat % V                                              # (B, K)
-                pick = (torch.arange(B, device=device)[:, None] * K + parent).view(-1)  # (B*K,)
-                tokens = torch.cat([tokens[pick], token.view(-1, 1)], 1)      # (B*K, t)
-                state = select_decoder_state(state, pick)
-                ended = (token == EOS) & (scores > NEG_INF)                   # (B, K)
-                penalty = length_penalty(t, alpha)
-                for b, k in ended.nonzero().tolist():
-                    lp = scores[b, k].item()
-                    finished[b].append(Hypothesis(tokens[b * K + k].tolist(), lp, lp / penalty))
-                    best_done[b] = max(best_done[b].item(), lp / penalty)
-                scores = scores.masked_fill(token == EOS, NEG_INF)            # (B, K)
-                if t < max_len:   # drop sources whose live prefixes cannot win any more
-                    bound = scores.max(1).values / max(length_penalty(t + 1, alpha),
-                                                       length_penalty(max_len, alpha))  # (B,)
-                    scores = scores.masked_fill((best_done >= bound)[:, None], NEG_INF)
-                if (scores == NEG_INF).all():
-                    break
-                prev = token.view(-1)                                         # (B*K,)
-            results = []
-            for b in range(B):
-                hyps = finished[b]
-                if not hyps:      # nothing reached <eos> within max_len: the live prefixes
-                    for k in range(K):
-                        lp = scores[b, k].item()
-                        if lp > NEG_INF:
-                            toks = tokens[b * K + k].tolist()
-                            hyps.append(Hypothesis(toks, lp, lp / length_penalty(len(toks), alpha)))
-                results.append(sorted(hyps, key=lambda h: h.score, reverse=True))
-            return results
-
-
-def _until_eos(tokens: list[int]) -> list[int]:
-    return tokens[:tokens.index(EOS) + 1] if EOS in tokens else tokens
 
 
 def strip_eos(tokens: Sequence[int]) -> list[int]:
     """A decoded row without its closing <eos> (and anything after it)."""
     tokens = list(tokens)
     return tokens[:tokens.index(EOS)] if EOS in tokens else tokens
-
-
-def make_batch(pairs: Sequence[tuple[Sequence[int], Sequence[int]]], device: torch.device | str = "cpu"
-               ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """(source ids, target ids) pairs -> src (B, S), src_lengths (B,), tgt_in (B, U+1) = <bos> y,
-    tgt_out (B, U+1) = y <eos>, all padded with <pad>. Sources need at least one token."""
-    from seqlab.data.sequences import pad
-    src, src_lengths = pad([list(s) for s, _ in pairs])                        # (B, S), (B,)
-    tgt_in, _ = pad([[BOS, *t] for _, t in pairs])                            # (B, U+1)
-    tgt_out, _ = pad([[*t, EOS] for _, t in pairs])                           # (B, U+1)
-    return src.to(device), src_lengths.to(device), tgt_in.to(device), tgt_out.to(device)
 
 
 def sequence_loss(logits: Tensor, tgt_out: Tensor) -> Tensor:

@@ -116,7 +116,7 @@ def fit_forecast(cfg: Config | None, out: str | Path, *, resume: bool = False, o
 
 
 def _fit_forecast(cfg: Config | None, out: str | Path, overwrite: bool, log: Callable[[str], None]) -> dict[str, float]:
-    from seqlab.bench.forecast import Settings, fit_ar, forecasts, scores, transforms
+    from seqlab.tasks.forecast_fit import Settings, fit_ar, forecasts, scores, transforms
     from seqlab.tasks.forecast_train import plot_forecast, train_forecaster
     from seqlab.tasks.metrics import seasonal_naive
     from seqlab.train.checkpoint import BEST, RunDir

@@ -127,7 +127,7 @@ def plot_forecast(path, history, truth, one_step=None, closed_loop=None, title: 
     array or a {label: array} mapping; `show_last`: how much history to draw (all by default).
     `truth` None draws forecasts of the unknown future (their length sets the span).
     Written atomically (seqlab.io.atomic_path)."""
-    from seqlab.analysis.plots import pyplot, save_figure
+    from seqlab.train.plots import pyplot, save_figure
     plt = pyplot()
 
     past = np.asarray(history, np.float64).reshape(-1)

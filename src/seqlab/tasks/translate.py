@@ -27,8 +27,10 @@ from torch import Tensor, nn
 
 from seqlab import SeqlabError
 from seqlab.config import Config
+from seqlab.data.sequences import seq2seq_batch as make_batch
 from seqlab.data.vocab import PAD, Vocab
-from seqlab.models.seq2seq import ATTENTIONS, DECODER_CELLS, Seq2Seq, make_batch, sequence_loss, strip_eos
+from seqlab.decode import seq2seq as decode
+from seqlab.models.seq2seq import ATTENTIONS, DECODER_CELLS, Seq2Seq, sequence_loss, strip_eos
 from seqlab.registry import register
 from seqlab.tasks.base import Task, batched, encode_words, word_vocab
 from seqlab.tasks.classify import words
@@ -136,9 +138,9 @@ class TranslateTask(Task):
             src, lengths, _, _ = make_batch([(s or [PAD], []) for s in part], device)
             limit = max_len or int(lengths.max()) * 2 + 10
             if beam > 1:
-                out.extend(strip_eos(h[0].tokens) for h in model.beam_search(src, lengths, beam, limit, alpha))
+                out.extend(strip_eos(h[0].tokens) for h in decode.beam_search(model, src, lengths, beam, limit, alpha))
             else:
-                out.extend(strip_eos(ids) for ids in model.greedy(src, lengths, limit))
+                out.extend(strip_eos(ids) for ids in decode.greedy(model, src, lengths, limit))
         return out
 
     def evaluate(self, model: nn.Module, examples: Sequence, device: torch.device,

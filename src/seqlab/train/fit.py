@@ -28,7 +28,6 @@ import torch
 from tqdm import tqdm
 
 from seqlab import SeqlabError
-from seqlab.analysis.plots import read_metrics
 from seqlab.config import Config, diff
 from seqlab.data.text import Splits, batchify, batchify_view, load_splits
 from seqlab.io import atomic_write_text
@@ -40,10 +39,11 @@ from seqlab.train.checkpoint import RunDir
 from seqlab.train.guard import is_finite, learning_rate, writing
 from seqlab.train.loop import evaluate, summary, tbptt_windows, train_step
 from seqlab.train.optim import PlateauDecay, make_optimizer
+from seqlab.train.plots import read_metrics
 from seqlab.train.runfolder import check_out, clear_run, writing_run
 from seqlab.train.session import Session, truncate_metrics
-from seqlab.train.threads import ThreadPolicy
 from seqlab.train.snapshot import Progress
+from seqlab.train.threads import ThreadPolicy
 
 __all__ = ["Interrupted", "Progress", "fit", "prepare_out", "resolve_device", "ctrl_c_flag", "check_finite",
            "truncate_metrics"]

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any, Callable
 
 from seqlab import SeqlabError
-from seqlab.analysis.plots import plot_loss, read_metrics
 from seqlab.config import Config
 from seqlab.data.text import Splits
 from seqlab.io import atomic_write_text
@@ -27,6 +26,7 @@ from seqlab.train.checkpoint import RunDir
 from seqlab.train.guard import NanGuard, writing
 from seqlab.train.loop import evaluate, summary
 from seqlab.train.optim import PlateauDecay
+from seqlab.train.plots import plot_loss, read_metrics
 from seqlab.train.snapshot import Progress
 
 

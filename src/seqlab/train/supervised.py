@@ -27,19 +27,19 @@ import torch
 from tqdm import tqdm
 
 from seqlab import SeqlabError
-from seqlab.analysis.plots import plot_loss
 from seqlab.config import Config, diff
 from seqlab.data.sequences import make_batches, padding_share
 from seqlab.data.vocab import Vocab
 from seqlab.io import atomic_write_text
 from seqlab.registry import get
-from seqlab.tasks.base import Task
 from seqlab.train import checkpoint as ck
 from seqlab.train.checkpoint import RunDir
 from seqlab.train.fit import Interrupted, check_finite, ctrl_c_flag, prepare_out, resolve_device, truncate_metrics
 from seqlab.train.guard import writing
 from seqlab.train.optim import PlateauDecay, make_optimizer, scheduled_lr
+from seqlab.train.plots import plot_loss
 from seqlab.train.runfolder import writing_run
+from seqlab.train.task import Task
 from seqlab.train.threads import ThreadPolicy
 
 TASK_META = "task.json"
@@ -249,7 +249,7 @@ def _fit_task(cfg: Config | None, out: str | Path, resume: bool, overrides: Conf
             log(f"interrupted at update {progress.step}; checkpoint saved. Continue with: seqlab train --resume {run.path}")
             raise Interrupted()
     # 5. the best weights on the whole validation split ------------------------------------
-    from seqlab.analysis.plots import read_metrics
+    from seqlab.train.plots import read_metrics
     rows = read_metrics(run.file(ck.METRICS))
     if not rows or rows[-1].get("split") != "valid" or rows[-1].get("step") != progress.step:
         validate_now()
