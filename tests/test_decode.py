@@ -78,8 +78,12 @@ def test_decoding_never_reruns_the_prefix():
         return original(x, state)
 
     m.forward = counting
+    steps = []
+    original_step = m.step
+    m.step = lambda x_t, state: (steps.append(x_t.shape), original_step(x_t, state))[1]
     list(generate(m, [1, 2, 3, 4, 5], 20, greedy=True))
-    assert calls[0] == 5 and all(n == 1 for n in calls[1:]) and len(calls) == 20
+    # the prime runs once; then one step per token (the fused LSTM steps without forward)
+    assert calls[0] == 5 and all(n == 1 for n in calls[1:]) and len(steps) == 19
     calls.clear()
     beam_search(m, [1, 2, 3], 10, beam_size=3)
     assert calls[0] == 3 and all(n == 1 for n in calls[1:])

@@ -96,6 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--beam", type=int, default=0, metavar="K", help="beam search with K beams (default: 0 = off)")
     p.add_argument("--alpha", type=float, default=0.6, help="beam length-normalisation exponent (default: 0.6)")
     p.add_argument("--condition", metavar="LABEL", help="task.name=conditional runs: the class to write a sentence of")
+    p.add_argument("--num-samples", type=int, default=1, metavar="N",
+                   help="draw N continuations as one batch (one batched step per token); printed one after "
+                        "another, separated by a '----' line (default: 1, streamed as it is generated)")
     p.add_argument("--seed", type=int, default=None, help="random seed for reproducible samples (default: none)")
     p.add_argument("--device", default="auto", help="cpu, cuda or auto (default: auto)")
 
@@ -229,7 +232,7 @@ def cmd_sample(args) -> int:
 
     from seqlab.data.vocab import BOS, EOS, PAD, SPECIALS, UNK
     from seqlab.decode.beam import beam_search
-    from seqlab.decode.sampling import generate
+    from seqlab.decode.sampling import generate, generate_batch
 
     if args.length <= 0:
         raise SeqlabError(f"--length must be greater than 0, got {args.length}")
@@ -246,6 +249,10 @@ def cmd_sample(args) -> int:
         raise SeqlabError(f"--beam must be 0 (off) or more, got {args.beam}")
     if args.beam and args.greedy:
         raise SeqlabError("choose one of --greedy and --beam")
+    if not 1 <= args.num_samples <= 100_000:
+        raise SeqlabError(f"--num-samples must be between 1 and 100000, got {args.num_samples}")
+    if args.num_samples > 1 and (args.beam or args.greedy):
+        raise SeqlabError("--num-samples draws different samples; --greedy and --beam give one continuation")
     if _task_of(args.run) == "conditional":
         return _sample_conditional(args)
     if args.condition:
@@ -278,6 +285,14 @@ def cmd_sample(args) -> int:
     if args.seed is not None:
         generator = torch.Generator().manual_seed(args.seed)
     sep = "" if vocab.level == "char" else " "
+    if args.num_samples > 1:
+        samples = generate_batch(model, prime_ids, args.length, args.num_samples, temperature=args.temperature,
+                                 top_k=args.top_k, top_p=args.top_p, banned=banned, generator=generator)
+        lead = prime_text + (" " if prime_text and vocab.level == "word" else "")
+        out.write(vocab.decode(samples[0]) + "\n")
+        for tokens in samples[1:]:
+            out.write("----\n" + lead + vocab.decode(tokens) + "\n")
+        return 0
     for token in generate(model, prime_ids, args.length, greedy=args.greedy, temperature=args.temperature,
                           top_k=args.top_k, top_p=args.top_p, banned=banned, generator=generator):
         piece = vocab.decode([token])

@@ -13,7 +13,7 @@ from typing import Callable, Iterator
 import torch
 from torch import Tensor, nn
 
-from seqlab.models.base import State, model_device
+from seqlab.models.base import State, model_device, select_state
 
 NEG_INF = float("-inf")
 
@@ -54,6 +54,20 @@ def filter_logits(logits: Tensor, temperature: float = 1.0, top_k: int = 0, top_
     return logits
 
 
+def draw(probs: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    """One token per row of probs (B, V), by inverting the cumulative distribution: token i
+    when cdf[i-1] <= u < cdf[i], u uniform on [0, total). A token of probability 0 is never
+    drawn. Three small ops, where torch.multinomial took 60 us a token at batch 1."""
+    cdf = probs.cumsum(-1)                                                  # (B, V)
+    u = torch.rand(probs.size(0), 1, generator=generator, device=probs.device, dtype=cdf.dtype)
+    u = u * cdf[:, -1:]                                                     # (B, 1)
+    return torch.searchsorted(cdf, u, right=True).squeeze(1).clamp_(max=probs.size(-1) - 1)  # (B,)
+
+
+def _ban(logits: Tensor, banned: Tensor | None) -> Tensor:
+    return logits if banned is None else logits.index_fill_(-1, banned, NEG_INF)
+
+
 @torch.no_grad()
 def prime_model(model: nn.Module, prime_ids: list[int], device: torch.device) -> tuple[Tensor, State]:
     """Run the prime once; returns the logits for the next token (1, V) and the state after it."""
@@ -70,14 +84,43 @@ def generate(model: nn.Module, prime_ids: list[int], length: int, *, greedy: boo
     model.eval()
     device = model_device(model)
     logits, state = prime_model(model, prime_ids, device)
+    ban = torch.tensor(banned, dtype=torch.long, device=device) if banned else None
+    on_cpu = generator is None or generator.device == device
     for i in range(length):
         if i:
             logits, state = model.step(token, state)                       # (1, V)
-        if banned:
-            logits[:, list(banned)] = NEG_INF
+        logits = _ban(logits, ban)
         if greedy:
             token = logits.argmax(-1)                                       # (1,)
         else:
             probs = filter_logits(logits.float(), temperature, top_k, top_p).softmax(-1)
-            token = torch.multinomial(probs.cpu(), 1, generator=generator).squeeze(1).to(device)
+            token = draw(probs if on_cpu else probs.cpu(), generator).to(device)
         yield int(token)
+
+
+@torch.no_grad()
+def generate_batch(model: nn.Module, prime_ids: list[int], length: int, num_samples: int, *, greedy: bool = False,
+                   temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0, banned: tuple[int, ...] = (),
+                   generator: torch.Generator | None = None) -> list[list[int]]:
+    """`num_samples` continuations of one prime, drawn as one batch: the prime runs once, its
+    state is copied to N rows, and every step is one batched `model.step` (N, ·)."""
+    model.eval()
+    device = model_device(model)
+    logits, state = prime_model(model, prime_ids, device)                  # (1, V)
+    rows = torch.zeros(num_samples, dtype=torch.long, device=device)
+    state = select_state(state, rows)                                       # (N, ...)
+    logits = logits.expand(num_samples, -1).clone()                         # (N, V)
+    out = torch.empty(num_samples, length, dtype=torch.long)
+    ban = torch.tensor(banned, dtype=torch.long, device=device) if banned else None
+    on_cpu = generator is None or generator.device == device
+    for i in range(length):
+        if i:
+            logits, state = model.step(token, state)                       # (N, V)
+        logits = _ban(logits, ban)
+        if greedy:
+            token = logits.argmax(-1)                                       # (N,)
+        else:
+            probs = filter_logits(logits.float(), temperature, top_k, top_p).softmax(-1)
+            token = draw(probs if on_cpu else probs.cpu(), generator).to(device)
+        out[:, i] = token.cpu()
+    return out.tolist()

@@ -20,6 +20,7 @@ from torch import Tensor, nn
 
 from seqlab.config import ModelConfig, fused_possible
 from seqlab.models.base import State
+from seqlab.models import fused_step
 from seqlab.models.cells import ElmanCell, GRUCell, JordanCell, LSTMCell
 from seqlab.models.fused import MODULES as _MODULES
 from seqlab.models.minimal import MinimalStack
@@ -63,6 +64,8 @@ class RecurrentLM(nn.Module):
                                       variational=cfg.variational, recurrent_dropout=cfg.recurrent_dropout,
                                       zoneout=cfg.zoneout, fast=cfg.impl != "loop")
         self.aux_loss: Tensor | float = 0.0      # added to the training loss (norm stabiliser)
+        self.fast_step = True                    # False: step through nn.LSTM itself (the benchmark's baseline)
+        self._step_weights = fused_step.StepWeights()
         self.head = nn.Linear(cfg.hidden_size, vocab_size)
         if cfg.tie_weights:
             self.head.weight = self.embedding.weight
@@ -115,6 +118,12 @@ class RecurrentLM(nn.Module):
 
     def step(self, x_t: Tensor, state: State) -> tuple[Tensor, State]:
         # x_t: (B,) -> logits (B, V); one time step, the state carries all the history
+        if self.fused and self.fast_step and fused_step.applies(self.rnn, self.head.weight):
+            if state is None:
+                state = self.init_state(x_t.size(0))
+            # decoding: PyTorch's fused modules stepped by hand on cached weights (fused_step.py)
+            out, state = fused_step.step(self.rnn, self._step_weights, self.embedding, x_t, state)  # (B, H)
+            return self.head(out), state                                     # (B, V)
         logits, state = self.forward(x_t.unsqueeze(1), state)
         return logits.squeeze(1), state
 
