@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-slow bench-trainer clean venv chromium
+.PHONY: demo test test-slow bench-trainer gpu-check clean venv chromium
 
 venv: $(STAMP)
 
@@ -38,6 +38,12 @@ test-slow: $(STAMP)
 
 bench-trainer: $(STAMP)
 	$(BIN)/seqlab bench trainer --out benchmarks/trainer_speed
+
+# On a machine with an NVIDIA GPU (at most ~8 minutes): cuDNN speed of every recurrent path,
+# bf16 and torch.compile training speed, two full-profile Bai et al. cells -> benchmarks/gpu/.
+# `seqlab bench gpu-check --dry-run` runs the same script on the CPU with toy sizes.
+gpu-check: $(STAMP)
+	$(BIN)/seqlab bench gpu-check --out benchmarks/gpu
 
 clean:
 	rm -rf $(VENV) runs build src/*.egg-info

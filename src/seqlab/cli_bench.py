@@ -15,6 +15,7 @@ MODULE_BENCHES = {
     "forecast": ("seqlab.bench.forecast", "AR(p), window MLP and LSTM forecasters against the seasonal naive forecast"),
     "reverse": ("seqlab.bench.reverse", "seq2seq with and without attention on the synthetic reverse task"),
     "decoding": ("seqlab.bench.decoding", "batch-1 generation from recurrent LMs against the roofline of its arithmetic"),
+    "gpu-check": ("seqlab.bench.gpu_check", "the GPU figures in one script (<= 8 min): cuDNN paths, bf16, compile, two full cells"),
     "contention": ("seqlab.bench.contention", "training speed quiet and beside one busy process: seqlab and bare PyTorch"),
     "faults": ("seqlab.bench.faults", "SIGKILL a short run at random moments, resume, compare with an uninterrupted run"),
     "list": ("seqlab.bench.suite", "the paper-reproduction benchmarks (karpathy2016, bai2018, ...) and their grids"),
