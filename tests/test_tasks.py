@@ -208,9 +208,10 @@ def seasonal_csv(path, n=120, period=12, seed=0):
 @pytest.mark.parametrize("model", ["ar", "gru"])
 def test_forecast_run_beats_seasonal_naive_and_forecasts_the_future(tmp_path, model, capsys):
     data = seasonal_csv(tmp_path / "series.csv")
+    network = [] if model == "ar" else ["model.hidden_size=16", "model.num_layers=1", "model.dropout=0"]
     code = main(["train", "task=forecast", f"data.path={data}", f"model={model}", "task.period=12", "task.horizon=12",
-                 "task.transform=1", "model.hidden_size=16", "model.num_layers=1", "model.dropout=0",
-                 "train.max_steps=300", "train.lr=0.01", "train.batch_size=8", "--out", str(tmp_path / "run")])
+                 "task.transform=1", *network, "train.max_steps=300", "train.lr=0.01", "train.batch_size=8",
+                 "--out", str(tmp_path / "run")])
     assert code == 0
     assert (tmp_path / "run" / "forecast.png").stat().st_size > 1000
     assert main(["eval", str(tmp_path / "run"), "--json"]) == 0
@@ -286,3 +287,25 @@ def test_conditional_lm_learns_its_classes_and_samples_them(tmp_path, condition,
     assert main(["sample", str(tmp_path / "run"), "--condition", "sideways"]) == 2
     assert main(["sample", str(tmp_path / "run"), "--condition", "up", "--beam", "3", "--length", "8"]) == 0
     assert capsys.readouterr().out.split()[-1] == "today"
+
+
+# -- options a task's model would drop are refused, never silently ignored (issue 16) ------------
+
+DROPPED = [
+    (["task=forecast", "model=lstm", "model.layer_norm=true", "model.peephole=true"], "model.peephole=True, model.layer_norm=True"),
+    (["task=forecast", "model=ar", "model.hidden_size=16"], "model.hidden_size=16"),
+    (["task=forecast", "model=window", "model.zoneout=0.1"], "model.zoneout=0.1"),
+    (["task=conditional", "model=lstm", "model.peephole=true"], "model.peephole=True"),
+    (["task=bilm", "model=lstm", "model.hidden_size=16", "model.embedding_size=16", "model.kernel_size=5"],
+     "model.kernel_size=5"),
+]
+
+
+@pytest.mark.parametrize("overrides,named", DROPPED, ids=[" ".join(o) for o, _ in DROPPED])
+def test_options_the_tasks_model_would_drop_are_refused_before_training(tmp_path, capsys, overrides, named):
+    data = seasonal_csv(tmp_path / "series.csv") if "task=forecast" in overrides else sentiment_file(tmp_path / "s.tsv")
+    out = tmp_path / "run"
+    assert main(["train", *overrides, f"data.path={data}", "train.max_steps=2", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("seqlab: error: ") and "would not use " + named in err, err
+    assert not out.exists()

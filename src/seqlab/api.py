@@ -33,4 +33,7 @@ def train(cfg: Config | None, out: str | Path, *, resume: bool = False, override
     returns the best model's validation metrics."""
     saved = cfg if cfg is not None else overrides
     assert saved is not None, "give a config, or overrides when resuming"
+    if cfg is not None and cfg.task.name != "lm":     # an option the task's model would drop is refused
+        from seqlab.registry import get
+        get("task", cfg.task.name).check_model_options(cfg)
     return trainer_for(saved)(cfg, out, resume=resume, overrides=overrides, overwrite=overwrite, log=log)

@@ -41,6 +41,7 @@ from seqlab.tasks.base import Task, batched, encode_words, word_vocab
 class BiLMTask(Task):
     name = "bilm"
     models = ("lstm", "gru", "rnn")
+    model_options = {"*": ("embedding_size", "hidden_size", "num_layers", "dropout", "tie_weights", "forget_bias")}
     datasets = ("brown", "sentiment")
     metric = "perplexity"
 

@@ -100,6 +100,7 @@ class Conditioned(nn.Module):
 class ConditionalTask(Task):
     name = "conditional"
     models = ("rnn", "lstm", "gru")
+    model_options = {"*": ("embedding_size", "hidden_size", "num_layers", "dropout")}   # plain nn.LSTM / GRU / RNN
     datasets = ("sentiment",)
 
     def __init__(self, cfg: Config):

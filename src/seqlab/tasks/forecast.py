@@ -47,6 +47,8 @@ DEFAULT_HORIZON = {"airline": 24, "co2": 36, "sunspots": 30, "nile": 10, "msft":
 class ForecastTask(Task):
     name = "forecast"
     models = ("lstm", "gru", "rnn", "window", "ar")
+    model_options = {"ar": (), "window": ("context", "hidden_size", "num_layers", "dropout"),
+                     "*": ("hidden_size", "num_layers", "dropout")}       # plain nn.LSTM / GRU / RNN
     datasets = SERIES
 
     @classmethod

@@ -15,13 +15,14 @@ label names, scalers): plain JSON, saved as RUN/task.json and read back by `load
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Callable, Sequence
 
 import torch
 from torch import Tensor, nn
 
 from seqlab import SeqlabError
-from seqlab.config import Config
+from seqlab.config import Config, ModelConfig
 from seqlab.data.sequences import STRATEGIES, split_indices
 
 Example = Any
@@ -33,6 +34,10 @@ class Task:
     metric = "loss"                          # picks the best checkpoint
     higher_is_better = False
     datasets: tuple[str, ...] = ()           # named datasets it reads (data.corpus)
+    # model.* options the task's model honours, per model.name ("*": any other name); None: not
+    # declared yet, nothing refused. Any other model option set away from its default is refused
+    # before training (check_model_options), never silently dropped.
+    model_options: dict[str, tuple[str, ...]] | None = None
 
     def __init__(self, cfg: Config):
         self.cfg = cfg
@@ -55,6 +60,21 @@ class Task:
         for key in ("max_length", "max_tokens", "char_size"):
             if getattr(t, key) < 0:
                 raise SeqlabError(f"task.{key} must be 0 or more, got {getattr(t, key)}")
+
+    @classmethod
+    def check_model_options(cls, cfg: Config) -> None:
+        """Refuse, in one line, model options this task's model would not use."""
+        if cls.model_options is None:
+            return
+        honoured = cls.model_options.get(cfg.model.name, cls.model_options.get("*", ()))
+        defaults = ModelConfig()
+        ignored = [f"model.{f.name}={getattr(cfg.model, f.name)!r}" for f in dataclasses.fields(ModelConfig)
+                   if f.name != "name" and f.name not in honoured
+                   and getattr(cfg.model, f.name) != getattr(defaults, f.name)]
+        if ignored:
+            uses = ", ".join(f"model.{k}" for k in honoured) or "no model.* option"
+            raise SeqlabError(f"task.name={cls.name} with model.name={cfg.model.name} would not use "
+                              f"{', '.join(ignored)}; remove it (this model uses {uses})")
 
     # -- data ---------------------------------------------------------------------------------
 
