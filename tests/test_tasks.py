@@ -285,6 +285,8 @@ def test_conditional_lm_learns_its_classes_and_samples_them(tmp_path, condition,
         out = capsys.readouterr().out.split()
         assert out[0] == "prices" and word in out and out[-1] == "today"
     assert main(["sample", str(tmp_path / "run"), "--condition", "sideways"]) == 2
+    assert main(["sample", str(tmp_path / "run"), "--condition", "up", "--num-samples", "2"]) == 2
+    assert "--num-samples applies to language-model runs" in capsys.readouterr().err
     assert main(["sample", str(tmp_path / "run"), "--condition", "up", "--beam", "3", "--length", "8"]) == 0
     assert capsys.readouterr().out.split()[-1] == "today"
 

@@ -254,6 +254,9 @@ def cmd_sample(args) -> int:
     if args.num_samples > 1 and (args.beam or args.greedy):
         raise SeqlabError("--num-samples draws different samples; --greedy and --beam give one continuation")
     if _task_of(args.run) == "conditional":
+        if args.num_samples > 1:
+            raise SeqlabError("--num-samples applies to language-model runs; a conditional run writes one "
+                              "sentence per --condition")
         return _sample_conditional(args)
     if args.condition:
         raise SeqlabError("--condition applies to task.name=conditional runs")
