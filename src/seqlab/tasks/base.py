@@ -1,18 +1,7 @@
-"""Helpers shared by the supervised tasks; the protocol they implement, `Task`, is the
-engine's (train/task.py) and is re-exported here.
+"""Helpers shared by the supervised tasks: word and label vocabularies, encoding, batching.
 
-A task owns its data (examples, vocabularies built from the training split only), its
-model, its loss and its metrics; the trainer only loops, clips, checkpoints and resumes.
-
-    task = get("task", cfg.task.name)(cfg)
-    task.prepare(log)                 # read the data, split it, build vocabularies
-    model = task.build_model()
-    loss, count = task.loss(model, task.collate(examples, device), step)
-    metrics = task.evaluate(model, examples, device)     # includes task.metric and "loss"
-
-`meta()` is everything besides the weights needed to use a trained model (vocabularies,
-label names, scalers): plain JSON, saved as RUN/task.json and read back by `load_meta`.
-"""
+The protocol every task implements, `Task`, is the engine's: it lives in train/task.py (its
+docstring tells what a task provides) and is re-exported here for the task modules."""
 from __future__ import annotations
 
 from collections import Counter
