@@ -49,6 +49,7 @@ from seqlab.config import Config, from_dict, to_dict
 from seqlab.data.vocab import Vocab
 from seqlab.io import atomic_path, atomic_write_text
 from seqlab.train.runfolder import require_regular
+from seqlab.train.weights_check import ModelMismatch, check_shapes, require_finite
 
 CONFIG, VOCAB, BEST, LAST, STATE, METRICS, PLOT = (
     "config.json", "vocab.json", "model.safetensors", "last.safetensors", "state.pt", "metrics.jsonl", "loss.png")
@@ -129,44 +130,15 @@ class RunDir:
         except (SafetensorError, OSError, ValueError) as e:
             raise SeqlabError(f"{path} is truncated or corrupted ({_first_line(e)}); "
                               f"retrain, or resume from another copy") from None
-        self._check_shapes(model, path, shapes)
+        check_shapes(model, path, shapes, config=self.file(CONFIG), vocab=self.file(VOCAB))
         try:
             load_model(model, str(path), strict=False, device=str(_device_of(model)))
         except (SafetensorError, OSError, ValueError, RuntimeError) as e:
             raise SeqlabError(f"{path} is truncated or corrupted ({_first_line(e)}); "
                               f"retrain, or resume from another copy") from None
         if finite:
-            _require_finite(model, path)
+            require_finite(model, path)
         return metadata
-
-    def _check_shapes(self, model: nn.Module, path: Path, shapes: dict[str, tuple[int, ...]]) -> None:
-        """The true cause when a weights file and the model its run describes disagree."""
-        expected = {key: tuple(t.shape) for key, t in model.state_dict().items()}
-        # save_model drops one name of each tied pair; load_model accepts either
-        missing = [k for k in expected if k not in shapes and not _tied_elsewhere(model, k, shapes)]
-        unexpected = [k for k in shapes if k not in expected]
-        if missing or unexpected:
-            raise ModelMismatch(f"{path} does not hold the model that {self.file(CONFIG)} describes "
-                                f"(model.name={self._model_name()}): parameters missing from the file "
-                                f"{missing[:3]}, in the file but not in the model {unexpected[:3]}; "
-                                f"config.json or the weights were replaced")
-        wrong = [(k, shapes[k], expected[k]) for k in expected if k in shapes and shapes[k] != expected[k]]
-        if not wrong:
-            return
-        key, found, wanted = wrong[0]
-        more = f" (and {len(wrong) - 1} more)" if len(wrong) > 1 else ""
-        if "embedding" in key and found[1:] == wanted[1:] and found[0] != wanted[0]:
-            raise ModelMismatch(f"{self.file(VOCAB)} has {wanted[0]} tokens but the weights in {path} embed "
-                                f"{found[0]} ({key} is {_shape(found)}); vocab.json was replaced or edited")
-        raise ModelMismatch(f"{path} does not match {self.file(CONFIG)}: {key} is {_shape(found)} in the file but "
-                            f"{_shape(wanted)} for the configured model{more}; config.json was edited "
-                            f"(restore the sizes the run was trained with)")
-
-    def _model_name(self) -> str:
-        try:
-            return str(self.meta()["config"]["model"]["name"])
-        except (SeqlabError, KeyError, TypeError):
-            return "?"
 
     def load_best(self, model: nn.Module, say: Callable[[str], None]) -> dict[str, Any]:
         """The weights `eval`, `sample` and the analyses use: model.safetensors, or, for a run
@@ -349,32 +321,6 @@ class RunDir:
         if not isinstance(state, dict):
             raise SeqlabError(f"{path} is not a seqlab state file (it holds a {type(state).__name__})")
         return state
-
-
-def _require_finite(model: nn.Module, path: Path) -> None:
-    """Weights holding NaN or inf (a diverged run, an altered file) score and sample nothing
-    meaningful: say so instead of printing `loss nan`."""
-    bad = [(name, int((~torch.isfinite(p)).sum())) for name, p in model.named_parameters()
-           if p.is_floating_point() and not torch.isfinite(p).all()]
-    if bad:
-        total = sum(n for _, n in bad)
-        raise SeqlabError(f"{path} holds {total:,} NaN or infinite weights (first in {bad[0][0]}); the run diverged "
-                          f"or the file was altered: retrain, or resume from a checkpoint (seqlab train --resume)")
-
-
-class ModelMismatch(SeqlabError):
-    """Weights and the model their run describes disagree: not damage, so no other checkpoint helps."""
-
-
-def _shape(shape: tuple[int, ...]) -> str:
-    return "(" + ", ".join(str(n) for n in shape) + ")"
-
-
-def _tied_elsewhere(model: nn.Module, key: str, shapes: dict[str, tuple[int, ...]]) -> bool:
-    """Is `key` one name of a tensor that the file holds under another (weight tying)?"""
-    state = model.state_dict()
-    return any(other in shapes and state[other].data_ptr() == state[key].data_ptr()
-               for other in state if other != key)
 
 
 @contextmanager
