@@ -64,8 +64,18 @@ def draw(probs: Tensor, generator: torch.Generator | None = None) -> Tensor:
     return torch.searchsorted(cdf, u, right=True).squeeze(1).clamp_(max=probs.size(-1) - 1)  # (B,)
 
 
-def _ban(logits: Tensor, banned: Tensor | None) -> Tensor:
-    return logits if banned is None else logits.index_fill_(-1, banned, NEG_INF)
+def _next_tokens(logits: Tensor, ban: Tensor | None, greedy: bool, temperature: float, top_k: int, top_p: float,
+                 generator: torch.Generator | None) -> Tensor:
+    """logits (B, V) -> the next token of each row (B,): banned ids dropped, then the most
+    likely one, or a draw from the filtered softmax (on the generator's device)."""
+    if ban is not None:
+        logits = logits.index_fill_(-1, ban, NEG_INF)
+    if greedy:
+        return logits.argmax(-1)                                            # (B,)
+    probs = filter_logits(logits.float(), temperature, top_k, top_p).softmax(-1)
+    if generator is not None and generator.device != probs.device:
+        return draw(probs.to(generator.device), generator).to(logits.device)
+    return draw(probs, generator)
 
 
 @torch.no_grad()
@@ -85,16 +95,10 @@ def generate(model: nn.Module, prime_ids: list[int], length: int, *, greedy: boo
     device = model_device(model)
     logits, state = prime_model(model, prime_ids, device)
     ban = torch.tensor(banned, dtype=torch.long, device=device) if banned else None
-    on_cpu = generator is None or generator.device == device
     for i in range(length):
         if i:
             logits, state = model.step(token, state)                       # (1, V)
-        logits = _ban(logits, ban)
-        if greedy:
-            token = logits.argmax(-1)                                       # (1,)
-        else:
-            probs = filter_logits(logits.float(), temperature, top_k, top_p).softmax(-1)
-            token = draw(probs if on_cpu else probs.cpu(), generator).to(device)
+        token = _next_tokens(logits, ban, greedy, temperature, top_k, top_p, generator)   # (1,)
         yield int(token)
 
 
@@ -112,15 +116,9 @@ def generate_batch(model: nn.Module, prime_ids: list[int], length: int, num_samp
     logits = logits.expand(num_samples, -1).clone()                         # (N, V)
     out = torch.empty(num_samples, length, dtype=torch.long)
     ban = torch.tensor(banned, dtype=torch.long, device=device) if banned else None
-    on_cpu = generator is None or generator.device == device
     for i in range(length):
         if i:
             logits, state = model.step(token, state)                       # (N, V)
-        logits = _ban(logits, ban)
-        if greedy:
-            token = logits.argmax(-1)                                       # (N,)
-        else:
-            probs = filter_logits(logits.float(), temperature, top_k, top_p).softmax(-1)
-            token = draw(probs if on_cpu else probs.cpu(), generator).to(device)
+        token = _next_tokens(logits, ban, greedy, temperature, top_k, top_p, generator)   # (N,)
         out[:, i] = token.cpu()
     return out.tolist()

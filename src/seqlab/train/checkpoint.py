@@ -150,9 +150,7 @@ class RunDir:
             if checkpoint.step < 0:
                 continue
             try:
-                step = self.verify(checkpoint)
-                if step != checkpoint.step:
-                    continue
+                step = self._verified_step(checkpoint)
                 meta = self.load_weights(model, checkpoint.path / WEIGHTS, finite=True)
             except ModelMismatch:
                 raise
@@ -259,15 +257,20 @@ class RunDir:
             if meta.get("step") != state.get("progress", {}).get("step"):
                 raise SeqlabError(f"{self.file(LAST)} and {self.file(STATE)} disagree; the run was cut off while saving")
             return state
-        step = self.verify(checkpoint)
-        if step != checkpoint.step:     # the manifest, not the folder's name, says which update it holds
-            raise SeqlabError(f"{checkpoint.path} holds update {step} by its {MANIFEST}, not {checkpoint.step}; "
-                              f"it was renamed or copied from elsewhere")
+        step = self._verified_step(checkpoint)
         state = self._read_state(checkpoint.path / STATE)
         self.load_weights(model, checkpoint.path / WEIGHTS)
         if state.get("progress", {}).get("step") != step:
             raise SeqlabError(f"{checkpoint.path / STATE} is not the state of update {step}")
         return state
+
+    def _verified_step(self, checkpoint: Checkpoint) -> int:
+        """`verify`, and the manifest, not the folder's name, says which update it holds."""
+        step = self.verify(checkpoint)
+        if step != checkpoint.step:
+            raise SeqlabError(f"{checkpoint.path} holds update {step} by its {MANIFEST}, not {checkpoint.step}; "
+                              f"it was renamed or copied from elsewhere")
+        return step
 
     def verify(self, checkpoint: Checkpoint) -> int:
         """Check a checkpoint's files against its manifest (sizes, sha256); returns its update

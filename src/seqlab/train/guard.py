@@ -79,8 +79,8 @@ def writing(what: str, run: Path) -> Iterator[None]:
 
 
 def _has_checkpoint(run: Path) -> bool:
-    folder = Path(run) / "checkpoints"
+    from seqlab.train.checkpoint import RunDir     # checkpoint.py's own writes report through `writing`
     try:
-        return any(p.name.startswith("step-") and p.is_dir() for p in folder.iterdir())
+        return bool(RunDir(run).checkpoints())
     except OSError:
         return False

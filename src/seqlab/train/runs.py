@@ -27,8 +27,8 @@ def load_run(run_path: str, device_name: str, lm_for: str | None = None):
 
     task = task_of(run_path)
     if lm_for is not None and task != "lm":
-        verb = {"forecast": "forecast", "classify": "classify", "tag": "tag", "translate": "translate"}.get(task)
-        instead = f"; use `seqlab {verb} {run_path} ...`" if verb else ""
+        # classify, tag, translate and forecast runs have a verb of their task's name
+        instead = f"; use `seqlab {task} {run_path} ...`" if task in ("classify", "tag", "translate", "forecast") else ""
         raise SeqlabError(f"{run_path} is a task.name={task} run, not a language model; {lm_for} reads "
                           f"task.name=lm runs{instead}")
     run = RunDir(Path(run_path)).require()
