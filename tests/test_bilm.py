@@ -14,7 +14,8 @@ from seqlab.cli import main
 from seqlab.config import load_config
 from seqlab.data.sequences import pad
 from seqlab.models.bilm import BiLM, ScalarMix, reverse_padded
-from seqlab.train.supervised import fit_task, load_trained
+from seqlab.train.engine import fit
+from seqlab.train.runs import load_trained
 
 FAST = ["model.hidden_size=16", "model.embedding_size=16", "model.num_layers=2", "model.dropout=0.0",
         "train.batch_size=16", "train.log_every=5", "train.eval_every=20", "train.progress=false",
@@ -60,7 +61,7 @@ def bilm_dir(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("bilm")
     cfg = load_config(None, ["task=bilm", f"data.path={text_file(tmp / 'text.txt')}", "model=lstm",
                              "train.max_epochs=6", *FAST, "train.lr=0.02"])
-    result = fit_task(cfg, tmp / "run", log=lambda m: None)
+    result = fit(cfg, tmp / "run", log=lambda m: None)
     return tmp / "run", result
 
 
@@ -149,7 +150,7 @@ def test_tagger_with_elmo_trains_only_the_mix_and_its_own_weights(bilm_dir, tmp_
     bilm_weights = load_file(run / "model.safetensors")
     cfg = load_config(None, ["task=tag", f"data.path={tagged_file(tmp_path / 't.txt')}", "model=lstm",
                              f"task.elmo={run}", "train.max_epochs=3", *FAST, "model.num_layers=1"])
-    fit_task(cfg, tmp_path / "tagger", log=lambda m: None)
+    fit(cfg, tmp_path / "tagger", log=lambda m: None)
     train = losses(tmp_path / "tagger")
     assert train[-1] < 0.3 * train[0]
     _, task, model, _ = load_trained(tmp_path / "tagger", "cpu")
@@ -177,7 +178,7 @@ def test_classifier_with_elmo_trains_and_bow_refuses_it(bilm_dir, tmp_path, caps
             f.write(f"{label}\t{' '.join(w for w, _ in s)}\n")
     cfg = load_config(None, ["task=classify", f"data.path={tmp_path / 's.tsv'}", "model=gru", "task.pooling=max",
                              f"task.elmo={run}", "train.max_epochs=3", *FAST, "model.num_layers=1"])
-    fit_task(cfg, tmp_path / "classifier", log=lambda m: None)
+    fit(cfg, tmp_path / "classifier", log=lambda m: None)
     train = losses(tmp_path / "classifier")
     assert train[-1] < 0.5 * train[0]
     # the command line gives ids only: the words go back through the classifier's vocabulary
@@ -195,7 +196,7 @@ def test_bad_elmo_paths_are_one_line_errors(tmp_path, bilm_dir):
     tagger = tmp_path / "tagger"
     cfg = load_config(None, ["task=tag", f"data.path={tagged_file(tmp_path / 't.txt', n=40)}", "model=lstm",
                              "train.max_steps=1", *FAST])
-    fit_task(cfg, tagger, log=lambda m: None)
+    fit(cfg, tagger, log=lambda m: None)
     with pytest.raises(SeqlabError, match="needs a task.name=bilm run"):
         load_config(None, ["task=tag", "data.path=x", "model=lstm", f"task.elmo={tagger}", *FAST])
     with pytest.raises(SeqlabError, match="embedding_size == model.hidden_size"):

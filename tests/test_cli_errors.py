@@ -5,7 +5,7 @@ import pytest
 
 from seqlab.cli import main
 from seqlab.config import load_config
-from seqlab.train.fit import fit
+from seqlab.train.engine import fit
 
 from conftest import TINY
 

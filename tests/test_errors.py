@@ -1,5 +1,5 @@
 """Error analysis against an n-gram (seqlab.analysis.errors): categories by hand, scores
-against the independent paths (`train.loop.evaluate`, one full forward pass, the n-gram's
+against the independent paths (`tasks.tbptt.evaluate`, one full forward pass, the n-gram's
 own perplexity), and the command end to end on a tiny trained run."""
 import json
 import math
@@ -16,8 +16,8 @@ from seqlab.config import ModelConfig, load_config
 from seqlab.data.vocab import Vocab
 from seqlab.models import build_model
 from seqlab.models.ngram import NGramLM, perplexity
-from seqlab.train.fit import fit
-from seqlab.train.loop import evaluate
+from seqlab.train.engine import fit
+from seqlab.tasks.tbptt import evaluate
 
 from conftest import TINY, make_text
 

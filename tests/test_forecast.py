@@ -15,7 +15,12 @@ from seqlab.data.timeseries import (Scaler, SeriesTransform, difference, integra
                                     windows)
 from seqlab.models.ar import ARModel
 from seqlab.models.forecasters import RNNForecaster, WindowForecaster, closed_loop_forecast, one_step_forecast
-from seqlab.tasks.forecast_train import plot_forecast, train_forecaster, validation_loss
+from seqlab.config import load_config
+from seqlab.tasks.forecast import build_forecaster
+from seqlab.tasks.forecast_eval import plot_forecast, validation_loss
+from seqlab.tasks.forecast_fit import forecasts
+from seqlab.train.checkpoint import RunDir
+from seqlab.train.engine import fit
 from seqlab.tasks.metrics import mae, mase, rmse, seasonal_naive
 
 
@@ -207,48 +212,61 @@ def test_covariates_are_fed_beside_the_predictions():
         closed_loop_forecast(model, x, 10, covariates=cov)
 
 
-def test_invalid_arguments_are_one_line_errors():
+def test_invalid_arguments_are_one_line_errors(tmp_path):
     with pytest.raises(SeqlabError, match="unknown forecaster cell"):
         RNNForecaster("transformer")
     with pytest.raises(SeqlabError, match="input must be"):
         RNNForecaster()(torch.zeros(2, 3, 4))
     with pytest.raises(SeqlabError, match="start"):
         one_step_forecast(WindowForecaster(3), np.zeros(5), 0)
-    with pytest.raises(SeqlabError, match="training series has"):
-        train_forecaster(WindowForecaster(3), np.zeros(10), np.zeros(3), length=24)
+    with pytest.raises(SeqlabError, match="too few"):
+        train_series(tmp_path / "short", np.zeros(10), 1, ["train.max_steps=10"])
 
 
 # -- training ------------------------------------------------------------------------------
 
-def test_rnn_forecaster_learns_a_noisy_sine():
+def train_series(out, values, period, options, horizon=40):
+    """A forecast-task run on `values` through the engine; (model with the best weights, metrics rows)."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out.parent / f"{out.name}.csv").write_text("".join(f"{float(v)!r}\n" for v in values))
+    cfg = load_config(None, ["task=forecast", f"data.path={out.parent / out.name}.csv", "task.transform=none", f"task.horizon={horizon}", f"task.period={period}",
+                             "train.progress=false", "train.threads=1", "train.device=cpu", "train.max_epochs=0",
+                             "train.schedule=constant", *options])
+    fit(cfg, out, log=lambda m: None)
+    model = build_forecaster(cfg)
+    RunDir(out).load_weights(model)
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    return model.eval(), rows
+
+
+def test_rnn_forecaster_learns_a_noisy_sine(tmp_path):
     x = noisy_sine(360, period=16, noise=0.1)
     train, valid, test = x[:280], x[280:320], x[320:]
-    torch.manual_seed(0)
-    model = RNNForecaster("lstm", 16)
-    info = train_forecaster(model, train, valid, steps=300, lr=1e-2, length=24, warmup=8, batch_size=16,
-                            eval_every=25, patience=4)
-    history = info["history"]
-    assert history[-1]["train_loss"] < 0.2 * history[0]["train_loss"]           # the loss falls
-    # the best weights are restored: the model's validation loss is the best one seen
-    assert validation_loss(model, train, valid) == pytest.approx(info["best_valid_loss"], rel=1e-6)
+    model, rows = train_series(tmp_path / "run", x, 16, ["model=lstm", "model.hidden_size=16", "model.num_layers=1",
+                                                         "model.dropout=0", "train.lr=1e-2", "train.batch_size=16",
+                                                         "train.max_steps=300", "train.eval_every=25",
+                                                         "train.log_every=25", "train.early_stop=4"])
+    losses = [r["loss"] for r in rows if r["split"] == "train"]
+    assert losses[-1] < 0.2 * losses[0]                                             # the loss falls
+    # the best weights are kept: the model's validation loss is the best one seen
+    best = min(r["loss"] for r in rows if r["split"] == "valid")
+    tf = SeriesTransform.from_dict(json.loads((tmp_path / "run" / "task.json").read_text())["transform"])
+    assert validation_loss(model, tf.apply(train), tf.apply(valid)) == pytest.approx(best, rel=1e-6)
     past = x[:320]
-    one = one_step_forecast(model, x, 320)
-    closed = closed_loop_forecast(model, past, 16)
+    one, closed = forecasts([model], tf, x, 320, 16)          # in the series' units, through its transform
     assert mase(test, one, past, period=16) < 1.0
     assert mase(test[:16], closed, past, period=16) < 1.0
     assert mase(test, one, past, period=1) < 0.6
 
 
-def test_training_is_deterministic():
+def test_training_is_deterministic(tmp_path):
     x = noisy_sine(120)
-    runs = []
-    for _ in range(2):
-        torch.manual_seed(3)
-        model = WindowForecaster(8, 8)
-        info = train_forecaster(model, x[:100], x[100:], steps=30, eval_every=10, seed=5)
-        runs.append((info["history"], model.head.weight.detach().clone()))
-    assert runs[0][0] == runs[1][0]
-    torch.testing.assert_close(runs[0][1], runs[1][1], rtol=0, atol=0)
+    options = ["model=window", "model.hidden_size=8", "train.max_steps=30", "train.eval_every=10", "train.seed=5"]
+    runs = [train_series(tmp_path / f"run{i}", x, 16, options, horizon=10) for i in range(2)]
+    drop = ("values_per_s", "elapsed", "seconds")
+    clean = [[{k: v for k, v in r.items() if k not in drop} for r in rows] for _, rows in runs]
+    assert clean[0] == clean[1]
+    torch.testing.assert_close(runs[0][0].head.weight, runs[1][0].head.weight, rtol=0, atol=0)
 
 
 def test_plot_forecast_writes_a_png(tmp_path):

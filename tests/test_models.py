@@ -7,7 +7,7 @@ from seqlab.models import build_model
 from seqlab.models.base import SequenceModel, detach_state, is_count_model
 from seqlab.registry import names
 from seqlab.train.checkpoint import RunDir
-from seqlab.train.loop import tbptt_windows, train_step
+from seqlab.tasks.tbptt import tbptt_windows, train_step
 
 V = 23
 

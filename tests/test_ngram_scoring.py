@@ -13,7 +13,7 @@ from seqlab import SeqlabError
 from seqlab.config import ModelConfig
 from seqlab.data.vocab import BOS, EOS, PAD, UNK
 from seqlab.models.ngram import SMOOTHINGS, NGramLM, perplexity
-from seqlab.train.loop import evaluate
+from seqlab.tasks.tbptt import evaluate
 
 V = 24
 SEEN = np.arange(4, V - 3)                       # training ids; <unk>, <eos>, V-3..V-1 never seen

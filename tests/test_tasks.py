@@ -13,11 +13,13 @@ from seqlab import SeqlabError
 from seqlab.cli import main
 from seqlab.config import load_config
 from seqlab.data.sequences import make_batches, pad, padding_share, split_indices
-from seqlab.train.supervised import evaluate_run, fit_task
+from seqlab.train.engine import fit
+from seqlab.train.runs import evaluate_run
 
-FAST = ["model.hidden_size=24", "model.embedding_size=16", "model.num_layers=1", "model.dropout=0.0",
-        "train.batch_size=16", "train.log_every=5", "train.eval_every=10", "train.progress=false",
+NET = ["model.hidden_size=24", "model.embedding_size=16", "model.num_layers=1", "model.dropout=0.0"]
+TRAIN = ["train.batch_size=16", "train.log_every=5", "train.eval_every=10", "train.progress=false",
         "train.early_stop=0", "train.lr=0.01"]
+FAST = NET + TRAIN
 
 
 def sentiment_file(path, n=400, seed=0):
@@ -84,9 +86,9 @@ def test_pad_and_fixed_split():
 @pytest.mark.parametrize("model", ["lstm", "gru", "bow"])
 def test_classifier_learns_and_the_cli_predicts(tmp_path, model, capsys):
     data = sentiment_file(tmp_path / "s.tsv")
-    cfg = load_config(None, ["task=classify", f"data.path={data}", f"model={model}", "train.max_epochs=6", *FAST]
-                      + (["train.lr=0.1"] if model == "bow" else []))
-    result = fit_task(cfg, tmp_path / "run", log=lambda m: None)
+    cfg = load_config(None, ["task=classify", f"data.path={data}", f"model={model}", "train.max_epochs=6",
+                             *(TRAIN + ["train.lr=0.1"] if model == "bow" else FAST)])
+    result = fit(cfg, tmp_path / "run", log=lambda m: None)
     train = losses(tmp_path / "run", "train")
     assert train[-1] < 0.5 * train[0]
     assert result["accuracy"] >= 0.9
@@ -104,7 +106,7 @@ def test_regression_on_scores(tmp_path):
             f.write(f"{k - 2}\t{' '.join(['up'] * k + ['down'] * (4 - k) + ['x'] * rng.randint(0, 3))}\n")
     cfg = load_config(None, ["task=classify", "task.target=score", f"data.path={tmp_path / 'r.tsv'}", "model=gru",
                              "task.pooling=mean", "train.max_epochs=8", *FAST])
-    result = fit_task(cfg, tmp_path / "run", log=lambda m: None)
+    result = fit(cfg, tmp_path / "run", log=lambda m: None)
     assert result["mae"] < 0.5 and result["pearson"] > 0.9
 
 
@@ -128,7 +130,7 @@ def test_tagger_learns_and_tags_unseen_words_by_spelling(tmp_path, char_size, ca
     data = tagged_file(tmp_path / "t.txt")
     cfg = load_config(None, ["task=tag", f"data.path={data}", "model=lstm", f"task.char_size={char_size}",
                              "train.max_epochs=4", *FAST])
-    result = fit_task(cfg, tmp_path / "run", log=lambda m: None)
+    result = fit(cfg, tmp_path / "run", log=lambda m: None)
     train = losses(tmp_path / "run", "train")
     assert train[-1] < 0.3 * train[0] and result["accuracy"] > 0.95
     assert main(["tag", str(tmp_path / "run"), "--text", "the old cat saw a boat ."]) == 0
@@ -141,10 +143,10 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path):
     data = sentiment_file(tmp_path / "s.tsv")
     common = ["task=classify", f"data.path={data}", "model=lstm", "model.dropout=0.3", *FAST, "train.eval_every=6"]
     full = load_config(None, [*common, "train.max_steps=36"])
-    fit_task(full, tmp_path / "full", log=lambda m: None)
+    fit(full, tmp_path / "full", log=lambda m: None)
     part = load_config(None, [*common, "train.max_steps=12"])
-    fit_task(part, tmp_path / "part", log=lambda m: None)   # stops mid-epoch (25 batches per epoch)
-    fit_task(None, tmp_path / "part", resume=True, overrides=full, log=lambda m: None)
+    fit(part, tmp_path / "part", log=lambda m: None)   # stops mid-epoch (25 batches per epoch)
+    fit(None, tmp_path / "part", resume=True, overrides=full, log=lambda m: None)
     newest = {run: max((tmp_path / run / "checkpoints").glob("step-*")) / "weights.safetensors" for run in ("full", "part")}
     a, b = load_file(newest["full"]), load_file(newest["part"])
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
@@ -153,8 +155,8 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path):
 
 def test_eval_reports_the_split_and_refuses_changed_data(tmp_path, capsys):
     data = sentiment_file(tmp_path / "s.tsv")
-    cfg = load_config(None, ["task=classify", f"data.path={data}", "model=bow", "train.max_epochs=1", *FAST])
-    fit_task(cfg, tmp_path / "run", log=lambda m: None)
+    cfg = load_config(None, ["task=classify", f"data.path={data}", "model=bow", "train.max_epochs=1", *TRAIN])
+    fit(cfg, tmp_path / "run", log=lambda m: None)
     assert main(["eval", str(tmp_path / "run"), "--split", "test", "--json"]) == 0
     row = json.loads(capsys.readouterr().out)
     assert row["split"] == "test" and 0 <= row["accuracy"] <= 1
@@ -242,7 +244,7 @@ def test_translation_learns_reversal_and_the_cli_translates_with_an_attention_ma
     cfg = load_config(None, ["task=translate", f"data.path={tmp_path / 'pairs.tsv'}", "model=gru",
                              "task.sampling=linear", "task.sampling_min=0.8", "task.beam_size=3", *FAST,
                              "model.hidden_size=32", "train.batch_size=32", "train.max_steps=150", "train.eval_every=50"])
-    result = fit_task(cfg, tmp_path / "run", log=lambda m: None)
+    result = fit(cfg, tmp_path / "run", log=lambda m: None)
     train = losses(tmp_path / "run", "train")
     assert train[-1] < 0.3 * train[0] and result["sequence_accuracy"] > 0.5 and result["bleu"] > 50
     assert main(["eval", str(tmp_path / "run"), "--split", "valid", "--json"]) == 0     # beam search, width 3
@@ -277,7 +279,7 @@ def test_conditional_lm_learns_its_classes_and_samples_them(tmp_path, condition,
             f.write(f"{label}\tprices {' '.join([word] * rng.randint(2, 4))} today\n")
     cfg = load_config(None, ["task=conditional", f"data.path={data}", "model=gru", f"task.condition={condition}",
                              "train.max_epochs=6", *FAST])
-    result = fit_task(cfg, tmp_path / "run", log=lambda m: None)
+    result = fit(cfg, tmp_path / "run", log=lambda m: None)
     train = losses(tmp_path / "run", "train")
     assert train[-1] < 0.5 * train[0] and result["label_accuracy"] > 0.95
     for label, word in (("up", "rise"), ("down", "fall")):

@@ -10,8 +10,9 @@ import pytest
 import torch
 
 from seqlab.config import load_config
-from seqlab.train import fit as fit_module
-from seqlab.train.fit import Interrupted, fit
+from seqlab.tasks import lm as fit_module    # the language model task: its train_step
+from seqlab.train.control import Interrupted
+from seqlab.train.engine import fit
 
 from conftest import TINY
 

@@ -194,7 +194,7 @@ def cmd_train(args) -> int:
 def cmd_eval(args) -> int:
     from seqlab.data.sources import read_path
     from seqlab.data.text import load_splits
-    from seqlab.train.loop import evaluate, summary
+    from seqlab.tasks.tbptt import evaluate, summary
 
     if args.batch_size <= 0:
         raise SeqlabError(f"--batch-size must be greater than 0, got {args.batch_size}")
@@ -292,7 +292,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _guarded(command) -> int:
     """Run a command, turning seqlab's errors and Ctrl-C into one line and an exit status."""
-    from seqlab.train.fit import Interrupted
+    from seqlab.train.control import Interrupted
 
     try:
         return command()

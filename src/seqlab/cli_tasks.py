@@ -59,7 +59,7 @@ def _task_of(run_path: str) -> str:
 
 
 def _eval_task(args) -> int:
-    from seqlab.train.supervised import evaluate_run
+    from seqlab.train.runs import evaluate_run
     if _task_of(args.run) == "forecast":
         from seqlab.tasks.forecast import load_forecaster
         _, meta, _ = load_forecaster(args.run)
@@ -93,7 +93,7 @@ def _sentences(args) -> list[str]:
 
 
 def _load_task_run(args, verb: str):
-    from seqlab.train.supervised import load_trained
+    from seqlab.train.runs import load_trained
     name = _task_of(args.run)
     if name != verb:
         raise SeqlabError(f"{args.run} is a task.name={name} run; `seqlab {verb}` needs a task.name={verb} run")
@@ -182,7 +182,7 @@ def cmd_forecast(args) -> int:
     if args.plot:
         import numpy as np
 
-        from seqlab.tasks.forecast_train import plot_forecast
+        from seqlab.tasks.forecast_eval import plot_forecast
         history = np.asarray(meta["values"])
         plot_forecast(args.plot, history, None, None, {"forecast": future}, show_last=4 * args.steps,
                       title=f"{meta['series']}: the next {args.steps} values, fed back step by step")
@@ -201,7 +201,7 @@ def _sample_conditional(args) -> int:
     from seqlab.decode.beam import beam_search
     from seqlab.decode.sampling import generate
     from seqlab.tasks.conditional import Conditioned
-    from seqlab.train.supervised import load_trained
+    from seqlab.train.runs import load_trained
 
     cfg, task, model, device = load_trained(args.run, args.device)
     if args.condition not in task.labels:

@@ -274,10 +274,7 @@ def validate(cfg: Config) -> None:
     """Reject values no run could use, with what to do instead."""
     d, m, t = cfg.data, cfg.model, cfg.train
     from seqlab.registry import get
-    if cfg.task.name != "lm":
-        get("task", cfg.task.name).validate(cfg)     # the task knows its models and options
-    else:
-        get("model", m.name)      # an unknown name lists the valid ones, before any data is read
+    get("task", cfg.task.name).validate(cfg)     # the task knows its models and options, before any data is read
     if d.level not in ("char", "word"):
         raise SeqlabError(f"data.level must be 'char' or 'word', got {d.level!r}")
     _validate_cell(m)

@@ -29,7 +29,7 @@ letters inside a word by distance to the word's first letter.
 
 Gain = n-gram bits − model bits, per character (positive: the model predicts it better);
 a class's bits saved is its summed gain, and its share the bits saved over the total.
-The model is scored exactly as `seqlab eval` scores it (`train.loop.evaluate`: the same
+The model is scored exactly as `seqlab eval` scores it (`tasks.tbptt.evaluate`: the same
 parallel streams, the state carried across chunks), so the mean over the scored characters
 is eval's loss; the n-gram scores the same characters from a <bos>-padded start of the text.
 
@@ -129,7 +129,7 @@ def ids_to_text(ids: np.ndarray, vocab) -> str:
 @torch.no_grad()
 def model_log_probs(model, ids: np.ndarray, batch_size: int, bptt_steps: int,
                     device: torch.device) -> tuple[np.ndarray, np.ndarray]:
-    """The log-probability of every character `train.loop.evaluate` scores, and its position
+    """The log-probability of every character `tasks.tbptt.evaluate` scores, and its position
     in `ids`: the same B streams (`batchify`), chunks of `bptt_steps`, state carried across
     chunks. Returns (positions (P,), natural-log probabilities (P,) float64)."""
     batch_size = max(1, min(batch_size, len(ids) // 2))
@@ -324,7 +324,7 @@ def analyze(args) -> dict:
     from seqlab.train.runs import load_run
     from seqlab.data.text import load_splits
     from seqlab.models.ngram import MAX_ORDER
-    from seqlab.train.loop import summary
+    from seqlab.tasks.tbptt import summary
 
     def log(message):
         print(message, file=sys.stderr)

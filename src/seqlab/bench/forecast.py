@@ -17,7 +17,8 @@ Protocol, per series (all choices on the validation part, never on the test part
      part, AIC = n log σ̂² + 2(p + 1) over the same n = N − p_max equations for every p
      (Akaike 1974; the common sample keeps the AICs comparable);
    - the window MLP (W = m + 1 inputs, one tanh layer) and the LSTM forecaster (one layer),
-     trained with train_forecaster (early stopping on the one-step validation loss); each
+     each trained as a run of the forecast task through seqlab's engine (constant rate,
+     early stopping on the one-step validation loss; the runs go to a temporary folder); each
      is an average of `seeds` networks trained from different seeds.
    The transform kept for a model is the one with the lowest validation score, the mean of
    its one-step and closed-loop MASE on the validation part.
@@ -32,18 +33,25 @@ Protocol, per series (all choices on the validation part, never on the test part
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from seqlab import SeqlabError
 from seqlab.bench.common import commit, machine, provenance, write_report
+from seqlab.config import load_config
 from seqlab.data.timeseries import SeriesTransform, split_horizon
-from seqlab.tasks.forecast_fit import Settings, fit_ar, fit_networks, forecasts, scores, transforms
-from seqlab.tasks.forecast_train import plot_forecast
+from seqlab.tasks.forecast import ForecastTask, build_forecaster, spelled
+from seqlab.tasks.forecast_eval import plot_forecast
+from seqlab.tasks.forecast_fit import Settings, fit_ar, forecasts, scores, transforms
 from seqlab.tasks.metrics import seasonal_naive
+from seqlab.train.checkpoint import RunDir
+from seqlab.train.engine import fit
 
 # (test, valid) horizons per series; any other series holds out 10% and 10%
 HORIZONS = {"airline": (24, 24), "co2": (36, 36), "sunspots": (30, 30), "nile": (10, 10), "msft": (250, 250)}
@@ -58,8 +66,42 @@ PROTOCOL_HISTORY = (
     "forecaster on ∇1∇12 carries the latest year's growth forward, one on ∇1 or ∇12 the average growth.")
 
 
+def fit_networks(kind: str, name: str, values: np.ndarray, period: int, horizon: int, transform: str, s: Settings,
+                 runs: Path) -> tuple[list, list]:
+    """`s.seeds` networks of one kind, each a forecast-task run through the engine, best weights loaded."""
+    members, infos = [], []
+    series_file = runs / f"{name}.csv"                     # the engine's task reads its series from a file
+    series_file.write_text("".join(f"{float(v)!r}\n" for v in np.asarray(values, np.float64)), encoding="utf-8")
+    for seed in range(s.seeds):
+        model = ("model=lstm",) if kind == "LSTM" else ("model=window", f"model.context={max(period + 1, 8)}")
+        cfg = load_config(None, ["task=forecast", f"data.path={series_file}", f"task.transform={transform}", f"task.horizon={horizon}",
+                                 f"task.period={period}", *model, f"model.hidden_size={s.hidden_size}",
+                                 "model.num_layers=1", "model.dropout=0", f"train.lr={s.lr}",
+                                 f"train.batch_size={s.batch_size}", f"train.eval_every={s.eval_every}",
+                                 f"train.early_stop={s.patience}", f"train.max_steps={s.steps}", "train.max_epochs=0",
+                                 "train.schedule=constant", f"train.seed={seed}", "train.progress=false",
+                                 "train.log_every=1000000", f"train.threads={torch.get_num_threads()}", "train.device=cpu"])
+        out = runs / f"{name}-{kind.replace(' ', '_')}-{transform.replace(',', '-')}-seed{seed}"
+        task = ForecastTask(cfg).chunks_of(s.length)
+        fit(cfg, out, overwrite=True, log=lambda m: None, task=task)
+        net = build_forecaster(cfg)
+        meta = RunDir(out).load_weights(net)
+        rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+        valid = [r for r in rows if r["split"] == "valid"]
+        members.append(net.eval())
+        infos.append({"best_step": meta["step"], "steps_run": max(r["step"] for r in rows),
+                      "best_valid_mse": min(r["loss"] for r in valid)})
+    return members, infos
+
+
 def run_series(name: str, values: np.ndarray, period: int, s: Settings, plot_path: str | None,
                log=print) -> dict:
+    with tempfile.TemporaryDirectory(prefix=f"seqlab-forecast-{name}-") as runs:
+        return _run_series(name, values, period, s, plot_path, log, Path(runs))
+
+
+def _run_series(name: str, values: np.ndarray, period: int, s: Settings, plot_path: str | None, log,
+                runs: Path) -> dict:
     start_time = time.perf_counter()
     test, valid = HORIZONS.get(name, (max(1, values.size // 10),) * 2)
     splits = split_horizon(values, test, valid)
@@ -75,7 +117,7 @@ def run_series(name: str, values: np.ndarray, period: int, s: Settings, plot_pat
                 ar, _ = fit_ar(u_train, s.ar_max_order)
                 members, infos = [ar], [{"order": ar.order}]
             else:
-                members, infos = fit_networks(kind, u_train, u_valid, period, s)
+                members, infos = fit_networks(kind, name, values, period, valid, spelled(use_log, lags), s, runs)
             one, closed = forecasts(members, tf, history, train.size, valid)
             v = scores(splits.valid, one, closed, train, period)
             score = (v["one_step_mase"] + v["closed_loop_mase"]) / 2

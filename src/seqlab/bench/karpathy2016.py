@@ -10,7 +10,7 @@ against n-NN (a feed-forward net over the last n characters) for growing n, on t
 Here: the `linux` corpus (DATA.md: the kernel/ .c/.h files of linux-source-6.1, 11.7M chars,
 more and newer than the paper's 6.2M) and `austen` (Jane Austen's novels, the stand-in for War
 and Peace, which cannot be had here), both cut 80/10/10 as in the paper. Every cell is one
-`seqlab train` run (seqlab.train.fit.fit) followed by `seqlab eval --split test`; n-grams are
+`seqlab train` run (seqlab.train.engine.fit) followed by `seqlab eval --split test`; n-grams are
 interpolated Kneser-Ney (model.name=ngram), n-NN is seqlab's fixed-window MLP (model.name=window,
 one tanh layer of 512 over n embedded characters). The recurrent sizes are the hidden sizes
 64/128/256/512 — the paper chose sizes so that each column has about the same number of
@@ -83,7 +83,7 @@ def test_metrics(run_dir: Path, device: str) -> dict:
     """`seqlab eval RUN --split test`: the best weights on the whole test split."""
     from seqlab.train.runs import load_run
     from seqlab.data.text import load_splits
-    from seqlab.train.loop import evaluate, summary
+    from seqlab.tasks.tbptt import evaluate, summary
 
     cfg, vocab, model, dev = load_run(str(run_dir), device)
     splits = load_splits(cfg.data, log=lambda m: None)
@@ -98,7 +98,7 @@ def lm_cell(overrides: list[str], options: Options, metric_key: str = "test_nats
     from seqlab.config import load_config, to_dict
     from seqlab.models import build_model
     from seqlab.models.base import is_count_model
-    from seqlab.train.fit import fit
+    from seqlab.train.engine import fit
 
     cfg = load_config(None, [*overrides, f"train.device={options.device}", f"train.threads={options.threads}",
                              f"train.progress={str(options.progress).lower()}"])

@@ -39,7 +39,7 @@ def commands(row: str) -> tuple[str, str]:
 def run_row(row: str, reuse: str | None = None, log=print) -> dict:
     from seqlab.config import load_config, to_dict
     from seqlab.train.checkpoint import RunDir
-    from seqlab.train.supervised import evaluate_run
+    from seqlab.train.runs import evaluate_run
 
     preset, overrides, anchor = ROWS[row]
     cfg = load_config(preset, [*overrides, *FIXED])

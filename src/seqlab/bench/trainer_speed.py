@@ -92,7 +92,7 @@ def bare_loop(cfg: Config, data: torch.Tensor, vocab_size: int, blocks: int, upd
 
 
 def seqlab_loop(cfg: Config, text_path: Path, blocks: int, updates: int) -> list[float]:
-    from seqlab.train.fit import fit
+    from seqlab.train.engine import fit
 
     cfg.data.path = str(text_path)
     cfg.train.max_steps = blocks * updates

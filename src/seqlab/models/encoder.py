@@ -26,6 +26,10 @@ from seqlab.models.fused import MODULES as _FUSED
 from seqlab.tokens import PAD
 
 ENCODER_CELLS = ("rnn", "jordan", "lstm", "gru")
+# the model.* options the encoder honours (the cell's own through models/recurrent.cell_factory)
+ENCODER_OPTIONS = ("embedding_size", "hidden_size", "num_layers", "dropout", "forget_bias", "nonlinearity", "peephole",
+                   "coupled", "layer_norm", "gru_form", "residual", "variational", "recurrent_dropout", "zoneout",
+                   "recurrent_init", "impl")
 
 
 class SequenceEncoder(nn.Module):

@@ -341,7 +341,7 @@ class NGramLM(nn.Module):
     def target_log_probs(self, x: Tensor, targets: Tensor, state: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
         """(B, T) float64 log-probability of targets[:, t] after x[:, t] (and the state), and
         the state after x: the entries of `forward(x, state)` at the targets, computed
-        without the (B, T, V) table. What `train.loop.evaluate` scores count models with."""
+        without the (B, T, V) table. What `tasks.tbptt.evaluate` scores count models with."""
         B, T = x.shape
         if tuple(targets.shape) != (B, T):
             raise SeqlabError(f"targets must have the inputs' shape {(B, T)}, got {tuple(targets.shape)}")

@@ -5,6 +5,9 @@
     translate  many-to-many, encoder-decoder with attention
     forecast   real-valued series, one-step and closed-loop
 
-`seqlab train task.name=NAME ...` trains any of them through train/supervised.py; the
-language model (`task.name=lm`, the default) keeps its own TBPTT trainer (train/fit.py).
+    lm         next token on one stream, TBPTT (the default)
+    conditional, bilm   language models of sentences given a label / in both directions
+
+Every one of them trains through the one engine (train/engine.py), which knows only the
+task protocol (train/task.py).
 """

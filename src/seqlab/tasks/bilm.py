@@ -34,12 +34,13 @@ from seqlab.data.sequences import pad
 from seqlab.data.vocab import BOS, EOS, PAD, UNK, Vocab
 from seqlab.models.bilm import BiLM, Elmo
 from seqlab.registry import register
-from seqlab.tasks.base import Task, batched, encode_words, word_vocab
+from seqlab.tasks.base import BATCHING_OPTIONS, ExampleTask, batched, encode_words, word_vocab
 
 
 @register("task", "bilm")
-class BiLMTask(Task):
+class BiLMTask(ExampleTask):
     name = "bilm"
+    task_options = ("lowercase", "max_length") + BATCHING_OPTIONS
     models = ("lstm", "gru", "rnn")
     model_options = {"*": ("embedding_size", "hidden_size", "num_layers", "dropout", "tie_weights", "forget_bias")}
     datasets = ("brown", "sentiment")
@@ -156,7 +157,7 @@ class ElmoVocab:
     """A consumer's words -> the biLM's word ids, tokenised and lower-cased as the biLM's were."""
 
     def __init__(self, path: str):
-        from seqlab.train.supervised import load_task
+        from seqlab.train.runs import load_task
         self.cfg, task = load_task(bilm_run(path))
         self.vocab, self.lowercase = task.vocab, self.cfg.task.lowercase
 
@@ -171,7 +172,7 @@ class ElmoVocab:
 
 def load_elmo(path: str) -> tuple[Elmo, ElmoVocab]:
     """The frozen biLM of a bilm run with a fresh scalar mix, and its vocabulary."""
-    from seqlab.train.supervised import load_trained
+    from seqlab.train.runs import load_trained
     bilm_run(path)
     _, task, bilm, _ = load_trained(path, "cpu")
     return Elmo(bilm), ElmoVocab(path)

@@ -36,9 +36,9 @@ from seqlab import SeqlabError
 from seqlab.config import Config
 from seqlab.data.sequences import pad
 from seqlab.data.vocab import PAD, Vocab
-from seqlab.models.encoder import ENCODER_CELLS, SequenceEncoder, lengths_mask
+from seqlab.models.encoder import ENCODER_CELLS, ENCODER_OPTIONS, SequenceEncoder, lengths_mask
 from seqlab.registry import register
-from seqlab.tasks.base import Task, batched, encode_words, label_vocab, word_vocab
+from seqlab.tasks.base import BATCHING_OPTIONS, ExampleTask, batched, encode_words, label_vocab, word_vocab
 
 _WORD = re.compile(r"\w+(?:'\w+)?|[^\w\s]")
 
@@ -91,8 +91,10 @@ class BagOfWords(nn.Module):
 
 
 @register("task", "classify")
-class ClassifyTask(Task):
+class ClassifyTask(ExampleTask):
     name = "classify"
+    task_options = ("target", "pooling", "bidirectional", "lowercase", "max_length", "elmo") + BATCHING_OPTIONS
+    model_options = {"bow": (), "*": ENCODER_OPTIONS}
     models = ("bow",) + ENCODER_CELLS
     datasets = ("sentiment",)
 

@@ -27,7 +27,7 @@ from seqlab.data.sequences import pad
 from seqlab.data.vocab import BOS, EOS, PAD, Vocab
 from seqlab.models import fused
 from seqlab.registry import register
-from seqlab.tasks.base import Task, batched, encode_words, label_vocab, word_vocab
+from seqlab.tasks.base import BATCHING_OPTIONS, ExampleTask, batched, encode_words, label_vocab, word_vocab
 from seqlab.tasks.classify import labelled_rows, words
 
 CONDITIONING = ("init", "input", "both")
@@ -97,8 +97,9 @@ class Conditioned(nn.Module):
 
 
 @register("task", "conditional")
-class ConditionalTask(Task):
+class ConditionalTask(ExampleTask):
     name = "conditional"
+    task_options = ("condition", "lowercase") + BATCHING_OPTIONS
     models = ("rnn", "lstm", "gru")
     model_options = {"*": ("embedding_size", "hidden_size", "num_layers", "dropout")}   # plain nn.LSTM / GRU / RNN
     datasets = ("sentiment",)

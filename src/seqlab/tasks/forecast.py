@@ -15,14 +15,21 @@ candidate with the best validation MASE; early stopping on the validation loss. 
 horizon is forecast once, one-step and closed-loop, and scored with MAE, RMSE and MASE
 beside the seasonal naive forecast.
 
-A forecaster trains in seconds, so a run is not resumable: train it again instead.
+The networks train through the one engine (train/engine.py), resumable like any run: each
+update draws train.batch_size chunks of `warmup + 24 + 1` consecutive training values from
+(train.seed, epoch, update), reads the first `warmup + 24` from a fresh state (warmup: the
+season, or the window's W - 1, only fills the state) and scores the last 24 predictions by
+squared error; an epoch is 150 updates (chunks are drawn with replacement); validation is the
+squared error of the one-step forecasts of the validation part. With task.transform=auto
+every candidate transform is its own run in RUN/candidates/ and the one with the best
+validation MASE is kept. AR(p) is fitted by least squares in one pass.
 The run holds config.json, model.safetensors (weights or AR coefficients), task.json (the
 series, its transform and the scores) and forecast.png.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
-import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -33,11 +40,12 @@ from torch import nn
 from seqlab import SeqlabError
 from seqlab.config import Config
 from seqlab.data.timeseries import SeriesTransform, split_horizon
-from seqlab.data.vocab import Vocab
-from seqlab.io import atomic_write_text
 from seqlab.models.forecasters import RNNForecaster, WindowForecaster
 from seqlab.registry import register
-from seqlab.tasks.base import Task
+from seqlab.tasks.forecast_eval import plot_forecast, validation_loss
+from seqlab.tasks.forecast_fit import fit_ar, forecasts, scores, transforms
+from seqlab.tasks.metrics import seasonal_naive
+from seqlab.train.task import Task
 
 SERIES = ("airline", "co2", "sunspots", "nile", "msft")
 DEFAULT_HORIZON = {"airline": 24, "co2": 36, "sunspots": 30, "nile": 10, "msft": 250}
@@ -50,6 +58,19 @@ class ForecastTask(Task):
     model_options = {"ar": (), "window": ("context", "hidden_size", "num_layers", "dropout"),
                      "*": ("hidden_size", "num_layers", "dropout")}       # plain nn.LSTM / GRU / RNN
     datasets = SERIES
+    task_options = ("horizon", "transform", "period", "ar_order")
+    unit, rate = "values", "values_per_s"
+    select_metric = "valid_mase"     # of the candidate transforms, the best validation MASE is kept
+    length = 24                      # predictions scored per chunk (the truncated-BPTT length)
+    updates_per_epoch = 150
+
+    def chunks_of(self, length: int) -> "ForecastTask":
+        """Score `length` predictions per chunk instead of 24 (the benchmark's setting)."""
+        self.length = length
+        return self
+
+    def adopt(self, other: Task) -> "ForecastTask":
+        return self.chunks_of(getattr(other, "length", 24))
 
     @classmethod
     def validate(cls, cfg: Config) -> None:
@@ -58,6 +79,120 @@ class ForecastTask(Task):
             raise SeqlabError("task.horizon and task.ar_order must be 0 or more")
         parse_transform(cfg.task.transform)
 
+    # -- data -----------------------------------------------------------------------------------
+
+    def prepare(self, log: Callable[[str], None] = print) -> None:
+        name, values, period = load_series(self.cfg)
+        horizon = self.cfg.task.horizon or DEFAULT_HORIZON.get(name, max(1, values.size // 10))
+        if values.size < 3 * horizon + 2 * period + 4:
+            raise SeqlabError(f"{name}: {values.size} values are too few for a test and a validation horizon of "
+                              f"{horizon} each; set a smaller task.horizon")
+        self.source, self.values, self.period, self.horizon = name, values, period, horizon
+        self.parts = split_horizon(values, horizon, horizon)
+        fixed = parse_transform(self.cfg.task.transform)
+        use_log, lags = fixed if fixed else (False, ())      # auto: each candidate is a run of its own
+        self.tf = SeriesTransform(use_log, lags).fit(self.parts.train)
+        self.u_train = self.tf.apply(self.parts.train)
+        self.u_valid = self.tf.apply(self.parts.history)[self.parts.train.size - self.tf.offset:]
+
+    def candidates(self) -> list[tuple[str, Config]]:
+        """With task.transform=auto, one config per candidate transform, each trained as a run of its own."""
+        if parse_transform(self.cfg.task.transform) is not None:
+            return []
+        name, values, period = load_series(self.cfg)
+        return [(spelled(log, lags).replace(",", "-"),
+                 dataclasses.replace(self.cfg, task=dataclasses.replace(self.cfg.task, transform=spelled(log, lags))))
+                for log, lags in transforms(values, period)]
+
+    def describe(self) -> str:
+        return (f"{self.source}: {self.values.size} values, period {self.period}, transform {describe(self.tf)} | "
+                f"train {self.parts.train.size} / valid {self.horizon} / test {self.horizon}")
+
+    def meta(self) -> dict[str, Any]:
+        return {"series": self.source, "values": self.values.tolist(), "period": self.period,
+                "horizon": self.horizon, "transform": self.tf.to_dict()}
+
+    # -- model ----------------------------------------------------------------------------------
+
+    def build_model(self) -> nn.Module:
+        return build_forecaster(self.cfg, max(self.cfg.task.ar_order, 1))
+
+    def fit_counts(self, model: nn.Module, run, log: Callable[[str], None]) -> dict[str, float]:
+        order = self.cfg.task.ar_order
+        model = fit_ar(self.u_train, 2 * self.period + 2)[0] if not order else model.fit(self.u_train)
+        run.save_weights(model, "model.safetensors", {"step": 0})
+        return self.finish(run, model, torch.device("cpu"), log, 0)
+
+    # -- what the engine drives -----------------------------------------------------------------
+
+    def setup_training(self, world, device: torch.device) -> None:
+        super().setup_training(world, device)
+        self.warmup = max(self.period, 4) if self.cfg.model.name != "window" else self.cfg.model.context - 1
+        chunk = self.warmup + self.length + 1
+        if self.u_train.size < chunk:
+            raise SeqlabError(f"{self.source}: the training part has {self.u_train.size} values after the transform; "
+                              f"one chunk needs {chunk} (warm-up {self.warmup} + {self.length} + 1)")
+        series = torch.as_tensor(self.u_train, dtype=torch.float32, device=device)        # (N,)
+        self.frames = series.unfold(0, chunk, 1)                                           # (N-chunk+1, chunk)
+
+    def epoch_length(self, epoch: int) -> int:
+        return self.updates_per_epoch
+
+    def train_batch(self, epoch: int, index: int, device: torch.device) -> torch.Tensor:
+        rng = np.random.default_rng([self.cfg.train.seed, epoch, index])
+        rows = rng.integers(0, self.frames.size(0), self.cfg.train.batch_size)[self.world.rank::self.world.size]
+        return self.frames[torch.as_tensor(rows, device=self.frames.device)]             # (B/W, chunk)
+
+    def train_loss(self, model: nn.Module, batch: torch.Tensor, step: int, carry: Any):
+        inputs, targets = batch[:, :-1], batch[:, 1:]                                      # (B, chunk-1) each
+        pred, _ = model(inputs)                                                            # a fresh state
+        w = self.warmup
+        return (pred[:, w:] - targets[:, w:]).pow(2).mean(), targets[:, w:].numel(), None
+
+    def validation(self, model: nn.Module, device: torch.device) -> dict[str, float]:
+        return {"loss": validation_loss(model, self.u_train, self.u_valid)}
+
+    def finish(self, run, model: nn.Module, device: torch.device, log: Callable[[str], None],
+               best_step: Any) -> dict[str, float]:
+        """Score the validation part and the test horizon, draw forecast.png, and keep it all in task.json."""
+        from seqlab.io import atomic_write_text
+        model = model.cpu().eval()
+        p, period, horizon, values = self.parts, self.period, self.horizon, self.values
+        one, closed = forecasts([model], self.tf, p.history, p.train.size, horizon)
+        valid = scores(p.valid, one, closed, p.train, period)
+        one, closed = forecasts([model], self.tf, values, p.history.size, horizon)
+        test = scores(p.test, one, closed, p.history, period)
+        naive = scores(p.test, values[p.history.size - period:values.size - period],
+                       seasonal_naive(p.history, horizon, period), p.history, period)
+        valid["mase"] = (valid["one_step_mase"] + valid["closed_loop_mase"]) / 2     # what picks the transform
+        meta = {**self.meta(), "order": int(getattr(model, "order", 0)), "valid": valid, "test": test,
+                "seasonal_naive_test": naive}
+        atomic_write_text(run.file("task.json"), json.dumps(meta) + "\n")
+        with open(run.file("metrics.jsonl"), "a", encoding="utf-8") as f:
+            f.write(json.dumps({"step": best_step, "split": "test", **test}) + "\n")
+        name = self.cfg.model.name
+        plot_forecast(run.file("forecast.png"), p.history, p.test, {name: one}, {name: closed}, show_last=4 * horizon,
+                      title=f"{self.source}: {name}, last {horizon} values held out")
+        log(f"transform {describe(self.tf)}: valid MASE one-step {valid['one_step_mase']:.3f}, closed-loop "
+            f"{valid['closed_loop_mase']:.3f}; test horizon ({horizon}): one-step MASE {test['one_step_mase']:.3f}, "
+            f"closed-loop MASE {test['closed_loop_mase']:.3f} (seasonal naive: {naive['one_step_mase']:.3f} / "
+            f"{naive['closed_loop_mase']:.3f}) | plot {run.file('forecast.png')}")
+        return {**test, "valid_mase": valid["mase"]}
+
+
+def spelled(use_log: bool, lags: tuple[int, ...]) -> str:
+    """The task.transform value of a transform: 'log,1,12', 'none'."""
+    return ",".join((["log"] if use_log else []) + [str(lag) for lag in lags]) or "none"
+
+
+def build_forecaster(cfg: Config, order: int = 1) -> nn.Module:
+    m = cfg.model
+    if m.name == "ar":
+        from seqlab.models.ar import ARModel
+        return ARModel(order)
+    if m.name == "window":
+        return WindowForecaster(m.context, m.hidden_size, m.num_layers, m.dropout)
+    return RNNForecaster(m.name, m.hidden_size, m.num_layers, m.dropout)
 
 def parse_transform(text: str) -> tuple[bool, tuple[int, ...]] | None:
     """'auto' -> None; 'none' -> (False, ()); 'log,1,12' -> (True, (1, 12))."""
@@ -97,94 +232,6 @@ def load_series(cfg: Config) -> tuple[str, np.ndarray, int]:
     series = dataset("series").load()[d.corpus]
     return d.corpus, series.values, cfg.task.period or series.period
 
-
-def build_forecaster(cfg: Config, order: int = 1) -> nn.Module:
-    m = cfg.model
-    if m.name == "ar":
-        from seqlab.models.ar import ARModel
-        return ARModel(order)
-    if m.name == "window":
-        return WindowForecaster(m.context, m.hidden_size, m.num_layers, m.dropout)
-    return RNNForecaster(m.name, m.hidden_size, m.num_layers, m.dropout)
-
-
-def fit_forecast(cfg: Config | None, out: str | Path, *, resume: bool = False, overrides: Config | None = None,
-                 overwrite: bool = False, log: Callable[[str], None] = print) -> dict[str, float]:
-    from seqlab.train.runfolder import writing_run
-    if resume:
-        raise SeqlabError("a forecaster trains in seconds and is not resumable; train it again instead")
-    with writing_run(Path(out), fresh=True, overwrite=overwrite):          # one writer at a time
-        return _fit_forecast(cfg, out, overwrite, log)
-
-
-def _fit_forecast(cfg: Config | None, out: str | Path, overwrite: bool, log: Callable[[str], None]) -> dict[str, float]:
-    from seqlab.tasks.forecast_fit import Settings, fit_ar, forecasts, scores, transforms
-    from seqlab.tasks.forecast_train import plot_forecast, train_forecaster
-    from seqlab.tasks.metrics import seasonal_naive
-    from seqlab.train.checkpoint import BEST, RunDir
-    from seqlab.train.fit import prepare_out
-    from seqlab.train.threads import ThreadPolicy
-
-    assert cfg is not None
-    t, task = cfg.train, cfg.task
-    ThreadPolicy(t.threads).settle()         # a forecaster trains in seconds: one reading will do
-    name, values, period = load_series(cfg)
-    horizon = task.horizon or DEFAULT_HORIZON.get(name, max(1, values.size // 10))
-    if values.size < 3 * horizon + 2 * period + 4:
-        raise SeqlabError(f"{name}: {values.size} values are too few for a test and a validation horizon of "
-                          f"{horizon} each; set a smaller task.horizon")
-    splits = split_horizon(values, horizon, horizon)
-    train, history = splits.train, splits.history
-    fixed = parse_transform(task.transform)
-    candidates = [fixed] if fixed else transforms(values, period)
-    run = RunDir(Path(out))
-    prepare_out(run.path, overwrite)
-    run.save_meta(cfg, Vocab([], "word"), name)
-    log(f"forecast {name}: {values.size} values, period {period} | train {train.size} / valid {horizon} / "
-        f"test {horizon} | {cfg.model.name} | run {run.path}")
-    started = time.perf_counter()
-    best: tuple[float, Any, Any, dict] | None = None
-    for use_log, lags in candidates:
-        tf = SeriesTransform(use_log, lags).fit(train)
-        u_train, u_hist = tf.apply(train), tf.apply(history)
-        u_valid = u_hist[train.size - tf.offset:]
-        torch.manual_seed(t.seed)
-        if cfg.model.name == "ar":
-            model = fit_ar(u_train, task.ar_order or 2 * period + 2)[0] if not task.ar_order else \
-                build_forecaster(cfg, task.ar_order).fit(u_train)
-        else:
-            model = build_forecaster(cfg)
-            train_forecaster(model, u_train, u_valid, steps=t.max_steps or Settings.steps, lr=t.lr,
-                             batch_size=t.batch_size, seed=t.seed, clip_norm=t.clip_norm,
-                             weight_decay=t.weight_decay, eval_every=t.eval_every, patience=t.early_stop or 10**9,
-                             warmup=max(period, 4) if cfg.model.name != "window" else None)
-        one, closed = forecasts([model], tf, history, train.size, horizon)
-        v = scores(splits.valid, one, closed, train, period)
-        score = (v["one_step_mase"] + v["closed_loop_mase"]) / 2
-        log(f"  transform {describe(tf)}: valid MASE one-step {v['one_step_mase']:.3f}, "
-            f"closed-loop {v['closed_loop_mase']:.3f}")
-        if best is None or score < best[0]:
-            best = (score, tf, model, v)
-    assert best is not None
-    _, tf, model, valid_scores = best
-    one, closed = forecasts([model], tf, values, history.size, horizon)
-    test_scores = scores(splits.test, one, closed, history, period)
-    naive = scores(splits.test, values[history.size - period:values.size - period],
-                   seasonal_naive(history, horizon, period), history, period)
-    meta = {"series": name, "values": values.tolist(), "period": period, "horizon": horizon,
-            "transform": tf.to_dict(), "order": int(getattr(model, "order", 0)),
-            "valid": valid_scores, "test": test_scores, "seasonal_naive_test": naive}
-    atomic_write_text(run.file("task.json"), json.dumps(meta) + "\n")
-    run.save_weights(model, BEST, {"step": 0})
-    plot_forecast(run.file("forecast.png"), history, splits.test, {cfg.model.name: one}, {cfg.model.name: closed},
-                  show_last=4 * horizon, title=f"{name}: {cfg.model.name}, last {horizon} values held out")
-    with open(run.file("metrics.jsonl"), "w", encoding="utf-8") as f:
-        f.write(json.dumps({"step": 0, "split": "valid", **valid_scores}) + "\n")
-        f.write(json.dumps({"step": 0, "split": "test", **test_scores, "seconds": time.perf_counter() - started}) + "\n")
-    log(f"kept transform {describe(tf)}; test horizon ({horizon}): one-step MASE {test_scores['one_step_mase']:.3f}, "
-        f"closed-loop MASE {test_scores['closed_loop_mase']:.3f} (seasonal naive: {naive['one_step_mase']:.3f} / "
-        f"{naive['closed_loop_mase']:.3f}) | plot {run.file('forecast.png')}")
-    return test_scores
 
 
 def describe(tf: SeriesTransform) -> str:

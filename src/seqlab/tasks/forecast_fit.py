@@ -6,12 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import torch
-
 from seqlab.data.timeseries import SeriesTransform
 from seqlab.models.ar import ARModel
-from seqlab.models.forecasters import RNNForecaster, WindowForecaster, closed_loop_forecast, one_step_forecast
-from seqlab.tasks.forecast_train import train_forecaster
+from seqlab.models.forecasters import closed_loop_forecast, one_step_forecast
 from seqlab.tasks.metrics import mae, mase, rmse
 
 
@@ -43,24 +40,6 @@ def fit_ar(u_train: np.ndarray, max_order: int) -> tuple[ARModel, list[float]]:
         model = ARModel(p).fit(u_train[max_order - p:])
         aics.append(n * np.log(model.residual_variance) + 2 * (p + 1))
     return ARModel(int(np.argmin(aics)) + 1).fit(u_train), aics
-
-
-def fit_networks(kind: str, u_train: np.ndarray, u_valid: np.ndarray, period: int, s: Settings) -> tuple[list, list]:
-    members, infos = [], []
-    for seed in range(s.seeds):
-        torch.manual_seed(seed)
-        if kind == "LSTM":
-            model = RNNForecaster("lstm", s.hidden_size, num_layers=1)
-            warmup = max(period, 4)
-        else:
-            model = WindowForecaster(max(period + 1, 8), s.hidden_size, num_layers=1)
-            warmup = None                                    # the window's W − 1
-        info = train_forecaster(model, u_train, u_valid, steps=s.steps, lr=s.lr, length=s.length, warmup=warmup,
-                                batch_size=s.batch_size, seed=seed, eval_every=s.eval_every, patience=s.patience)
-        members.append(model)
-        infos.append({"best_step": info["best_step"], "steps_run": info["steps_run"],
-                      "best_valid_mse": info["best_valid_loss"]})
-    return members, infos
 
 
 def forecasts(members: list, tf: SeriesTransform, series: np.ndarray, start: int, horizon: int):

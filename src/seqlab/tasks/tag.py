@@ -35,9 +35,9 @@ from seqlab.config import Config
 from seqlab.data.sequences import pad
 from seqlab.data.vocab import PAD, UNK, Vocab
 from seqlab.models import fused
-from seqlab.models.encoder import ENCODER_CELLS, SequenceEncoder
+from seqlab.models.encoder import ENCODER_CELLS, ENCODER_OPTIONS, SequenceEncoder
 from seqlab.registry import register
-from seqlab.tasks.base import Task, batched, encode_words, label_vocab, word_vocab
+from seqlab.tasks.base import BATCHING_OPTIONS, ExampleTask, batched, encode_words, label_vocab, word_vocab
 
 IGNORE = -100      # targets at padded positions (F.cross_entropy's ignore_index)
 
@@ -83,8 +83,10 @@ class Tagger(nn.Module):
 
 
 @register("task", "tag")
-class TagTask(Task):
+class TagTask(ExampleTask):
     name = "tag"
+    task_options = ("bidirectional", "char_size", "tagset", "lowercase", "max_length", "elmo") + BATCHING_OPTIONS
+    model_options = {"*": ENCODER_OPTIONS}
     models = ENCODER_CELLS
     datasets = ("brown",)
     metric = "accuracy"

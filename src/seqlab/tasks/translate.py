@@ -30,9 +30,10 @@ from seqlab.config import Config
 from seqlab.data.sequences import seq2seq_batch as make_batch
 from seqlab.data.vocab import PAD, Vocab
 from seqlab.decode import seq2seq as decode
+from seqlab.models.encoder import ENCODER_OPTIONS
 from seqlab.models.seq2seq import ATTENTIONS, DECODER_CELLS, Seq2Seq, sequence_loss, strip_eos
 from seqlab.registry import register
-from seqlab.tasks.base import Task, batched, encode_words, word_vocab
+from seqlab.tasks.base import BATCHING_OPTIONS, ExampleTask, batched, encode_words, word_vocab
 from seqlab.tasks.classify import words
 from seqlab.train.schedules import sampling_prob
 
@@ -41,8 +42,10 @@ SYNTHETIC_PAIRS = 20000
 
 
 @register("task", "translate")
-class TranslateTask(Task):
+class TranslateTask(ExampleTask):
     name = "translate"
+    task_options = ("attention", "sampling", "sampling_k", "sampling_c", "sampling_min", "beam_size", "length_penalty", "lowercase", "max_length") + BATCHING_OPTIONS
+    model_options = {"*": ENCODER_OPTIONS}
     models = DECODER_CELLS
     datasets = ("en-es",) + SYNTHETIC
     higher_is_better = True

@@ -35,7 +35,7 @@ except ImportError:  # pragma: no cover - Windows: no advisory locks; runs are t
 
 # every name seqlab writes at the top of a run folder (checkpoints/ is checked entry by entry)
 RUN_FILES = frozenset({"config.json", "vocab.json", "model.safetensors", "last.safetensors", "state.pt",
-                       "metrics.jsonl", "loss.png", "task.json", "forecast.png", "checkpoints"})
+                       "metrics.jsonl", "loss.png", "task.json", "forecast.png", "result.json", "checkpoints"})
 _TEMPORARY = re.compile(r"^\.(.+)\.[^.]+\.tmp$")                # atomic_path's leftovers: .NAME.XXXX.tmp
 _CHECKPOINT = re.compile(r"^step-\d+$")
 _CHECKPOINT_LEFTOVER = re.compile(r"^\.step-\d+\..+\.(tmp|trash)$")  # a save or a removal cut off by a kill
@@ -64,6 +64,12 @@ def foreign_entries(folder: Path) -> list[str]:
         elif name == "checkpoints" and entry.is_dir():
             found += [f"checkpoints/{e.name}" for e in sorted(entry.iterdir())
                       if e.is_symlink() or not (e.is_dir() and (_CHECKPOINT.match(e.name) or _CHECKPOINT_LEFTOVER.match(e.name)))]
+        elif name == "candidates" and entry.is_dir():        # runs of their own (train/select.py)
+            for e in sorted(entry.iterdir()):
+                if e.is_symlink() or not e.is_dir() or not is_seqlab_run(e):
+                    found.append(f"candidates/{e.name}")
+                else:
+                    found += [f"candidates/{e.name}/{x}" for x in foreign_entries(e)]
         elif name not in RUN_FILES and not (temporary and temporary.group(1) in RUN_FILES):
             found.append(name + ("/" if entry.is_dir() else ""))
     return found

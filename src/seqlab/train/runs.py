@@ -1,17 +1,25 @@
-"""Opening a trained run for use: its config, vocabulary and best weights on a device.
+"""Opening a trained run for use: its config, vocabulary or task, and best weights on a device.
 
-The commands that read a run (eval, sample, the analyses, the benchmarks) all go through
-`load_run`; it lives in the engine's floor so that none of them imports the command line.
+The commands that read a run (eval, sample, the task verbs, the analyses, the benchmarks) all
+go through here; it lives in the engine's floor so that none of them imports the command line.
 """
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
+from typing import Callable
+
+import torch
 
 from seqlab import SeqlabError
+from seqlab.config import Config
 from seqlab.models import build_model
 from seqlab.models.base import is_count_model
+from seqlab.registry import get
 from seqlab.train.checkpoint import RunDir
+from seqlab.train.control import resolve_device
+from seqlab.train.task import TASK_META, Task
 from seqlab.train.threads import ThreadPolicy
 
 
@@ -21,10 +29,8 @@ def task_of(run_path: str | Path) -> str:
 
 
 def load_run(run_path: str, device_name: str, lm_for: str | None = None):
-    """(config, vocab, model on device, device) for a trained run's best weights. With `lm_for`
-    (the command, for the message), a run that is not a language model is refused."""
-    from seqlab.train.fit import resolve_device      # the trainer's module: imported only when a run loads
-
+    """(config, vocab, model on device, device) for a trained language model's best weights.
+    With `lm_for` (the command, for the message), a run that is not a language model is refused."""
     task = task_of(run_path)
     if lm_for is not None and task != "lm":
         # classify, tag, translate and forecast runs have a verb of their task's name
@@ -44,3 +50,42 @@ def load_run(run_path: str, device_name: str, lm_for: str | None = None):
         threads.settle()
     model = model.to(device).eval()
     return cfg, vocab, model, device
+
+
+def load_task(run: RunDir) -> tuple[Config, Task]:
+    """A trained run's config and task with its vocabularies restored (no data read)."""
+    cfg = run.config()
+    task = get("task", cfg.task.name)(cfg)
+    try:
+        task.load_meta(json.loads(run.file(TASK_META).read_text(encoding="utf-8")))
+    except FileNotFoundError:
+        raise SeqlabError(f"{run.file(TASK_META)} is missing; {run.path} is not a complete {cfg.task.name} run") from None
+    except (ValueError, KeyError, TypeError) as e:
+        raise SeqlabError(f"{run.file(TASK_META)} is corrupted ({e})") from None
+    return cfg, task
+
+
+def load_trained(run_path: str | Path, device_name: str = "auto"):
+    """(config, task with its vocabularies, model with the best weights in eval mode, device)."""
+    run = RunDir(Path(run_path)).require()
+    cfg, task = load_task(run)
+    threads = ThreadPolicy(cfg.train.threads)
+    device = resolve_device(device_name, "--device")
+    model = task.build_model()
+    run.load_best(model, say=lambda m: print(m, file=sys.stderr))
+    threads.settle()
+    return cfg, task, model.to(device).eval(), device
+
+
+def evaluate_run(run_path: str | Path, split: str, device_name: str = "auto",
+                 log: Callable[[str], None] = print) -> dict[str, float]:
+    """The best weights of a task run on a split of its data (re-read, checked against the run's vocabularies)."""
+    cfg, saved, model, device = load_trained(run_path, device_name)
+    task: Task = get("task", cfg.task.name)(cfg)
+    task.prepare(log)
+    if json.loads(json.dumps(task.meta())) != json.loads(json.dumps(saved.meta())):
+        raise SeqlabError(f"the data has changed since {run_path} was trained (its vocabularies differ)")
+    if not task.splits[split]:
+        raise SeqlabError(f"the {split} split of {task.source} is empty (data.{split}_fraction is 0)")
+    with torch.no_grad():
+        return task.evaluate(model, task.splits[split], device, final=True)

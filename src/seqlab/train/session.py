@@ -1,46 +1,41 @@
-"""What a language-model run keeps between its updates, and what it does besides updating:
-restore the newest checkpoint, save one, evaluate on the validation split, log a training
-record, and roll back after a non-finite loss. train/fit.py builds one Session per run and
-drives the update loop through it.
+"""What a run keeps between its updates, and what it does besides updating: restore the
+newest checkpoint, save one, validate and keep the best weights, log a training record, and
+roll back after a non-finite loss. train/engine.py builds one Session per run and drives the
+update loop through it.
 
 The mutable state lives here, read and written through the session by the loop: `progress`
-(step, epoch, window, counters; replaced wholesale when a checkpoint is restored) and `carry`
-(the recurrent state handed from one TBPTT window to the next). Under torchrun every method
-is collective where the docstring says so: all ranks call it, rank 0 does the writing.
+(step, epoch, position, counters; replaced wholesale when a checkpoint is restored) and
+`carry` (the state handed from one batch to the next: the language model's TBPTT windows).
+Under torchrun every method is collective where the docstring says so: all ranks call it,
+rank 0 does the writing.
 """
 from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 from typing import Any, Callable
+
+import torch
 
 from seqlab import SeqlabError
 from seqlab.config import Config
-from seqlab.data.text import Splits
-from seqlab.io import atomic_write_text
 from seqlab.models.base import State
 from seqlab.train import checkpoint as ck
 from seqlab.train import distributed, snapshot
 from seqlab.train.checkpoint import RunDir
+from seqlab.train.control import truncate_metrics
 from seqlab.train.guard import NanGuard, writing
-from seqlab.train.loop import evaluate, summary
 from seqlab.train.optim import PlateauDecay
-from seqlab.train.plots import plot_loss, read_metrics
+from seqlab.train.plots import plot_loss
 from seqlab.train.snapshot import Progress
-
-
-def truncate_metrics(path: Path, step: int) -> None:
-    """Drop records written after the checkpoint we resume from (a crash between the two)."""
-    rows = [r for r in read_metrics(path) if r.get("step", 0) <= step]
-    atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in rows))
+from seqlab.train.task import Task
 
 
 class Session:
-    def __init__(self, run: RunDir, cfg: Config, model, splits: Splits, optimizer, plateau: PlateauDecay,
+    def __init__(self, run: RunDir, cfg: Config, model, task: Task, optimizer, plateau: PlateauDecay,
                  world: distributed.World, device, say: Callable[[str], None]):
         self.run, self.cfg, self.t = run, cfg, cfg.train
-        self.model, self.splits, self.optimizer, self.plateau = model, splits, optimizer, plateau
+        self.model, self.task, self.optimizer, self.plateau = model, task, optimizer, plateau
         self.world, self.device = world, device
         self.say = say                      # the progress bar's write once the bar is up
         self.progress = Progress()
@@ -96,31 +91,32 @@ class Session:
     # evaluation ----------------------------------------------------------------------------
 
     def validate_now(self) -> bool:
-        """Collective: evaluate (rank 0), keep the best weights, decay the rate or stop on a
+        """Collective: validate (rank 0), keep the best weights, decay the rate or stop on a
         plateau, checkpoint. True = stop early (train.early_stop)."""
-        t, progress, level = self.t, self.progress, self.cfg.data.level
-        nats = math.nan
+        t, progress, task = self.t, self.progress, self.task
+        result: dict[str, float] = {}
         if self.world.is_main:
-            nats, _ = evaluate(self.model, self.splits.valid, t.eval_batch_size, t.bptt_steps, self.device,
-                               t.eval_tokens)
-        nats = self.world.from_main(nats)
-        best = self.plateau.update(nats, self.optimizer)
-        row = {"step": progress.step, "epoch": progress.epoch, "split": "valid", **summary(nats, level),
-               "lr": self.optimizer.param_groups[0]["lr"], "best": best}
-        self.record(row)
+            was_training = self.model.training
+            self.model.eval()
+            with torch.no_grad():
+                result = task.validation(self.model, self.device)
+            self.model.train(was_training)
+        value = self.world.from_main(result.get(task.metric, math.nan))
+        best = self.plateau.update(-value if task.higher_is_better else value, self.optimizer)   # it minimises
+        self.record({"step": progress.step, "epoch": progress.epoch, "split": "valid", **result,
+                     "lr": self.optimizer.param_groups[0]["lr"], "best": best})
         if best:
             progress.best_step = progress.step
             if self.world.is_main:
                 with writing("the best weights", self.run.path):
-                    self.run.save_weights(self.model, ck.BEST, {"step": progress.step, "valid_loss": nats})
-        key = "bpc" if level == "char" else "bits_per_token"
-        self.say(f"update {progress.step:>6} | valid loss {nats:.4f} | ppl {row['ppl']:.2f} | "
-                 f"{key} {row[key]:.4f}{'  (best)' if best else ''}")
+                    self.run.save_weights(self.model, ck.BEST, {"step": progress.step, task.metric: value})
+        shown = " | ".join(f"{k} {v:.4f}" for k, v in result.items())
+        self.say(f"update {progress.step:>6} | valid {shown}{'  (best)' if best else ''}")
         self.save_checkpoint()
         if self.world.is_main:
             with writing("loss.png", self.run.path):
                 plot_loss(self.run.file(ck.METRICS), self.run.file(ck.PLOT),
-                          title=f"{self.run.path.name}: {self.cfg.model.name} on {self.splits.source}")
+                          title=f"{self.run.path.name}: {task.name}, {self.cfg.model.name}, on {task.source}")
         return bool(t.early_stop) and self.plateau.bad_evals >= t.early_stop
 
     # non-finite losses ---------------------------------------------------------------------

@@ -1,17 +1,17 @@
-"""What a language-model checkpoint holds, and putting it back: exact resume.
+"""What a checkpoint holds, and putting it back: exact resume, for every task.
 
 A resumed run must take the very updates an uninterrupted one would have taken (CPU, same
 seed: bit-identical weights). That needs more than weights and optimizer moments:
 
-    progress      update count, epoch, window within the epoch (the data position), the
+    progress      update count, epoch, batch within the epoch (the data position), the
                   running sums of the next training-loss record, the NaN-rollback learning-rate
                   scale
     optimizer     Adam's moments / SGD's momentum, and each group's current learning rate
     plateau       the best validation loss so far and the evaluations since (schedule state)
     rng_cpu       every rank's CPU random state: dropout masks continue where they were
     rng_cuda      likewise on GPUs
-    carry         the hidden state carried into the next TBPTT window, all B rows
-                  (stateful training: the next window's first step depends on it)
+    carry         the hidden state carried into the next batch, all B rows (the language
+                  model's TBPTT windows continue each other; None for the other tasks)
 
 Everything is tensors and plain values, so torch.load(weights_only=True) reads it.
 """
@@ -33,8 +33,8 @@ class Progress:
     """Where training stands; plain values, saved in state.pt."""
     step: int = 0
     epoch: int = 0
-    window: int = 0              # next window index within the epoch
-    tokens: int = 0              # targets trained on so far (all ranks)
+    position: int = 0            # next batch (TBPTT window) within the epoch
+    items: int = 0               # loss items (tokens, labels, values) trained on so far, all ranks
     elapsed: float = 0.0         # training seconds so far (across resumes)
     loss_sum: float = 0.0        # since the last training-loss record
     loss_count: int = 0
@@ -66,7 +66,7 @@ def restore(state: dict[str, Any], optimizer, plateau: PlateauDecay, world: Worl
             batch_size: int, seed: int, where: str, log: Callable[[str], None]) -> tuple[Progress, State]:
     """Put a saved training state back (the weights are already loaded); returns (progress, carry)."""
     try:
-        progress = Progress(**state["progress"])
+        progress = Progress(**_renamed(state["progress"]))
         optimizer.load_state_dict(state["optimizer"])
         plateau.load_state_dict(state["plateau"])
         rng = state["rng_cpu"]
@@ -92,3 +92,9 @@ def restore(state: dict[str, Any], optimizer, plateau: PlateauDecay, world: Worl
         raise SeqlabError(f"{where} carries {carry[0].size(0)} streams, not train.batch_size={batch_size}")
     full = tuple(carry) if is_tuple else carry[0]
     return progress, world.own_rows(full, batch_size)
+
+
+def _renamed(saved: dict[str, Any]) -> dict[str, Any]:
+    """A progress record of seqlab 0.x, whose trainers named the position and the count per task."""
+    old = {"window": "position", "batch": "position", "tokens": "items"}
+    return {old.get(k, k): v for k, v in saved.items()}

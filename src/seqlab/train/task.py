@@ -1,17 +1,27 @@
-"""The task protocol the engine drives (train/supervised.py): what every supervised task
-provides. It lives in train/, below the tasks that implement it, so the engine imports no task.
+"""The task protocol the one engine drives (train/engine.py). It lives in train/, below the
+tasks that implement it (tasks/lm.py, tasks/classify.py, ...), so the engine imports no task.
 
-A task owns its data (examples, vocabularies built from the training split only), its
-model, its loss and its metrics; the trainer only loops, clips, checkpoints and resumes.
+A task owns its data (read, split, vocabularies from the training split only), its model,
+its loss and its metrics; the engine owns everything else: updates, clipping, optimizer and
+schedule, evaluation and "best", checkpoints and exact resume, NaN rollback, DDP, precision,
+progress bar, metrics.jsonl and loss.png.
 
     task = get("task", cfg.task.name)(cfg)
-    task.prepare(log)                 # read the data, split it, build vocabularies
+    task.prepare(log)                          # read the data, split it, build vocabularies
     model = task.build_model()
-    loss, count = task.loss(model, task.collate(examples, device), step)
-    metrics = task.evaluate(model, examples, device)     # includes task.metric and "loss"
+    task.setup_training(world, device)         # this rank's share of the training data
+    for epoch ...: for i in range(task.epoch_length(epoch)):
+        batch = task.train_batch(epoch, i, device)       # a function of (seed, epoch, i) only
+        loss, n, carry = task.train_loss(model, batch, step, carry)
+    metrics = task.validation(model, device)   # includes task.metric and "loss"
+    result = task.finish(run, model, device, log)
 
-`meta()` is everything besides the weights needed to use a trained model (vocabularies,
-label names, scalers): plain JSON, saved as RUN/task.json and read back by `load_meta`.
+A model fitted by counting (n-gram, HMM, AR) has no updates: `task.fit_counts(model, log)`
+fits it in one pass and the engine saves and reports it in the same run directory.
+
+`meta()` is everything besides the weights needed to use a trained model (label names,
+scalers): plain JSON, saved as RUN/task.json and read back by `load_meta`; `run_vocab()`
+goes to RUN/vocab.json.
 """
 from __future__ import annotations
 
@@ -22,22 +32,33 @@ import torch
 from torch import Tensor, nn
 
 from seqlab import SeqlabError
-from seqlab.config import Config, ModelConfig
+from seqlab.config import Config, ModelConfig, TaskConfig, TrainConfig
 from seqlab.data.sequences import STRATEGIES, split_indices
+from seqlab.data.vocab import Vocab
 
 Example = Any
+TASK_META = "task.json"
+
+# train.* options only the language model's TBPTT stream uses
+STREAM_OPTIONS = ("bptt_steps", "bptt_stride", "eval_tokens", "eval_batch_size")
 
 
 class Task:
     name = ""
     models: tuple[str, ...] = ()            # model.name values this task can build
     metric = "loss"                          # picks the best checkpoint
+    select_metric = "loss"                   # of finish()'s result: picks the best of candidates()
     higher_is_better = False
     datasets: tuple[str, ...] = ()           # named datasets it reads (data.corpus)
-    # model.* options the task's model honours, per model.name ("*": any other name); None: not
-    # declared yet, nothing refused. Any other model option set away from its default is refused
-    # before training (check_model_options), never silently dropped.
+    # model.* options the task's model honours, per model.name ("*": any other name); None: the
+    # model family judges its own options (models/). Any other model option set away from its
+    # default is refused before training (check_options), never silently dropped.
     model_options: dict[str, tuple[str, ...]] | None = None
+    task_options: tuple[str, ...] = ()       # task.* options it reads
+    train_options: tuple[str, ...] = ()      # of STREAM_OPTIONS, those it reads
+    unit, rate = "items", "items_per_s"      # what the loss averages over, for the training records
+    validate_each_epoch = False              # also validate at the end of every epoch
+    resume_fixed = ("data.", "model.", "task.", "train.batch_size", "train.seed")
 
     def __init__(self, cfg: Config):
         self.cfg = cfg
@@ -52,7 +73,7 @@ class Task:
         if cfg.model.name not in cls.models:
             raise SeqlabError(f"task.name={cls.name} works with model.name = {', '.join(cls.models)}; "
                               f"got {cfg.model.name!r}")
-        if not cfg.data.path and cfg.data.corpus not in cls.datasets:
+        if cls.datasets and not cfg.data.path and cfg.data.corpus not in cls.datasets:
             raise SeqlabError(f"task.name={cls.name} reads data.corpus = {', '.join(cls.datasets)} "
                               f"(or your own file with data.path=...); got {cfg.data.corpus!r}")
         if t.batching not in STRATEGIES:
@@ -62,24 +83,35 @@ class Task:
                 raise SeqlabError(f"task.{key} must be 0 or more, got {getattr(t, key)}")
 
     @classmethod
-    def check_model_options(cls, cfg: Config) -> None:
-        """Refuse, in one line, model options this task's model would not use."""
-        if cls.model_options is None:
-            return
-        honoured = cls.model_options.get(cfg.model.name, cls.model_options.get("*", ()))
-        defaults = ModelConfig()
-        ignored = [f"model.{f.name}={getattr(cfg.model, f.name)!r}" for f in dataclasses.fields(ModelConfig)
-                   if f.name != "name" and f.name not in honoured
-                   and getattr(cfg.model, f.name) != getattr(defaults, f.name)]
+    def check_options(cls, cfg: Config) -> None:
+        """Refuse, in one line, options this task (or its model) would not use."""
+        ignored = []
+        if cls.model_options is not None:
+            honoured = cls.model_options.get(cfg.model.name, cls.model_options.get("*", ()))
+            ignored += _changed(cfg.model, ModelConfig(), "model", set(honoured) | {"name"})
+            if ignored:
+                uses = ", ".join(f"model.{k}" for k in honoured) or "no model.* option"
+                raise SeqlabError(f"task.name={cls.name} with model.name={cfg.model.name} would not use "
+                                  f"{', '.join(ignored)}; remove it (this model uses {uses})")
+        ignored = _changed(cfg.task, TaskConfig(), "task", set(cls.task_options) | {"name"})
+        ignored += _changed(cfg.train, TrainConfig(), "train",
+                            {f.name for f in dataclasses.fields(TrainConfig)} - set(STREAM_OPTIONS) | set(cls.train_options))
         if ignored:
-            uses = ", ".join(f"model.{k}" for k in honoured) or "no model.* option"
-            raise SeqlabError(f"task.name={cls.name} with model.name={cfg.model.name} would not use "
-                              f"{', '.join(ignored)}; remove it (this model uses {uses})")
+            raise SeqlabError(f"task.name={cls.name} does not use {', '.join(ignored)}; remove it")
 
     # -- data ---------------------------------------------------------------------------------
 
     def prepare(self, log: Callable[[str], None] = print) -> None:
         raise NotImplementedError
+
+    def candidates(self) -> list[tuple[str, Config]]:
+        """Configs to train as runs of their own, the best by `select_metric` kept (train/select.py);
+        [] = train this config."""
+        return []
+
+    def adopt(self, other: "Task") -> "Task":
+        """Take what `other` (the same task, another candidate's config) was given besides its config."""
+        return self
 
     def split(self, examples: list[Example]) -> None:
         """Fixed random train / valid / test split by data.valid_fraction and data.test_fraction."""
@@ -91,10 +123,6 @@ class Task:
             raise SeqlabError(f"{self.source}: {len(examples)} examples leave an empty training or validation "
                               f"split; use more data or a larger data.valid_fraction")
 
-    def lengths(self, examples: Sequence[Example]) -> tuple[list[int], list[int] | None]:
-        """(source lengths, target lengths or None) for batching."""
-        return [len(e[0]) for e in examples], None
-
     def describe(self) -> str:
         return (f"{self.source}: train {len(self.splits['train']):,} / valid {len(self.splits['valid']):,} / "
                 f"test {len(self.splits['test']):,} examples")
@@ -102,23 +130,78 @@ class Task:
     def meta(self) -> dict[str, Any]:
         return {}
 
+    def run_vocab(self) -> Vocab:
+        """The token vocabulary saved as RUN/vocab.json (a language model's; empty for the others,
+        whose vocabularies are in meta())."""
+        return Vocab([], "word")
+
     def load_meta(self, meta: dict[str, Any]) -> None:
         pass
 
-    # -- model, loss, metrics -------------------------------------------------------------
+    # -- model --------------------------------------------------------------------------------
 
     def build_model(self) -> nn.Module:
         raise NotImplementedError
 
-    def collate(self, examples: Sequence[Example], device: torch.device) -> dict[str, Tensor]:
+    def fit_counts(self, model: nn.Module, run, log: Callable[[str], None]) -> dict[str, float]:
+        """Fit a count-based model in one pass, save it in `run` (train/checkpoint.RunDir) with a
+        record in its metrics.jsonl; returns its validation metrics."""
+        raise SeqlabError(f"task.name={self.name} has no model fitted by counting")
+
+    # -- what the engine drives -----------------------------------------------------------------
+
+    def setup_training(self, world, device: torch.device) -> None:
+        """Take this rank's share of the training data (`world`: train/distributed.World)."""
+        self.world = world
+
+    def epoch_length(self, epoch: int) -> int:
+        """Updates in `epoch` (at least 1)."""
         raise NotImplementedError
 
-    def loss(self, model: nn.Module, batch: dict[str, Tensor], step: int) -> tuple[Tensor, int]:
-        """(mean loss over the batch's items, number of items) — items are what the loss averages."""
+    def train_batch(self, epoch: int, index: int, device: torch.device) -> Any:
+        """This rank's part of update `index` of `epoch`: a function of (train.seed, epoch, index)."""
         raise NotImplementedError
+
+    def start_carry(self, model: nn.Module) -> Any:
+        """The state carried into an epoch's first batch (None unless batches continue each other)."""
+        return None
+
+    def train_loss(self, model: nn.Module, batch: Any, step: int, carry: Any) -> tuple[Tensor, int, Any]:
+        """(mean loss over this rank's items, number of items, state for the next batch)."""
+        loss, n = self.loss(model, batch, step)
+        return loss, n, None
+
+    def loss(self, model: nn.Module, batch: Any, step: int) -> tuple[Tensor, int]:
+        raise NotImplementedError
+
+    def epoch_note(self, epoch: int) -> str:
+        """A line for the start of an epoch ('' = none)."""
+        return ""
+
+    def train_summary(self, mean_loss: float) -> dict[str, float]:
+        """The training record's figures from the mean loss since the last record."""
+        return {"loss": mean_loss}
+
+    def validation(self, model: nn.Module, device: torch.device) -> dict[str, float]:
+        """The periodic validation (rank 0, no gradients): metrics with task.metric and "loss"."""
+        return self.evaluate(model, self.splits["valid"], device)
 
     def evaluate(self, model: nn.Module, examples: Sequence[Example], device: torch.device,
                  final: bool = False) -> dict[str, float]:
         """Metrics on `examples`; `final` asks for the slower, better decoding (beam search)
         that `seqlab eval` reports, where the periodic validation uses the fast one."""
         raise NotImplementedError
+
+    def finish(self, run, model: nn.Module, device: torch.device, log: Callable[[str], None],
+               best_step: Any) -> dict[str, float]:
+        """The report on the best weights (already loaded, eval mode) once training stops."""
+        with torch.no_grad():
+            result = self.evaluate(model, self.splits["valid"], device)
+        log(f"best model (update {best_step}) on the validation split: "
+            + " | ".join(f"{k} {v:.4f}" for k, v in result.items()))
+        return result
+
+
+def _changed(section, defaults, prefix: str, honoured: set[str]) -> list[str]:
+    return [f"{prefix}.{f.name}={getattr(section, f.name)!r}" for f in dataclasses.fields(section)
+            if f.name not in honoured and getattr(section, f.name) != getattr(defaults, f.name)]

@@ -1,0 +1,141 @@
+"""Next-token prediction (`task.name=lm`, the default): a language model on one token stream.
+
+The corpus is one stream cut into train | valid | test (data/text.py). For training the
+stream is cut into train.batch_size parallel rows; an epoch is the row's TBPTT windows
+(tasks/tbptt.py: every k1 = train.bptt_stride new tokens, back-propagate through k2 =
+train.bptt_steps), and the hidden state is carried from one window to the next, so this is
+the one task whose batches continue each other. Under torchrun rank r of W takes rows
+[r B/W, (r+1) B/W). Validation carries the state across chunks the same way, on the first
+train.eval_tokens validation tokens (all when 0); the report at the end scores the best
+weights on all of them.
+
+Every model family (models/) is a language model: recurrent, convolutional, fixed-window,
+and the count-based n-gram and HMM, fitted by counting in one pass.
+"""
+from __future__ import annotations
+
+import json
+import time
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from seqlab import SeqlabError
+from seqlab.config import Config
+from seqlab.data.text import Splits, batchify, batchify_view, load_splits
+from seqlab.data.vocab import Vocab
+from seqlab.models import build_model
+from seqlab.registry import get, register
+from seqlab.tasks.tbptt import Window, evaluate, summary, tbptt_windows, train_step
+from seqlab.train.task import STREAM_OPTIONS, Task
+
+
+@register("task", "lm")
+class LanguageModelTask(Task):
+    name = "lm"
+    datasets = ()                                    # any corpus of `seqlab data list`
+    train_options = STREAM_OPTIONS
+    unit, rate = "tokens", "tok_per_s"
+    resume_fixed = ("data.", "model.", "task.", "train.batch_size", "train.bptt")
+
+    def __init__(self, cfg: Config):
+        super().__init__(cfg)
+        self.data: Tensor | np.ndarray | None = None
+        self.windows: tbptt_windows | None = None
+        self.level = cfg.data.level
+        self.key = "bpc" if self.level == "char" else "bits_per_token"
+
+    @classmethod
+    def validate(cls, cfg: Config) -> None:
+        get("model", cfg.model.name)      # every family is a language model; an unknown name lists them
+
+    # -- data ---------------------------------------------------------------------------------
+
+    def prepare(self, log: Callable[[str], None] = print) -> None:
+        self.stream: Splits = load_splits(self.cfg.data, log=log)
+        self.source = self.stream.source
+        t = self.cfg.train
+        if len(self.stream.train) < t.batch_size * 2:
+            raise SeqlabError(
+                f"the training split has {len(self.stream.train):,} tokens, fewer than train.batch_size × 2 = "
+                f"{t.batch_size * 2}; use more text or a smaller train.batch_size")
+        if len(self.stream.valid) < 2:
+            raise SeqlabError(f"the validation split has {len(self.stream.valid)} tokens; use more text or a "
+                              f"larger data.valid_fraction")
+
+    def run_vocab(self) -> Vocab:
+        return self.stream.vocab
+
+    def describe(self) -> str:
+        s = self.stream
+        return (f"{s.source}: train {len(s.train):,} / valid {len(s.valid):,} / test {len(s.test):,} tokens, "
+                f"vocabulary {len(s.vocab)}")
+
+    # -- model ----------------------------------------------------------------------------------
+
+    def build_model(self) -> nn.Module:
+        return build_model(self.cfg.model, len(self.stream.vocab))
+
+    def fit_counts(self, model: nn.Module, run, log: Callable[[str], None]) -> dict[str, float]:
+        from seqlab.train.checkpoint import BEST, METRICS
+        started = time.perf_counter()
+        model.fit(self.stream.train)
+        seconds = time.perf_counter() - started
+        run.save_arrays(BEST, model.state_arrays(), {"step": 0, "fit_seconds": seconds})
+        t = self.cfg.train
+        nats, count = evaluate(model, self.stream.valid, t.eval_batch_size, t.bptt_steps, torch.device("cpu"))
+        result = summary(nats, self.level)
+        with open(run.file(METRICS), "a", encoding="utf-8") as f:
+            f.write(json.dumps({"step": 0, "split": "valid", **result, "fit_seconds": seconds, "tokens": count}) + "\n")
+        log(f"{self.cfg.model.name} fitted to {len(self.stream.train):,} tokens in {seconds:.1f} s; all {count:,} "
+            f"validation tokens: loss {nats:.4f} nats | ppl {result['ppl']:.3f} | {self.key} {result[self.key]:.4f}")
+        return result
+
+    # -- what the engine drives -----------------------------------------------------------------
+
+    def setup_training(self, world, device: torch.device) -> None:
+        super().setup_training(world, device)
+        t = self.cfg.train
+        rows = world.rows(t.batch_size)
+        self.rows = t.batch_size // world.size
+        train = self.stream.train
+        if isinstance(train, np.ndarray) and train.dtype != np.int64:
+            self.data = batchify_view(train, t.batch_size)[rows]                 # (B/W, N), on disk
+        else:
+            self.data = batchify(train, t.batch_size)[rows].to(device)           # (B/W, N)
+        self.windows = tbptt_windows(self.data.shape[1], t.bptt_stride or t.bptt_steps, t.bptt_steps)
+        self.device = device
+
+    def epoch_length(self, epoch: int) -> int:
+        assert self.windows is not None
+        return len(self.windows)
+
+    def train_batch(self, epoch: int, index: int, device: torch.device) -> Window:
+        assert self.windows is not None
+        return self.windows[index]
+
+    def start_carry(self, model: nn.Module) -> Any:
+        return model.init_state(self.rows)
+
+    def train_loss(self, model: nn.Module, batch: Window, step: int, carry: Any):
+        loss, next_carry, n = train_step(model, self.data, batch, carry, self.device)
+        return loss, n, next_carry
+
+    def train_summary(self, mean_loss: float) -> dict[str, float]:
+        return summary(mean_loss, self.level)
+
+    def validation(self, model: nn.Module, device: torch.device) -> dict[str, float]:
+        t = self.cfg.train
+        nats, _ = evaluate(model, self.stream.valid, t.eval_batch_size, t.bptt_steps, device, t.eval_tokens)
+        return summary(nats, self.level)
+
+    def finish(self, run, model: nn.Module, device: torch.device, log: Callable[[str], None],
+               best_step: Any) -> dict[str, float]:
+        t = self.cfg.train
+        nats, count = evaluate(model, self.stream.valid, t.eval_batch_size, t.bptt_steps, device)
+        result = summary(nats, self.level)
+        log(f"best model (update {best_step}) on all {count:,} validation tokens: "
+            f"loss {nats:.4f} nats | ppl {result['ppl']:.3f} | {self.key} {result[self.key]:.4f}")
+        return result
