@@ -1,0 +1,165 @@
+"""Every registered task through the one engine: it trains, resumes exactly (bit-identical
+weights and the same records as a run never stopped), survives a non-finite loss by rolling
+back, and trains data-parallel under torchrun (gloo) to the weights one process reaches."""
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from seqlab.config import load_config
+from seqlab.registry import get, names
+from seqlab.train.control import Interrupted
+from seqlab.train.engine import fit
+
+NET = ["model.embedding_size=16", "model.hidden_size=16", "model.num_layers=1", "model.dropout=0"]
+TRAIN = ["train.progress=false", "train.threads=1", "train.device=cpu", "train.log_every=2", "train.eval_every=4",
+         "train.early_stop=0", "train.max_epochs=0", "train.checkpoint_every=2"]
+
+
+def words_file(path, rng, n=120):
+    lex = ["the", "dog", "cat", "saw", "a", "red", "boat", "likes", "old"]
+    path.write_text("".join(" ".join(rng.choice(lex) for _ in range(rng.randint(3, 7))) + "\n" for _ in range(n)))
+
+
+def data_for(task: str, tmp) -> list[str]:
+    """A small generated dataset for `task`, and the options that train it."""
+    rng = random.Random(0)
+    path = tmp / f"{task}.data"
+    if task == "lm":
+        words_file(path, rng, 400)
+        return [f"data.path={path}", "model=lstm", "train.batch_size=4", "train.bptt_steps=12",
+                "train.eval_tokens=200", "train.eval_batch_size=4", *NET]
+    if task in ("classify", "conditional"):
+        with open(path, "w") as f:
+            for _ in range(80):
+                label = rng.choice(["pos", "neg"])
+                f.write(f"{label}\tthe film was {rng.choice(['good', 'great'] if label == 'pos' else ['bad', 'dull'])}"
+                        f"{' really' * rng.randint(0, 3)}\n")
+        return [f"data.path={path}", "model=gru", "train.batch_size=8", *NET]
+    if task == "tag":
+        with open(path, "w") as f:
+            for _ in range(60):
+                f.write(" ".join(f"{w}/{t}" for w, t in [("the", "DT"), (rng.choice(["dog", "cat"]), "NN"),
+                                                           (rng.choice(["saw", "likes"]), "VB")][:rng.randint(2, 3)]) + "\n")
+        return [f"data.path={path}", "model=lstm", "train.batch_size=8", *NET]
+    if task == "translate":
+        with open(path, "w") as f:
+            for _ in range(80):
+                w = [rng.choice("abcd") for _ in range(rng.randint(2, 4))]
+                f.write(f"{' '.join(w)}\t{' '.join(reversed(w))}\n")
+        return [f"data.path={path}", "model=gru", "train.batch_size=8", "task.beam_size=1", *NET]
+    if task == "bilm":
+        words_file(path, rng, 80)
+        return [f"data.path={path}", "model=lstm", "train.batch_size=8", *NET]
+    if task == "forecast":
+        t = np.arange(120)
+        values = 50 + 0.3 * t + 10 * np.sin(2 * np.pi * t / 12) + np.random.default_rng(0).normal(0, 0.5, 120)
+        path.write_text("".join(f"{v:.4f}\n" for v in values))
+        return [f"data.path={path}", "model=lstm", "task.period=12", "task.horizon=12", "task.transform=1",
+                "train.batch_size=8", "model.hidden_size=8", "model.num_layers=1", "model.dropout=0"]
+    raise AssertionError(f"no test data for task {task}: add it here")
+
+
+TASKS = ["bilm", "classify", "conditional", "forecast", "lm", "tag", "translate"]
+
+
+def config(task, tmp, *extra):
+    return load_config(None, [f"task={task}", *data_for(task, tmp), *TRAIN, *extra])
+
+
+def newest(run):
+    return max((run / "checkpoints").glob("step-*"))
+
+
+def records(run):
+    drop = ("elapsed", "tok_per_s", "items_per_s", "values_per_s", "words_per_s", "seconds")
+    return [{k: v for k, v in json.loads(line).items() if k not in drop}
+            for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_every_registered_task_is_tested_here():
+    assert sorted(names("task")) == TASKS
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_trains_and_resumes_exactly(tmp_path, task, monkeypatch):
+    cfg = config(task, tmp_path, "train.max_steps=10")
+    fit(cfg, tmp_path / "straight", log=lambda m: None)
+    cls = get("task", task)
+    real = cls.train_loss
+    calls = {"n": 0}
+
+    def ctrl_c_in_update_5(self, *args):          # a real SIGINT, in an update that neither logs nor saves
+        calls["n"] += 1
+        if calls["n"] == 5:
+            os.kill(os.getpid(), signal.SIGINT)
+        return real(self, *args)
+
+    monkeypatch.setattr(cls, "train_loss", ctrl_c_in_update_5)
+    with pytest.raises(Interrupted):
+        fit(cfg, tmp_path / "part", log=lambda m: None)
+    monkeypatch.setattr(cls, "train_loss", real)
+    assert newest(tmp_path / "part").name == "step-00000005"
+    fit(None, tmp_path / "part", resume=True, log=lambda m: None)
+    assert newest(tmp_path / "straight").name == newest(tmp_path / "part").name == "step-00000010"
+    straight, part = (newest(tmp_path / r) / "weights.safetensors" for r in ("straight", "part"))
+    assert straight.read_bytes() == part.read_bytes()                   # bit-identical weights
+    assert records(tmp_path / "straight") == records(tmp_path / "part")
+    assert [r["step"] for r in records(tmp_path / "straight") if r["split"] == "train"] == [2, 4, 6, 8, 10]
+    assert (tmp_path / "straight" / "model.safetensors").is_file()
+    assert json.loads((tmp_path / "straight" / "result.json").read_text())
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_a_non_finite_loss_rolls_back_and_training_finishes(tmp_path, task, monkeypatch):
+    cls = get("task", task)
+    real = cls.train_loss
+    calls = {"n": 0}
+
+    def poisoned(self, *args):
+        calls["n"] += 1
+        loss, n, carry = real(self, *args)
+        return (loss * float("nan") if calls["n"] == 7 else loss), n, carry
+
+    monkeypatch.setattr(cls, "train_loss", poisoned)
+    fit(config(task, tmp_path, "train.max_steps=10"), tmp_path / "run", log=lambda m: None)
+    rows = records(tmp_path / "run")
+    rollback = [r for r in rows if r["split"] == "rollback"]
+    assert len(rollback) == 1 and rollback[0]["failed_step"] == 7 and rollback[0]["step"] == 6
+    assert rollback[0]["lr_scale"] == 0.5
+    assert newest(tmp_path / "run").name == "step-00000010"
+    weights = load_file(newest(tmp_path / "run") / "weights.safetensors")
+    assert all(torch.isfinite(w).all() for w in weights.values())
+
+
+def torchrun(args: list[str]) -> subprocess.CompletedProcess:
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
+           "-m", "seqlab.cli", "train", *args]
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=240)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return done
+
+
+@pytest.mark.parametrize("task", [pytest.param(t, marks=() if t in ("lm", "classify") else pytest.mark.slow)
+                                  for t in TASKS])
+def test_two_processes_under_torchrun_equal_one_process(tmp_path, task):
+    cfg_args = [f"task={task}", *data_for(task, tmp_path), *TRAIN, "train.max_steps=8"]
+    done = torchrun(cfg_args + ["--out", str(tmp_path / "two")])
+    assert "x 2 processes" in done.stdout
+    fit(load_config(None, cfg_args), tmp_path / "one", log=lambda m: None)
+    one = load_file(newest(tmp_path / "one") / "weights.safetensors")
+    two = load_file(newest(tmp_path / "two") / "weights.safetensors")
+    assert one.keys() == two.keys()
+    # each rank's mean loss weighed by its share of the batch: the averaged gradient is the
+    # one-process gradient, up to the order of float additions
+    assert max((one[k] - two[k]).abs().max().item() for k in one) < 1e-5
