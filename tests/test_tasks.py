@@ -296,10 +296,11 @@ def test_conditional_lm_learns_its_classes_and_samples_them(tmp_path, condition,
 # -- options a task's model would drop are refused, never silently ignored (issue 16) ------------
 
 DROPPED = [
-    (["task=forecast", "model=lstm", "model.layer_norm=true", "model.peephole=true"], "model.peephole=True, model.layer_norm=True"),
+    (["task=forecast", "model=lstm", "model.kernel_size=5", "model.context=4"], "model.kernel_size=5, model.context=4"),
     (["task=forecast", "model=ar", "model.hidden_size=16"], "model.hidden_size=16"),
     (["task=forecast", "model=window", "model.zoneout=0.1"], "model.zoneout=0.1"),
-    (["task=conditional", "model=lstm", "model.peephole=true"], "model.peephole=True"),
+    (["task=conditional", "model=lstm", "model.smoothing=witten_bell"], "model.smoothing='witten_bell'"),
+    (["task=translate", "data=reverse", "model=lstm", "model.peephole=true"], "model.peephole=True"),
     (["task=bilm", "model=lstm", "model.hidden_size=16", "model.embedding_size=16", "model.kernel_size=5"],
      "model.kernel_size=5"),
 ]
@@ -308,8 +309,23 @@ DROPPED = [
 @pytest.mark.parametrize("overrides,named", DROPPED, ids=[" ".join(o) for o, _ in DROPPED])
 def test_options_the_tasks_model_would_drop_are_refused_before_training(tmp_path, capsys, overrides, named):
     data = seasonal_csv(tmp_path / "series.csv") if "task=forecast" in overrides else sentiment_file(tmp_path / "s.tsv")
+    overrides = overrides if "data=reverse" not in overrides else [o for o in overrides if o != "data=reverse"]
     out = tmp_path / "run"
     assert main(["train", *overrides, f"data.path={data}", "train.max_steps=2", "--out", str(out)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("seqlab: error: ") and "would not use " + named in err, err
     assert not out.exists()
+
+
+def test_the_cell_options_a_forecaster_was_refused_now_shape_its_weights(tmp_path):
+    """Issue 16's example: model.layer_norm and model.peephole reach the forecaster's LSTM."""
+    data = seasonal_csv(tmp_path / "series.csv")
+    common = ["task=forecast", f"data.path={data}", "model=lstm", "task.period=12", "task.horizon=12",
+              "task.transform=1", "model.hidden_size=8", "model.num_layers=1", "train.max_steps=4",
+              "train.eval_every=2", "train.progress=false", "train.threads=1"]
+    assert main(["train", *common, "--out", str(tmp_path / "plain")]) == 0
+    assert main(["train", *common, "model.layer_norm=true", "model.peephole=true", "--out", str(tmp_path / "cell")]) == 0
+    plain, cell = (set(load_file(tmp_path / r / "model.safetensors")) for r in ("plain", "cell"))
+    assert "rnn.weight_ih_l0" in plain and "rnn.weight_ih_l0" not in cell
+    assert {"rnn.layers.0.cell.weight_ci", "rnn.layers.0.cell.weight_cf", "rnn.layers.0.cell.weight_co"} <= cell
+    assert any("norm" in k for k in cell), sorted(cell)

@@ -38,7 +38,7 @@ from seqlab.analysis import experiments as common
 
 def make_model(args) -> common.LastStepModel:
     """The Elman net with its recurrent matrix scaled above the edge of stability."""
-    from seqlab.models.recurrent import init_recurrent
+    from seqlab.models.body import init_recurrent
     torch.manual_seed(args.seed)
     model = common.LastStepModel("rnn", 2, args.hidden)
     with torch.no_grad():

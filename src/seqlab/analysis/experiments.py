@@ -53,7 +53,7 @@ class LastStepModel(nn.Module):
                  forget_bias: float = 1.0):
         super().__init__()
         from seqlab.config import ModelConfig
-        from seqlab.models.recurrent import cell_factory
+        from seqlab.models.body import cell_factory
         from seqlab.models.stack import RecurrentStack
         if cell not in CELLS:
             raise SeqlabError(f"unknown cell {cell!r}; valid: {', '.join(CELLS)}")

@@ -108,7 +108,7 @@ def lm_saturation(model: torch.nn.Module, ids: Tensor, batch_size: int = 16, ste
     model (models/recurrent.py) reading the token ids (N,) as `batch_size` streams of `steps`
     tokens (the state carried from chunk to chunk, as in evaluation)."""
     from seqlab.data.text import batchify
-    from seqlab.models.recurrent import _to_layer_first
+    from seqlab.models.body import to_layer_first as _to_layer_first
 
     if not getattr(model, "fused", False) or model.kind not in ("lstm", "gru"):
         raise SeqlabError("gate saturation reads PyTorch's fused LSTM / GRU: train with model.name=lstm or gru "

@@ -31,7 +31,7 @@ CELLS = ("rnn", "lstm", "gru")
 
 def make_cell(name: str, input_size: int, hidden_size: int, recurrent_init: str = "default"):
     """A seqlab cell by model name, initialised as a language model's would be."""
-    from seqlab.models.recurrent import cell_factory, init_recurrent
+    from seqlab.models.body import cell_factory, init_recurrent
     if name not in CELLS:
         raise SeqlabError(f"gradient flow is measured for {', '.join(CELLS)}; got {name!r}")
     cell = cell_factory(ModelConfig(name=name))(input_size, hidden_size)

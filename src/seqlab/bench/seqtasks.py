@@ -4,11 +4,11 @@ train them: a generic sequence network read out at the last step or at every ste
 
 Dimension legend: N examples, B batch, T time, F input features, H hidden size, O outputs.
 
-    x (B, T, F) -> body: seqlab's TemporalConvNet, or nn.LSTM / nn.GRU / nn.RNN -> (B, T, H)
+    x (B, T, F) -> body: seqlab's TemporalConvNet, or the recurrent builder's lstm / gru / rnn -> (B, T, H)
                 -> linear head (B, T, O)
 
-The recurrent baselines are PyTorch's fused modules, the same kernels seqlab's standard
-cells run on (`model.impl=fused`); the TCN is seqlab's own (models/tcn.py), weight
+The recurrent networks come from seqlab's one recurrent builder (models/body.py), which
+runs the plain cells on PyTorch's fused modules; the TCN is seqlab's own (models/tcn.py), weight
 normalisation and all. Four read-outs, one per kind of task:
 
     regression_last   adding problem: MSE of out[:, -1, 0] against y (N,)
@@ -35,12 +35,13 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from seqlab import SeqlabError
-from seqlab.models import fused
+from seqlab.config import ModelConfig
+from seqlab.models.body import build_recurrent, run_recurrent
 from seqlab.models.recurrent import chrono_timescales
 from seqlab.models.tcn import TemporalConvNet
 
 KINDS = ("regression_last", "class_last", "class_step", "bernoulli_frame")
-RECURRENT = fused.MODULES
+RECURRENT = ("lstm", "gru", "rnn")
 
 
 class SequenceNet(nn.Module):
@@ -54,17 +55,11 @@ class SequenceNet(nn.Module):
         if family == "tcn":
             self.tcn = TemporalConvNet(input_size, [hidden_size] * num_layers, kernel_size, dropout)
         elif family in RECURRENT:
-            self.rnn = RECURRENT[family](input_size, hidden_size, num_layers, batch_first=True,
-                                         dropout=dropout if num_layers > 1 else 0.0)
-            if family == "lstm" and forget_bias:
-                # PyTorch orders the gates i, f, g, o; a positive forget bias starts the cell
-                # remembering (Gers et al. 2000; Jozefowicz et al. 2015)
-                with torch.no_grad():
-                    for name, bias in self.rnn.named_parameters():
-                        if name.startswith("bias_ih"):
-                            bias[hidden_size:2 * hidden_size] = forget_bias
-                        elif name.startswith("bias_hh"):
-                            bias[hidden_size:2 * hidden_size] = 0.0
+            # the one recurrent builder (models/body.py): PyTorch's fused module for the plain cell;
+            # the forget-gate bias starts at forget_bias (Gers et al. 2000; Jozefowicz et al. 2015)
+            body = ModelConfig(name=family, hidden_size=hidden_size, num_layers=num_layers, dropout=dropout,
+                               forget_bias=forget_bias)
+            self.rnn = build_recurrent(body, input_size)
             if family == "lstm" and chrono:                                   # b_f = -b_i = log U[1, T_max - 1]
                 with torch.no_grad():
                     for layer in range(num_layers):
@@ -81,7 +76,7 @@ class SequenceNet(nn.Module):
             h, _ = self.tcn(x.transpose(1, 2))                                # (B, H, T)
             h = h.transpose(1, 2)                                             # (B, T, H)
         else:
-            h, _ = self.rnn(x)                                                # (B, T, H)
+            h, _ = run_recurrent(self.rnn, x)                                 # (B, T, H)
         return self.head(h)                                                   # (B, T, O)
 
 

@@ -19,6 +19,11 @@ def build_model(cfg: ModelConfig, vocab_size: int) -> nn.Module:
     return make()
 
 
+def family_options(cfg: ModelConfig) -> tuple[str, ...]:
+    """The model.* options model.name's family honours (each family declares its own)."""
+    return get("model", cfg.name).options(cfg.name)
+
+
 def check_fits(make: Callable[[], nn.Module], what: str) -> None:
     """Refuse, before any allocation, a model whose float32 parameters alone exceed this
     machine's memory (a typo like model.hidden_size=10000000, or a tampered config.json):

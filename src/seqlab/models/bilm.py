@@ -26,12 +26,14 @@ through a padded position; outputs at padding are zero.
 """
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 from torch import Tensor, nn
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from seqlab import SeqlabError
-from seqlab.models.fused import MODULES as _CELLS
+from seqlab.config import ModelConfig
+from seqlab.models.body import build_recurrent, init_recurrent_weights, run_recurrent
 from seqlab.tokens import BOS, EOS, PAD
 
 
@@ -46,26 +48,22 @@ def reverse_padded(x: Tensor, lengths: Tensor) -> Tensor:
 
 
 class Direction(nn.Module):
-    """L one-layer recurrent modules read left to right; returns every layer's outputs."""
+    """L one-layer recurrent parts (models/body.py) read left to right; returns every layer's outputs."""
 
-    def __init__(self, cell: str, size: int, num_layers: int, dropout: float, forget_bias: float):
+    def __init__(self, layer: ModelConfig, size: int, num_layers: int, dropout: float):
         super().__init__()
-        self.rnns = nn.ModuleList(_CELLS[cell](size, size, batch_first=True) for _ in range(num_layers))
+        self.rnns = nn.ModuleList(build_recurrent(layer, size) for _ in range(num_layers))
+        for rnn in self.rnns:
+            init_recurrent_weights(rnn, layer)
         self.dropout = nn.Dropout(dropout)
-        if cell == "lstm":
-            with torch.no_grad():    # gates stacked (i, f, g, o); both bias vectors feed f: split it
-                for rnn in self.rnns:
-                    for name, p in rnn.named_parameters():
-                        if name.startswith("bias"):
-                            p[size:2 * size].fill_(forget_bias / 2)
 
     def forward(self, x: Tensor, lengths: Tensor) -> list[Tensor]:
         # x (B, T, H), lengths (B,) -> L tensors (B, T, H), zero at padding
-        T, outputs = x.size(1), []
+        real = (torch.arange(x.size(1), device=x.device)[None, :] < lengths.to(x.device)[:, None])[..., None]
+        outputs = []
         for rnn in self.rnns:
-            packed = pack_padded_sequence(self.dropout(x), lengths.cpu(), batch_first=True, enforce_sorted=False)
-            out, _ = rnn(packed)
-            x, _ = pad_packed_sequence(out, batch_first=True, total_length=T)      # (B, T, H)
+            out, _ = run_recurrent(rnn, self.dropout(x), None, lengths)                 # (B, T, H)
+            x = out * real.to(out.dtype)
             outputs.append(x)
         return outputs
 
@@ -74,14 +72,18 @@ class BiLM(nn.Module):
     """Two language models, one per direction, sharing the embedding and the softmax."""
 
     def __init__(self, vocab_size: int, hidden_size: int, num_layers: int, cell: str = "lstm",
-                 dropout: float = 0.0, tie_weights: bool = False, forget_bias: float = 1.0):
+                 dropout: float = 0.0, tie_weights: bool = False, forget_bias: float = 1.0,
+                 options: ModelConfig | None = None):
+        """`options`: the cell's options (model.*) for every recurrent layer; by default the plain cell."""
         super().__init__()
-        if cell not in _CELLS:
-            raise SeqlabError(f"the biLM's cell must be one of {', '.join(_CELLS)}; got {cell!r}")
+        if cell not in ("rnn", "lstm", "gru"):
+            raise SeqlabError(f"the biLM's cell must be one of rnn, lstm, gru; got {cell!r}")
+        layer = dataclasses.replace(options or ModelConfig(forget_bias=forget_bias), name=cell, hidden_size=hidden_size,
+                                    num_layers=1, dropout=0.0)
         self.hidden_size, self.num_layers = hidden_size, num_layers
         self.embedding = nn.Embedding(vocab_size, hidden_size, padding_idx=PAD)
-        self.forward_lm = Direction(cell, hidden_size, num_layers, dropout, forget_bias)
-        self.backward_lm = Direction(cell, hidden_size, num_layers, dropout, forget_bias)
+        self.forward_lm = Direction(layer, hidden_size, num_layers, dropout)
+        self.backward_lm = Direction(layer, hidden_size, num_layers, dropout)
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(hidden_size, vocab_size)
         if tie_weights:

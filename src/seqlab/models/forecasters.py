@@ -28,13 +28,16 @@ Both work with RNNForecaster, WindowForecaster and ARModel through forward / ste
 """
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import torch
 from torch import Tensor, nn
 
 from seqlab import SeqlabError
+from seqlab.config import ModelConfig
 from seqlab.models.base import State, model_device
-from seqlab.models.fused import MODULES as _RECURRENT
+from seqlab.models.body import RECURRENT_NAMES, build_recurrent, init_recurrent_weights, run_recurrent
 
 
 class RNNForecaster(nn.Module):
@@ -43,18 +46,21 @@ class RNNForecaster(nn.Module):
     -> (pred (B,), s). Input feature 0 is the value; `num_features` more are covariates."""
 
     def __init__(self, cell: str = "lstm", hidden_size: int = 32, num_layers: int = 1,
-                 dropout: float = 0.0, num_features: int = 0):
+                 dropout: float = 0.0, num_features: int = 0, options: ModelConfig | None = None):
+        """`options`: the cell's options (model.*, models/body.py); by default the plain cell."""
         super().__init__()
-        if cell not in _RECURRENT:
-            raise SeqlabError(f"unknown forecaster cell {cell!r}; valid: {', '.join(_RECURRENT)}")
+        if cell not in RECURRENT_NAMES:
+            raise SeqlabError(f"unknown forecaster cell {cell!r}; valid: {', '.join(RECURRENT_NAMES)}")
         if hidden_size < 1 or num_layers < 1 or num_features < 0 or not 0 <= dropout < 1:
             raise SeqlabError(f"need hidden_size ≥ 1, num_layers ≥ 1, num_features ≥ 0 and dropout in [0, 1); "
                               f"got {hidden_size}, {num_layers}, {num_features}, {dropout}")
         self.cell, self.hidden_size, self.num_layers = cell, hidden_size, num_layers
         self.input_size = 1 + num_features
         # dropout between layers only: the recurrent path is never dropped (Zaremba et al. 2014)
-        self.rnn = _RECURRENT[cell](self.input_size, hidden_size, num_layers, batch_first=True,
-                                    dropout=dropout if num_layers > 1 else 0.0)
+        body = dataclasses.replace(options or ModelConfig(forget_bias=0.0), name=cell, hidden_size=hidden_size,
+                                   num_layers=num_layers, dropout=dropout)
+        self.rnn = build_recurrent(body, self.input_size)                                # models/body.py
+        init_recurrent_weights(self.rnn, body)
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(hidden_size, 1)
 
@@ -73,11 +79,7 @@ class RNNForecaster(nn.Module):
             raise SeqlabError(f"forecaster input must be (B, T) or (B, T, {self.input_size}), got {tuple(x.shape)}")
         if state is None:
             state = self.init_state(x.size(0))
-        # PyTorch's recurrent modules keep the state layer first: (L, B, H)
-        layer_first = tuple(s.transpose(0, 1).contiguous() for s in state) if isinstance(state, tuple) \
-            else state.transpose(0, 1).contiguous()
-        out, new = self.rnn(x.to(self.head.weight.dtype), layer_first)               # (B, T, H)
-        new = tuple(s.transpose(0, 1) for s in new) if isinstance(new, tuple) else new.transpose(0, 1)
+        out, new = run_recurrent(self.rnn, x.to(self.head.weight.dtype), state)         # (B, T, H)
         pred = self.head(self.dropout(out)).squeeze(-1)                               # (B, T)
         return pred, new
 

@@ -97,6 +97,11 @@ class HMM(nn.Module):
     """A K-state discrete HMM behind the sequence-model interface. See the module docstring
     for the output alignment, the state (log-belief before the next emission) and EM."""
 
+    @staticmethod
+    def options(name: str) -> tuple[str, ...]:
+        """The model.* options this family honours."""
+        return ("hidden_size",)
+
     def __init__(self, cfg: ModelConfig, vocab_size: int, seed: int = 0, iterations: int = 20,
                  segment_length: int = DEFAULT_SEGMENT, pseudo_count: float = DEFAULT_PSEUDO_COUNT):
         super().__init__()

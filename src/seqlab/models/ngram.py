@@ -89,6 +89,11 @@ class NGramLM(nn.Module):
     `target_log_probs` (B, T) and `stream_log_probs` (N,) only those of given targets, for
     scoring. The state is the last n−1 tokens (B, n−1), <bos> at the start."""
 
+    @staticmethod
+    def options(name: str) -> tuple[str, ...]:
+        """The model.* options this family honours."""
+        return ("order", "smoothing", "add_k")
+
     def __init__(self, cfg: ModelConfig, vocab_size: int):
         super().__init__()
         if not 1 <= cfg.order <= MAX_ORDER:

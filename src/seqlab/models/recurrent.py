@@ -18,31 +18,23 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from seqlab.config import ModelConfig, fused_possible
-from seqlab.models.base import State
+from seqlab.config import ModelConfig
 from seqlab.models import fused_step
-from seqlab.models.cells import ElmanCell, GRUCell, JordanCell, LSTMCell
-from seqlab.models.fused import MODULES as _MODULES
-from seqlab.models.minimal import MinimalStack
-from seqlab.models.stack import RecurrentStack, sequence_mask
+from seqlab.models.base import State
+from seqlab.models.body import (BODY_OPTIONS, RECURRENT_NAMES, build_recurrent, init_recurrent_weights,
+                                run_recurrent, set_forget_bias, uses_fused)
+from seqlab.models.stack import sequence_mask
 from seqlab.registry import register
-
-
-def cell_factory(cfg: ModelConfig):
-    """(input_size, hidden_size) -> a seqlab cell with the configured options."""
-    def make(input_size: int, hidden_size: int):
-        if cfg.name == "rnn":
-            return ElmanCell(input_size, hidden_size, cfg.nonlinearity, cfg.layer_norm)
-        if cfg.name == "jordan":
-            return JordanCell(input_size, hidden_size, cfg.layer_norm)
-        if cfg.name == "lstm":
-            return LSTMCell(input_size, hidden_size, cfg.peephole, cfg.coupled, cfg.layer_norm, cfg.forget_bias)
-        return GRUCell(input_size, hidden_size, cfg.gru_form, cfg.layer_norm)
-    return make
 
 
 class RecurrentLM(nn.Module):
     """A token-level language model over a stack of recurrent layers."""
+
+    @staticmethod
+    def options(name: str) -> tuple[str, ...]:
+        """The model.* options this family honours."""
+        return BODY_OPTIONS[name] + ("embedding_size", "tie_weights") + \
+            (("norm_stabilizer",) if name not in ("mingru", "minlstm") else ())
 
     def __init__(self, cfg: ModelConfig, vocab_size: int):
         super().__init__()
@@ -50,19 +42,8 @@ class RecurrentLM(nn.Module):
         self.kind = cfg.name
         self.embedding = nn.Embedding(vocab_size, cfg.embedding_size)
         self.dropout = nn.Dropout(cfg.dropout)
-        between = cfg.dropout if cfg.num_layers > 1 else 0.0
-        self.fused = cfg.impl == "fused" or (cfg.impl == "auto" and fused_possible(cfg))
-        if cfg.name in ("mingru", "minlstm"):   # Feng et al. 2024: parallel scan in training
-            self.rnn = MinimalStack(cfg.name, cfg.embedding_size, cfg.hidden_size, cfg.num_layers, dropout=between)
-        elif self.fused:
-            extra = {"nonlinearity": cfg.nonlinearity} if cfg.name == "rnn" else {}
-            self.rnn = _MODULES[cfg.name](cfg.embedding_size, cfg.hidden_size, cfg.num_layers,
-                                          batch_first=True, dropout=between, **extra)
-        else:
-            self.rnn = RecurrentStack(cell_factory(cfg), cfg.embedding_size, cfg.hidden_size,
-                                      cfg.num_layers, dropout=between, residual=cfg.residual,
-                                      variational=cfg.variational, recurrent_dropout=cfg.recurrent_dropout,
-                                      zoneout=cfg.zoneout, fast=cfg.impl != "loop")
+        self.fused = uses_fused(cfg)
+        self.rnn = build_recurrent(cfg, cfg.embedding_size)                  # models/body.py
         self.aux_loss: Tensor | float = 0.0      # added to the training loss (norm stabiliser)
         self.fast_step = True                    # False: step through nn.LSTM itself (the benchmark's baseline)
         self._step_weights = fused_step.StepWeights()
@@ -73,18 +54,8 @@ class RecurrentLM(nn.Module):
 
     def reset_parameters(self) -> None:
         nn.init.uniform_(self.embedding.weight, -0.1, 0.1)
-        if self.cfg.recurrent_init != "default":
-            for name, p in self.rnn.named_parameters():
-                if name.split(".")[-1].startswith("weight_hh"):
-                    init_recurrent(p, self.cfg.hidden_size, self.cfg.recurrent_init)
-        if self.kind == "lstm" and self.fused:     # seqlab's LSTMCell sets its own
-            # Gates are stacked (input, forget, cell, output) in nn.LSTM; both bias vectors
-            # feed the forget gate, so split the wanted bias between them.
-            h = self.cfg.hidden_size
-            for name, p in self.rnn.named_parameters():
-                if name.startswith("bias"):
-                    with torch.no_grad():
-                        p[h:2 * h].fill_(self.cfg.forget_bias / 2)
+        init_recurrent_weights(self.rnn, self.cfg)
+        set_forget_bias(self.rnn, self.cfg)
 
     # -- the SequenceModel protocol ----------------------------------------------------
 
@@ -98,11 +69,7 @@ class RecurrentLM(nn.Module):
         if state is None:
             state = self.init_state(x.size(0))
         emb = self._drop(self.embedding(x))                                  # (B, T, E)
-        if self.fused:   # PyTorch's modules keep the state layer first: (L, B, H)
-            out, new_state = self.rnn(emb, _to_layer_first(state))           # (B, T, H)
-            new_state = _to_batch_first(new_state)
-        else:
-            out, new_state = self.rnn(emb, state)                            # (B, T, H)
+        out, new_state = run_recurrent(self.rnn, emb, state)                 # (B, T, H)
         self.aux_loss = 0.0
         if self.training and self.cfg.norm_stabilizer and out.size(1) > 1:
             norms = out.norm(dim=-1)                                         # (B, T)
@@ -128,16 +95,6 @@ class RecurrentLM(nn.Module):
         return logits.squeeze(1), state
 
 
-@torch.no_grad()
-def init_recurrent(weight: Tensor, hidden_size: int, how: str) -> None:
-    """Orthogonal (Saxe et al. 2014) or identity (Le et al. 2015) init of each gate's (H, H) block."""
-    for block in weight.split(hidden_size, dim=0):                          # (H, H) per gate
-        if how == "orthogonal":
-            nn.init.orthogonal_(block)
-        else:
-            block.copy_(torch.eye(hidden_size, dtype=weight.dtype, device=weight.device))
-
-
 def chrono_timescales(hidden_size: int, max_lag: int, generator: torch.Generator | None = None) -> Tensor:
     """Chrono initialisation (Tallec & Ollivier 2018, "Can recurrent neural networks warp time?"):
     log u, u ~ U[1, max_lag - 1], one per unit (H,). Used as the forget (LSTM) or keep (GRU
@@ -146,18 +103,5 @@ def chrono_timescales(hidden_size: int, max_lag: int, generator: torch.Generator
     return torch.log(torch.rand(hidden_size, generator=generator) * max(max_lag - 2, 0) + 1)
 
 
-def _to_layer_first(state: State):
-    # ours (B, L, H) -> PyTorch's (L, B, H)
-    if isinstance(state, tuple):
-        return tuple(s.transpose(0, 1).contiguous() for s in state)
-    return state.transpose(0, 1).contiguous()
-
-
-def _to_batch_first(state):
-    if isinstance(state, tuple):
-        return tuple(s.transpose(0, 1) for s in state)
-    return state.transpose(0, 1)
-
-
-for _name in ("rnn", "jordan", "lstm", "gru", "mingru", "minlstm"):
+for _name in RECURRENT_NAMES:
     register("model", _name)(RecurrentLM)

@@ -232,6 +232,11 @@ class TCNLM(nn.Module):
     `receptive_field` (attribute): tokens one prediction sees.
     """
 
+    @staticmethod
+    def options(name: str) -> tuple[str, ...]:
+        """The model.* options this family honours."""
+        return ("embedding_size", "hidden_size", "num_layers", "dropout", "kernel_size", "tie_weights")
+
     def __init__(self, cfg: ModelConfig, vocab_size: int):
         super().__init__()
         if cfg.kernel_size < 1:

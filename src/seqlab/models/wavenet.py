@@ -111,6 +111,11 @@ class WaveNetLM(nn.Module):
     `receptive_field` (attribute): tokens one prediction sees.
     """
 
+    @staticmethod
+    def options(name: str) -> tuple[str, ...]:
+        """The model.* options this family honours."""
+        return ("embedding_size", "hidden_size", "num_layers", "dropout", "kernel_size", "dilation_cycle", "skip_channels", "tie_weights")
+
     def __init__(self, cfg: ModelConfig, vocab_size: int, num_classes: int = 0):
         super().__init__()
         if cfg.kernel_size < 1 or cfg.dilation_cycle < 1:

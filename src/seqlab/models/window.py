@@ -31,6 +31,11 @@ class WindowLM(nn.Module):
     """init_state(B) -> (B, N−1) long of BOS;  forward(x (B, T), s) -> (logits (B, T, V), s);
     step(x_t (B,), s) -> (logits (B, V), s).  `receptive_field` (attribute) = N."""
 
+    @staticmethod
+    def options(name: str) -> tuple[str, ...]:
+        """The model.* options this family honours."""
+        return ("embedding_size", "hidden_size", "num_layers", "dropout", "context", "tie_weights")
+
     def __init__(self, cfg: ModelConfig, vocab_size: int):
         super().__init__()
         if cfg.context < 1:

@@ -33,6 +33,7 @@ from seqlab.config import Config, fused_possible
 from seqlab.data.sequences import pad
 from seqlab.data.vocab import BOS, EOS, PAD, UNK, Vocab
 from seqlab.models.bilm import BiLM, Elmo
+from seqlab.models.body import BODY_OPTIONS
 from seqlab.registry import register
 from seqlab.tasks.base import BATCHING_OPTIONS, ExampleTask, batched, encode_words, word_vocab
 
@@ -42,7 +43,11 @@ class BiLMTask(ExampleTask):
     name = "bilm"
     task_options = ("lowercase", "max_length") + BATCHING_OPTIONS
     models = ("lstm", "gru", "rnn")
-    model_options = {"*": ("embedding_size", "hidden_size", "num_layers", "dropout", "tie_weights", "forget_bias")}
+    # the cell's options apply to each of its one-layer parts (so not those between layers: variational,
+    # residual); the embedding is as wide as the hidden layers (validate says so)
+    model_options = {name: tuple(o for o in BODY_OPTIONS[name] if o not in ("variational", "residual"))
+                     + ("embedding_size", "tie_weights")
+                     for name in ("lstm", "gru", "rnn")}
     datasets = ("brown", "sentiment")
     metric = "perplexity"
 
@@ -101,7 +106,8 @@ class BiLMTask(ExampleTask):
 
     def build_model(self) -> nn.Module:
         m = self.cfg.model
-        return BiLM(len(self.vocab), m.hidden_size, m.num_layers, m.name, m.dropout, m.tie_weights, m.forget_bias)
+        return BiLM(len(self.vocab), m.hidden_size, m.num_layers, m.name, m.dropout, m.tie_weights, m.forget_bias,
+                    options=m)
 
     def collate(self, examples: Sequence, device: torch.device) -> dict[str, Tensor]:
         x, lengths = pad([[BOS, *e[0], EOS] for e in examples])                       # (B, T)

@@ -94,7 +94,7 @@ class BagOfWords(nn.Module):
 class ClassifyTask(ExampleTask):
     name = "classify"
     task_options = ("target", "pooling", "bidirectional", "lowercase", "max_length", "elmo") + BATCHING_OPTIONS
-    model_options = {"bow": (), "*": ENCODER_OPTIONS}
+    model_options = {"bow": (), **ENCODER_OPTIONS}
     models = ("bow",) + ENCODER_CELLS
     datasets = ("sentiment",)
 

@@ -22,10 +22,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from seqlab import SeqlabError
-from seqlab.config import Config, fused_possible
+from seqlab.config import Config
 from seqlab.data.sequences import pad
 from seqlab.data.vocab import BOS, EOS, PAD, Vocab
-from seqlab.models import fused
+from seqlab.models.body import BODY_OPTIONS, build_recurrent, init_recurrent_weights, run_recurrent
 from seqlab.registry import register
 from seqlab.tasks.base import BATCHING_OPTIONS, ExampleTask, batched, encode_words, label_vocab, word_vocab
 from seqlab.tasks.classify import labelled_rows, words
@@ -37,27 +37,25 @@ class ConditionalLM(nn.Module):
     def __init__(self, cfg: Config, vocab_size: int, classes: int):
         super().__init__()
         m = cfg.model
-        if not fused_possible(m):
-            raise SeqlabError("task.name=conditional uses PyTorch's fused rnn / lstm / gru without cell variants")
         self.how, self.is_lstm, self.layers = cfg.task.condition, m.name == "lstm", m.num_layers
         self.condition = nn.Embedding(classes, m.embedding_size)
         self.embedding = nn.Embedding(vocab_size, m.embedding_size, padding_idx=PAD)
         size_in = m.embedding_size * (2 if self.how in ("input", "both") else 1)
-        self.rnn = fused.MODULES[m.name](
-            size_in, m.hidden_size, m.num_layers, batch_first=True, dropout=m.dropout if m.num_layers > 1 else 0.0)
+        self.rnn = build_recurrent(m, size_in)                                      # models/body.py
+        init_recurrent_weights(self.rnn, m)
         self.to_state = nn.Linear(m.embedding_size, m.num_layers * m.hidden_size)
         self.dropout = nn.Dropout(m.dropout)
         self.head = nn.Linear(m.hidden_size, vocab_size)
         self.hidden_size = m.hidden_size
 
     def initial_state(self, label: Tensor):
-        # label (B,) -> PyTorch's (L, B, H) state, or a pair for the LSTM (the cell starts at 0)
+        # label (B,) -> the (B, L, H) state, or a pair for the LSTM (the cell starts at 0)
         B = label.size(0)
         if self.how in ("init", "both"):
             h = torch.tanh(self.to_state(self.condition(label)))                      # (B, L*H)
-            h = h.view(B, self.layers, self.hidden_size).transpose(0, 1).contiguous()  # (L, B, H)
+            h = h.view(B, self.layers, self.hidden_size)                               # (B, L, H)
         else:
-            h = self.head.weight.new_zeros(self.layers, B, self.hidden_size)
+            h = self.head.weight.new_zeros(B, self.layers, self.hidden_size)
         return (h, torch.zeros_like(h)) if self.is_lstm else h
 
     def forward(self, x: Tensor, label: Tensor, state=None) -> tuple[Tensor, object]:
@@ -68,7 +66,7 @@ class ConditionalLM(nn.Module):
         if self.how in ("input", "both"):
             c = self.condition(label)[:, None, :].expand(-1, x.size(1), -1)            # (B, T, E)
             inputs = torch.cat([inputs, c], dim=-1)                                    # (B, T, 2E)
-        out, state = self.rnn(inputs, state)                                           # (B, T, H)
+        out, state = run_recurrent(self.rnn, inputs, state)                            # (B, T, H)
         return self.head(self.dropout(out)), state
 
 
@@ -86,10 +84,7 @@ class Conditioned(nn.Module):
         return None
 
     def forward(self, x: Tensor, state=None):
-        # seqlab's decoders keep states batch first (B, L, H); PyTorch's modules layer first
-        from seqlab.models.recurrent import _to_batch_first, _to_layer_first
-        logits, state = self.model(x, self._labels(x.size(0)), None if state is None else _to_layer_first(state))
-        return logits, _to_batch_first(state)
+        return self.model(x, self._labels(x.size(0)), state)          # states batch first, as the decoders keep them
 
     def step(self, x_t: Tensor, state):
         logits, state = self.forward(x_t[:, None], state)
@@ -101,7 +96,7 @@ class ConditionalTask(ExampleTask):
     name = "conditional"
     task_options = ("condition", "lowercase") + BATCHING_OPTIONS
     models = ("rnn", "lstm", "gru")
-    model_options = {"*": ("embedding_size", "hidden_size", "num_layers", "dropout")}   # plain nn.LSTM / GRU / RNN
+    model_options = {name: BODY_OPTIONS[name] + ("embedding_size",) for name in ("rnn", "lstm", "gru")}
     datasets = ("sentiment",)
 
     def __init__(self, cfg: Config):

@@ -40,6 +40,7 @@ from torch import nn
 from seqlab import SeqlabError
 from seqlab.config import Config
 from seqlab.data.timeseries import SeriesTransform, split_horizon
+from seqlab.models.body import BODY_OPTIONS
 from seqlab.models.forecasters import RNNForecaster, WindowForecaster
 from seqlab.registry import register
 from seqlab.tasks.forecast_eval import plot_forecast, validation_loss
@@ -56,7 +57,7 @@ class ForecastTask(Task):
     name = "forecast"
     models = ("lstm", "gru", "rnn", "window", "ar")
     model_options = {"ar": (), "window": ("context", "hidden_size", "num_layers", "dropout"),
-                     "*": ("hidden_size", "num_layers", "dropout")}       # plain nn.LSTM / GRU / RNN
+                     **{name: BODY_OPTIONS[name] for name in ("lstm", "gru", "rnn")}}    # the cell's own (models/body.py)
     datasets = SERIES
     task_options = ("horizon", "transform", "period", "ar_order")
     unit, rate = "values", "values_per_s"
@@ -192,7 +193,7 @@ def build_forecaster(cfg: Config, order: int = 1) -> nn.Module:
         return ARModel(order)
     if m.name == "window":
         return WindowForecaster(m.context, m.hidden_size, m.num_layers, m.dropout)
-    return RNNForecaster(m.name, m.hidden_size, m.num_layers, m.dropout)
+    return RNNForecaster(m.name, m.hidden_size, m.num_layers, m.dropout, options=m)
 
 def parse_transform(text: str) -> tuple[bool, tuple[int, ...]] | None:
     """'auto' -> None; 'none' -> (False, ()); 'log,1,12' -> (True, (1, 12))."""

@@ -86,7 +86,7 @@ class Tagger(nn.Module):
 class TagTask(ExampleTask):
     name = "tag"
     task_options = ("bidirectional", "char_size", "tagset", "lowercase", "max_length", "elmo") + BATCHING_OPTIONS
-    model_options = {"*": ENCODER_OPTIONS}
+    model_options = ENCODER_OPTIONS
     models = ENCODER_CELLS
     datasets = ("brown",)
     metric = "accuracy"

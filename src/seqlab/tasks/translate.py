@@ -30,7 +30,6 @@ from seqlab.config import Config
 from seqlab.data.sequences import seq2seq_batch as make_batch
 from seqlab.data.vocab import PAD, Vocab
 from seqlab.decode import seq2seq as decode
-from seqlab.models.encoder import ENCODER_OPTIONS
 from seqlab.models.seq2seq import ATTENTIONS, DECODER_CELLS, Seq2Seq, sequence_loss, strip_eos
 from seqlab.registry import register
 from seqlab.tasks.base import BATCHING_OPTIONS, ExampleTask, batched, encode_words, word_vocab
@@ -45,7 +44,9 @@ SYNTHETIC_PAIRS = 20000
 class TranslateTask(ExampleTask):
     name = "translate"
     task_options = ("attention", "sampling", "sampling_k", "sampling_c", "sampling_min", "beam_size", "length_penalty", "lowercase", "max_length") + BATCHING_OPTIONS
-    model_options = {"*": ENCODER_OPTIONS}
+    # what the encoder and the decoder's cells both honour (the decoder steps plain nn.*Cell modules)
+    model_options = {name: ("embedding_size", "hidden_size", "num_layers", "dropout", "impl")
+                     + {"lstm": ("forget_bias",), "rnn": ("nonlinearity",)}.get(name, ()) for name in DECODER_CELLS}
     models = DECODER_CELLS
     datasets = ("en-es",) + SYNTHETIC
     higher_is_better = True

@@ -35,6 +35,7 @@ from seqlab import SeqlabError
 from seqlab.config import Config, ModelConfig, TaskConfig, TrainConfig
 from seqlab.data.sequences import STRATEGIES, split_indices
 from seqlab.data.vocab import Vocab
+from seqlab.models import family_options
 
 Example = Any
 TASK_META = "task.json"
@@ -51,8 +52,8 @@ class Task:
     higher_is_better = False
     datasets: tuple[str, ...] = ()           # named datasets it reads (data.corpus)
     # model.* options the task's model honours, per model.name ("*": any other name); None: the
-    # model family judges its own options (models/). Any other model option set away from its
-    # default is refused before training (check_options), never silently dropped.
+    # model family's own (each family declares them, models/). Any other model option set away
+    # from its default is refused before training (check_options), never silently dropped.
     model_options: dict[str, tuple[str, ...]] | None = None
     task_options: tuple[str, ...] = ()       # task.* options it reads
     train_options: tuple[str, ...] = ()      # of STREAM_OPTIONS, those it reads
@@ -85,14 +86,15 @@ class Task:
     @classmethod
     def check_options(cls, cfg: Config) -> None:
         """Refuse, in one line, options this task (or its model) would not use."""
-        ignored = []
-        if cls.model_options is not None:
+        if cls.model_options is None:                 # the family's own model, as it declares
+            honoured = family_options(cfg.model)
+        else:
             honoured = cls.model_options.get(cfg.model.name, cls.model_options.get("*", ()))
-            ignored += _changed(cfg.model, ModelConfig(), "model", set(honoured) | {"name"})
-            if ignored:
-                uses = ", ".join(f"model.{k}" for k in honoured) or "no model.* option"
-                raise SeqlabError(f"task.name={cls.name} with model.name={cfg.model.name} would not use "
-                                  f"{', '.join(ignored)}; remove it (this model uses {uses})")
+        ignored = _changed(cfg.model, ModelConfig(), "model", set(honoured) | {"name"})
+        if ignored:
+            uses = ", ".join(f"model.{k}" for k in honoured) or "no model.* option"
+            raise SeqlabError(f"task.name={cls.name} with model.name={cfg.model.name} would not use "
+                              f"{', '.join(ignored)}; remove it (this model uses {uses})")
         ignored = _changed(cfg.task, TaskConfig(), "task", set(cls.task_options) | {"name"})
         ignored += _changed(cfg.train, TrainConfig(), "train",
                             {f.name for f in dataclasses.fields(TrainConfig)} - set(STREAM_OPTIONS) | set(cls.train_options))

@@ -1,0 +1,143 @@
+"""The one recurrent builder: L layers of the configured cell, D directions, over (B, T, I)
+inputs, used by every model with a recurrent part (the language models, the encoders of
+the classifier, tagger and seq2seq, the biLM, the conditional LM, the forecasters and the
+sequence benchmarks). Options mean the same everywhere, and an option is honoured wherever
+a recurrent part is built.
+
+    rnn = build_recurrent(cfg, input_size, bidirectional=False)       # an nn.Module
+    init_recurrent_weights(rnn, cfg)                                   # model.recurrent_init
+    out, state = run_recurrent(rnn, x, state, lengths)                 # (B, T, D*H), batch first
+
+Which path runs follows `model.impl`: PyTorch's fused nn.RNN / nn.LSTM / nn.GRU (oneDNN on
+CPU, cuDNN on GPU) whenever they compute the configured cell (`auto`), seqlab's cells
+(models/cells.py, stack.py; the C++ or Python sequence backward, or per-step autograd with
+`loop`) otherwise; mingru and minlstm are the parallel-scan stacks of models/minimal.py.
+The returned module is the one that holds the weights, so a model that keeps it as
+`self.rnn` has the weight names PyTorch's modules give (rnn.weight_ih_l0, ...).
+
+State is batch first everywhere in seqlab: (B, L*D, H), or a pair for the LSTM.
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from seqlab import SeqlabError
+from seqlab.config import ModelConfig, fused_possible
+from seqlab.models.cells import ElmanCell, GRUCell, JordanCell, LSTMCell
+from seqlab.models.fused import MODULES
+from seqlab.models.minimal import MinimalStack
+from seqlab.models.stack import RecurrentStack
+
+RECURRENT_NAMES = ("rnn", "jordan", "lstm", "gru", "mingru", "minlstm")
+_CELL = ("hidden_size", "num_layers", "dropout", "impl", "layer_norm", "residual", "variational",
+         "recurrent_dropout", "zoneout", "recurrent_init")
+# the model.* options a recurrent part of each cell honours (dropout: between its layers)
+BODY_OPTIONS = {"rnn": _CELL + ("nonlinearity",), "jordan": _CELL, "lstm": _CELL + ("forget_bias", "peephole", "coupled"),
+                "gru": _CELL + ("gru_form",), "mingru": ("hidden_size", "num_layers", "dropout"),
+                "minlstm": ("hidden_size", "num_layers", "dropout")}
+
+
+def cell_factory(cfg: ModelConfig):
+    """(input_size, hidden_size) -> a seqlab cell with the configured options."""
+    def make(input_size: int, hidden_size: int):
+        if cfg.name == "rnn":
+            return ElmanCell(input_size, hidden_size, cfg.nonlinearity, cfg.layer_norm)
+        if cfg.name == "jordan":
+            return JordanCell(input_size, hidden_size, cfg.layer_norm)
+        if cfg.name == "lstm":
+            return LSTMCell(input_size, hidden_size, cfg.peephole, cfg.coupled, cfg.layer_norm, cfg.forget_bias)
+        return GRUCell(input_size, hidden_size, cfg.gru_form, cfg.layer_norm)
+    return make
+
+
+def uses_fused(cfg: ModelConfig) -> bool:
+    """Will build_recurrent return PyTorch's fused module for `cfg`?"""
+    return cfg.name in MODULES and (cfg.impl == "fused" or (cfg.impl == "auto" and fused_possible(cfg)))
+
+
+def build_recurrent(cfg: ModelConfig, input_size: int, bidirectional: bool = False) -> nn.Module:
+    """The recurrent layers of `cfg` (model.name, sizes, cell options) reading `input_size` features."""
+    if cfg.name not in RECURRENT_NAMES:
+        raise SeqlabError(f"model.name={cfg.name} is not a recurrent cell; use one of {', '.join(RECURRENT_NAMES)}")
+    between = cfg.dropout if cfg.num_layers > 1 else 0.0
+    if cfg.name in ("mingru", "minlstm"):   # Feng et al. 2024: parallel scan in training
+        if bidirectional:
+            raise SeqlabError(f"model.name={cfg.name} reads left to right only; use lstm or gru for a bidirectional part")
+        return MinimalStack(cfg.name, input_size, cfg.hidden_size, cfg.num_layers, dropout=between)
+    if uses_fused(cfg):
+        extra = {"nonlinearity": cfg.nonlinearity} if cfg.name == "rnn" else {}
+        rnn = MODULES[cfg.name](input_size, cfg.hidden_size, cfg.num_layers, batch_first=True, dropout=between,
+                                bidirectional=bidirectional, **extra)
+        set_forget_bias(rnn, cfg)
+        return rnn
+    return RecurrentStack(cell_factory(cfg), input_size, cfg.hidden_size, cfg.num_layers, dropout=between,
+                          bidirectional=bidirectional, residual=cfg.residual, variational=cfg.variational,
+                          recurrent_dropout=cfg.recurrent_dropout, zoneout=cfg.zoneout, fast=cfg.impl != "loop")
+
+
+@torch.no_grad()
+def set_forget_bias(rnn: nn.Module, cfg: ModelConfig) -> None:
+    """A fused LSTM's forget-gate bias to model.forget_bias (Gers et al. 2000; Jozefowicz et al.
+    2015): gates are stacked (i, f, g, o) and both bias vectors feed f, so each gets half.
+    (seqlab's LSTMCell sets its own.)"""
+    if cfg.name != "lstm" or not isinstance(rnn, nn.LSTM):
+        return
+    H = cfg.hidden_size
+    for name, p in rnn.named_parameters():
+        if name.startswith("bias"):
+            p[H:2 * H].fill_(cfg.forget_bias / 2)
+
+
+def init_recurrent_weights(rnn: nn.Module, cfg: ModelConfig) -> None:
+    """model.recurrent_init: orthogonal (Saxe et al. 2014) or identity (Le et al. 2015) recurrent
+    weights, one (H, H) block per gate; 'default' leaves the module's own initialisation."""
+    if cfg.recurrent_init == "default":
+        return
+    for name, p in rnn.named_parameters():
+        if name.split(".")[-1].startswith("weight_hh"):
+            init_recurrent(p, cfg.hidden_size, cfg.recurrent_init)
+
+
+@torch.no_grad()
+def init_recurrent(weight: Tensor, hidden_size: int, how: str) -> None:
+    """Orthogonal or identity init of each gate's (H, H) block of a recurrent weight."""
+    for block in weight.split(hidden_size, dim=0):                          # (H, H) per gate
+        if how == "orthogonal":
+            nn.init.orthogonal_(block)
+        else:
+            block.copy_(torch.eye(hidden_size, dtype=weight.dtype, device=weight.device))
+
+
+def run_recurrent(rnn: nn.Module, x: Tensor, state=None, lengths: Tensor | None = None) -> tuple[Tensor, object]:
+    """x (B, T, I), state batch first or None (zeros), lengths (B,) or None -> (B, T, D*H), state.
+    With `lengths` every row stops at its end (padding never changes a result); outputs at
+    padded positions are then whatever the path leaves (the callers that pad mask them)."""
+    if isinstance(rnn, (nn.RNN, nn.LSTM, nn.GRU)):
+        first = None if state is None else to_layer_first(state)
+        if lengths is None:
+            out, new = rnn(x, first)                                                   # (B, T, D*H)
+        else:
+            packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+            out, new = rnn(packed, first)
+            out, _ = pad_packed_sequence(out, batch_first=True, total_length=x.size(1))  # (B, T, D*H)
+        return out, to_batch_first(new)
+    if isinstance(rnn, MinimalStack):
+        if lengths is not None:
+            raise SeqlabError("mingru / minlstm read whole rows; padded batches need another cell")
+        return rnn(x, state)
+    return rnn(x, state, lengths=None if lengths is None else lengths.to(x.device))
+
+
+def to_layer_first(state):
+    """seqlab's (B, L, H) -> PyTorch's (L, B, H) (each of a pair)."""
+    if isinstance(state, tuple):
+        return tuple(s.transpose(0, 1).contiguous() for s in state)
+    return state.transpose(0, 1).contiguous()
+
+
+def to_batch_first(state):
+    if isinstance(state, tuple):
+        return tuple(s.transpose(0, 1) for s in state)
+    return state.transpose(0, 1)
