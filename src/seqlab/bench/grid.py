@@ -14,14 +14,34 @@ import time
 from pathlib import Path
 
 from seqlab.bench.common import commit, machine, provenance, write_report
-from seqlab.config import load_config
+from seqlab.config import Config, apply, load_config, parse_overrides
 from seqlab.data import sources
 from seqlab.models import build_model
 from seqlab.models.base import is_count_model
+from seqlab.registry import get
+from seqlab.tasks.lm import COUNTING_USES
 from seqlab.train.engine import fit
 
 SHARED = ["train.batch_size=32", "train.bptt_steps=50", "train.lr=5e-3", "train.max_epochs=0",
           "train.eval_every=100000", "train.eval_tokens=20000", "train.progress=false"]
+
+
+def shared_for(shared: list[str], row: list[str]) -> list[str]:
+    """The shared options a row's model uses: a count-based model has no optimiser and no dropout,
+    so the grid's budget, batch and rate do not apply to it (they would be refused)."""
+    cfg = apply(Config(), parse_overrides(shared + row))
+    task = get("task", cfg.task.name)
+    honoured = set(task.honoured_model_options(cfg))
+    counting = cfg.task.name == "lm" and getattr(get("model", cfg.model.name), "fitted_by_counting", False)
+    kept = []
+    for option in shared:
+        key = option.split("=", 1)[0]
+        if key.startswith("model.") and key[6:] not in honoured:
+            continue
+        if counting and key.startswith("train.") and key[6:] not in COUNTING_USES:
+            continue
+        kept.append(option)
+    return kept
 
 
 def run_grid(name: str, question: str, rows: dict[str, list[str]], shared: list[str], seconds: float,
@@ -42,7 +62,7 @@ def run_grid(name: str, question: str, rows: dict[str, list[str]], shared: list[
         for label, extra in rows.items():
             if only and not any(o in label for o in only):
                 continue
-            cfg = load_config(None, base + extra)
+            cfg = load_config(None, shared_for(base, extra) + extra)
             print(f"{label} ...", file=sys.stderr, flush=True)
             started = time.perf_counter()
             run = Path(tmp) / f"run{len(results)}"

@@ -21,7 +21,7 @@ def build_model(cfg: ModelConfig, vocab_size: int) -> nn.Module:
 
 def family_options(cfg: ModelConfig) -> tuple[str, ...]:
     """The model.* options model.name's family honours (each family declares its own)."""
-    return get("model", cfg.name).options(cfg.name)
+    return get("model", cfg.name).options(cfg)
 
 
 def check_fits(make: Callable[[], nn.Module], what: str) -> None:

@@ -39,6 +39,18 @@ BODY_OPTIONS = {"rnn": _CELL + ("nonlinearity",), "jordan": _CELL, "lstm": _CELL
                 "minlstm": ("hidden_size", "num_layers", "dropout")}
 
 
+def body_options(cfg: ModelConfig) -> tuple[str, ...]:
+    """The model.* options a recurrent part built from `cfg` honours: its cell's, less those
+    that act between layers when there is one layer (residual) or nothing to drop (variational
+    masks need dropout between layers)."""
+    unused = set()
+    if cfg.num_layers < 2:
+        unused |= {"residual", "variational"}
+    if not cfg.dropout:
+        unused.add("variational")
+    return tuple(o for o in BODY_OPTIONS[cfg.name] if o not in unused)
+
+
 def cell_factory(cfg: ModelConfig):
     """(input_size, hidden_size) -> a seqlab cell with the configured options."""
     def make(input_size: int, hidden_size: int):

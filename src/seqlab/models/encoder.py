@@ -20,12 +20,15 @@ import torch
 from torch import Tensor, nn
 from seqlab import SeqlabError
 from seqlab.config import ModelConfig
-from seqlab.models.body import BODY_OPTIONS, build_recurrent, init_recurrent_weights, run_recurrent, uses_fused
+from seqlab.models.body import body_options, build_recurrent, init_recurrent_weights, run_recurrent, uses_fused
 from seqlab.tokens import PAD
 
 ENCODER_CELLS = ("rnn", "jordan", "lstm", "gru")
-# the model.* options the encoder honours, per cell: the recurrent part's (models/body.py) and its embedding
-ENCODER_OPTIONS = {name: BODY_OPTIONS[name] + ("embedding_size",) for name in ENCODER_CELLS}
+
+
+def encoder_options(cfg: ModelConfig) -> tuple[str, ...]:
+    """The model.* options the encoder honours: its recurrent part's (models/body.py) and its embedding."""
+    return body_options(cfg) + ("embedding_size",)
 
 
 class SequenceEncoder(nn.Module):

@@ -97,8 +97,10 @@ class HMM(nn.Module):
     """A K-state discrete HMM behind the sequence-model interface. See the module docstring
     for the output alignment, the state (log-belief before the next emission) and EM."""
 
+    fitted_by_counting = True     # in one pass: the optimiser's train.* options do not apply
+
     @staticmethod
-    def options(name: str) -> tuple[str, ...]:
+    def options(cfg: ModelConfig) -> tuple[str, ...]:
         """The model.* options this family honours."""
         return ("hidden_size",)
 

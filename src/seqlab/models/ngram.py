@@ -89,10 +89,12 @@ class NGramLM(nn.Module):
     `target_log_probs` (B, T) and `stream_log_probs` (N,) only those of given targets, for
     scoring. The state is the last n−1 tokens (B, n−1), <bos> at the start."""
 
+    fitted_by_counting = True     # in one pass: the optimiser's train.* options do not apply
+
     @staticmethod
-    def options(name: str) -> tuple[str, ...]:
+    def options(cfg: ModelConfig) -> tuple[str, ...]:
         """The model.* options this family honours."""
-        return ("order", "smoothing", "add_k")
+        return ("order", "smoothing") + (("add_k",) if cfg.smoothing == "add_k" else ())
 
     def __init__(self, cfg: ModelConfig, vocab_size: int):
         super().__init__()

@@ -21,7 +21,7 @@ from torch import Tensor, nn
 from seqlab.config import ModelConfig
 from seqlab.models import fused_step
 from seqlab.models.base import State
-from seqlab.models.body import (BODY_OPTIONS, RECURRENT_NAMES, build_recurrent, init_recurrent_weights,
+from seqlab.models.body import (RECURRENT_NAMES, body_options, build_recurrent, init_recurrent_weights,
                                 run_recurrent, set_forget_bias, uses_fused)
 from seqlab.models.stack import sequence_mask
 from seqlab.registry import register
@@ -31,10 +31,11 @@ class RecurrentLM(nn.Module):
     """A token-level language model over a stack of recurrent layers."""
 
     @staticmethod
-    def options(name: str) -> tuple[str, ...]:
-        """The model.* options this family honours."""
-        return BODY_OPTIONS[name] + ("embedding_size", "tie_weights") + \
-            (("norm_stabilizer",) if name not in ("mingru", "minlstm") else ())
+    def options(cfg: ModelConfig) -> tuple[str, ...]:
+        """The model.* options this family honours: its recurrent part's, the embedding's, and
+        the norm stabiliser and variational dropout it applies itself (embedding and output)."""
+        own = ("norm_stabilizer",) + (("variational",) if cfg.dropout else ()) if cfg.name not in ("mingru", "minlstm") else ()
+        return tuple(dict.fromkeys(body_options(cfg) + ("embedding_size", "tie_weights") + own))
 
     def __init__(self, cfg: ModelConfig, vocab_size: int):
         super().__init__()

@@ -233,7 +233,7 @@ class TCNLM(nn.Module):
     """
 
     @staticmethod
-    def options(name: str) -> tuple[str, ...]:
+    def options(cfg: ModelConfig) -> tuple[str, ...]:
         """The model.* options this family honours."""
         return ("embedding_size", "hidden_size", "num_layers", "dropout", "kernel_size", "tie_weights")
 

@@ -112,9 +112,11 @@ class WaveNetLM(nn.Module):
     """
 
     @staticmethod
-    def options(name: str) -> tuple[str, ...]:
+    def options(cfg: ModelConfig) -> tuple[str, ...]:
         """The model.* options this family honours."""
-        return ("embedding_size", "hidden_size", "num_layers", "dropout", "kernel_size", "dilation_cycle", "skip_channels", "tie_weights")
+        # the dilations restart every dilation_cycle layers: a cycle as long as the stack changes nothing
+        return ("embedding_size", "hidden_size", "num_layers", "dropout", "kernel_size", "skip_channels", "tie_weights") \
+            + (("dilation_cycle",) if cfg.num_layers > min(cfg.dilation_cycle, ModelConfig.dilation_cycle) else ())
 
     def __init__(self, cfg: ModelConfig, vocab_size: int, num_classes: int = 0):
         super().__init__()

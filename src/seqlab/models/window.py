@@ -32,7 +32,7 @@ class WindowLM(nn.Module):
     step(x_t (B,), s) -> (logits (B, V), s).  `receptive_field` (attribute) = N."""
 
     @staticmethod
-    def options(name: str) -> tuple[str, ...]:
+    def options(cfg: ModelConfig) -> tuple[str, ...]:
         """The model.* options this family honours."""
         return ("embedding_size", "hidden_size", "num_layers", "dropout", "context", "tie_weights")
 

@@ -18,6 +18,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 import torch
 
+from seqlab import SeqlabError
 from seqlab.data.sequences import make_batches, padding_share
 from seqlab.data.vocab import UNK, Vocab
 from seqlab.train.task import Example, Task
@@ -37,6 +38,13 @@ class ExampleTask(Task):
 
     def collate(self, examples: Sequence[Example], device: torch.device) -> dict[str, Any]:
         raise NotImplementedError
+
+    def setup_training(self, world, device: torch.device) -> None:
+        super().setup_training(world, device)
+        if not self.splits["train"]:
+            limit = self.cfg.task.max_length
+            raise SeqlabError(f"{self.source}: no training example left" + (
+                f" with at most task.max_length={limit} tokens; raise it or set it to 0" if limit else ""))
 
     def epoch_batches(self, epoch: int) -> list[np.ndarray]:
         """The training batches of `epoch` (example indices): a function of the seed and the epoch only."""

@@ -20,6 +20,8 @@ embedding repeated, [e; e], to be as wide as the others).
 """
 from __future__ import annotations
 
+import dataclasses
+
 import math
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -33,7 +35,7 @@ from seqlab.config import Config, fused_possible
 from seqlab.data.sequences import pad
 from seqlab.data.vocab import BOS, EOS, PAD, UNK, Vocab
 from seqlab.models.bilm import BiLM, Elmo
-from seqlab.models.body import BODY_OPTIONS
+from seqlab.models.body import body_options
 from seqlab.registry import register
 from seqlab.tasks.base import BATCHING_OPTIONS, ExampleTask, batched, encode_words, word_vocab
 
@@ -45,9 +47,8 @@ class BiLMTask(ExampleTask):
     models = ("lstm", "gru", "rnn")
     # the cell's options apply to each of its one-layer parts (so not those between layers: variational,
     # residual); the embedding is as wide as the hidden layers (validate says so)
-    model_options = {name: tuple(o for o in BODY_OPTIONS[name] if o not in ("variational", "residual"))
-                     + ("embedding_size", "tie_weights")
-                     for name in ("lstm", "gru", "rnn")}
+    model_options = {"*": lambda c: body_options(dataclasses.replace(c.model, num_layers=1))
+                     + ("embedding_size", "tie_weights")}
     datasets = ("brown", "sentiment")
     metric = "perplexity"
 

@@ -36,7 +36,7 @@ from seqlab import SeqlabError
 from seqlab.config import Config
 from seqlab.data.sequences import pad
 from seqlab.data.vocab import PAD, Vocab
-from seqlab.models.encoder import ENCODER_CELLS, ENCODER_OPTIONS, SequenceEncoder, lengths_mask
+from seqlab.models.encoder import ENCODER_CELLS, encoder_options, SequenceEncoder, lengths_mask
 from seqlab.registry import register
 from seqlab.tasks.base import BATCHING_OPTIONS, ExampleTask, batched, encode_words, label_vocab, word_vocab
 
@@ -93,8 +93,12 @@ class BagOfWords(nn.Module):
 @register("task", "classify")
 class ClassifyTask(ExampleTask):
     name = "classify"
-    task_options = ("target", "pooling", "bidirectional", "lowercase", "max_length", "elmo") + BATCHING_OPTIONS
-    model_options = {"bow": (), **ENCODER_OPTIONS}
+    task_options = {"bow": ("target", "lowercase", "max_length") + BATCHING_OPTIONS,     # a bag of word counts
+                    "*": ("target", "pooling", "bidirectional", "lowercase", "max_length", "elmo") + BATCHING_OPTIONS}
+    # with pooling=final the classifier reads the top layer's final states, which a residual
+    # connection (added to a layer's outputs, from layer 2 on) reaches only from a third layer
+    model_options = {"bow": (), "*": lambda c: tuple(o for o in encoder_options(c.model) if o != "residual" or
+                                                     c.task.pooling != "final" or c.model.num_layers > 2)}
     models = ("bow",) + ENCODER_CELLS
     datasets = ("sentiment",)
 

@@ -25,7 +25,7 @@ from seqlab import SeqlabError
 from seqlab.config import Config
 from seqlab.data.sequences import pad
 from seqlab.data.vocab import BOS, EOS, PAD, Vocab
-from seqlab.models.body import BODY_OPTIONS, build_recurrent, init_recurrent_weights, run_recurrent
+from seqlab.models.body import body_options, build_recurrent, init_recurrent_weights, run_recurrent
 from seqlab.registry import register
 from seqlab.tasks.base import BATCHING_OPTIONS, ExampleTask, batched, encode_words, label_vocab, word_vocab
 from seqlab.tasks.classify import labelled_rows, words
@@ -96,7 +96,7 @@ class ConditionalTask(ExampleTask):
     name = "conditional"
     task_options = ("condition", "lowercase") + BATCHING_OPTIONS
     models = ("rnn", "lstm", "gru")
-    model_options = {name: BODY_OPTIONS[name] + ("embedding_size",) for name in ("rnn", "lstm", "gru")}
+    model_options = {"*": lambda c: body_options(c.model) + ("embedding_size",)}
     datasets = ("sentiment",)
 
     def __init__(self, cfg: Config):

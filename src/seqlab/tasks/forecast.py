@@ -40,7 +40,7 @@ from torch import nn
 from seqlab import SeqlabError
 from seqlab.config import Config
 from seqlab.data.timeseries import SeriesTransform, split_horizon
-from seqlab.models.body import BODY_OPTIONS
+from seqlab.models.body import body_options
 from seqlab.models.forecasters import RNNForecaster, WindowForecaster
 from seqlab.registry import register
 from seqlab.tasks.forecast_eval import plot_forecast, validation_loss
@@ -57,9 +57,9 @@ class ForecastTask(Task):
     name = "forecast"
     models = ("lstm", "gru", "rnn", "window", "ar")
     model_options = {"ar": (), "window": ("context", "hidden_size", "num_layers", "dropout"),
-                     **{name: BODY_OPTIONS[name] for name in ("lstm", "gru", "rnn")}}    # the cell's own (models/body.py)
+                     "*": lambda c: body_options(c.model)}        # the cell's own (models/body.py)
     datasets = SERIES
-    task_options = ("horizon", "transform", "period", "ar_order")
+    task_options = {"ar": ("horizon", "transform", "period", "ar_order"), "*": ("horizon", "transform", "period")}
     unit, rate = "values", "values_per_s"
     select_metric = "valid_mase"     # of the candidate transforms, the best validation MASE is kept
     length = 24                      # predictions scored per chunk (the truncated-BPTT length)
@@ -78,6 +78,9 @@ class ForecastTask(Task):
         super().validate(cfg)
         if cfg.task.horizon < 0 or cfg.task.ar_order < 0:
             raise SeqlabError("task.horizon and task.ar_order must be 0 or more")
+        if cfg.task.ar_order and cfg.model.name != "ar":
+            raise SeqlabError(f"task.ar_order is the p of model.name=ar; model.name={cfg.model.name} does not use it: "
+                              f"remove it")
         parse_transform(cfg.task.transform)
 
     # -- data -----------------------------------------------------------------------------------

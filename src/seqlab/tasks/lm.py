@@ -23,13 +23,16 @@ import torch
 from torch import Tensor, nn
 
 from seqlab import SeqlabError
-from seqlab.config import Config
+from seqlab.config import Config, TrainConfig
 from seqlab.data.text import Splits, batchify, batchify_view, load_splits
 from seqlab.data.vocab import Vocab
 from seqlab.models import build_model
 from seqlab.registry import get, register
 from seqlab.tasks.tbptt import Window, evaluate, summary, tbptt_windows, train_step
-from seqlab.train.task import STREAM_OPTIONS, Task
+from seqlab.train.task import STREAM_OPTIONS, Task, changed_options
+
+# what a model fitted by counting (n-gram, HMM) uses of train.*: its evaluation in chunks
+COUNTING_USES = ("bptt_steps", "eval_batch_size", "device", "threads", "progress")
 
 
 @register("task", "lm")
@@ -50,6 +53,15 @@ class LanguageModelTask(Task):
     @classmethod
     def validate(cls, cfg: Config) -> None:
         get("model", cfg.model.name)      # every family is a language model; an unknown name lists them
+
+    @classmethod
+    def check_options(cls, cfg: Config) -> None:
+        super().check_options(cfg)
+        if getattr(get("model", cfg.model.name), "fitted_by_counting", False):
+            ignored = changed_options(cfg.train, TrainConfig(), "train", set(COUNTING_USES))
+            if ignored:
+                raise SeqlabError(f"model.name={cfg.model.name} is fitted by counting in one pass, without "
+                                  f"{', '.join(ignored)}; remove it (it uses {', '.join('train.' + k for k in COUNTING_USES)})")
 
     # -- data ---------------------------------------------------------------------------------
 

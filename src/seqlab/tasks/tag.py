@@ -35,7 +35,7 @@ from seqlab.config import Config
 from seqlab.data.sequences import pad
 from seqlab.data.vocab import PAD, UNK, Vocab
 from seqlab.models import fused
-from seqlab.models.encoder import ENCODER_CELLS, ENCODER_OPTIONS, SequenceEncoder
+from seqlab.models.encoder import ENCODER_CELLS, encoder_options, SequenceEncoder
 from seqlab.registry import register
 from seqlab.tasks.base import BATCHING_OPTIONS, ExampleTask, batched, encode_words, label_vocab, word_vocab
 
@@ -86,7 +86,7 @@ class Tagger(nn.Module):
 class TagTask(ExampleTask):
     name = "tag"
     task_options = ("bidirectional", "char_size", "tagset", "lowercase", "max_length", "elmo") + BATCHING_OPTIONS
-    model_options = ENCODER_OPTIONS
+    model_options = {"*": lambda c: encoder_options(c.model)}
     models = ENCODER_CELLS
     datasets = ("brown",)
     metric = "accuracy"
@@ -104,6 +104,9 @@ class TagTask(ExampleTask):
         super().validate(cfg)
         if cfg.task.tagset not in ("base", "full"):
             raise SeqlabError(f"task.tagset must be 'base' or 'full', got {cfg.task.tagset!r}")
+        if cfg.task.tagset != "base" and cfg.data.path:
+            raise SeqlabError("task.tagset chooses among the Brown corpus's tags (data.corpus=brown); the tags of "
+                              "your file (data.path) are used as written: remove task.tagset")
         if cfg.task.elmo:
             from seqlab.tasks.bilm import bilm_run
             bilm_run(cfg.task.elmo)

@@ -70,6 +70,11 @@ class TranslateTask(ExampleTask):
             raise SeqlabError(f"task.beam_size must be 1 or more, got {t.beam_size}")
         if t.sampling not in ("none", "linear", "exponential", "inverse_sigmoid"):
             raise SeqlabError(f"task.sampling must be none, linear, exponential or inverse_sigmoid; got {t.sampling!r}")
+        if t.sampling == "none":
+            unused = [f"task.{k}={getattr(t, k)}" for k in ("sampling_k", "sampling_c", "sampling_min") if getattr(t, k)]
+            if unused:
+                raise SeqlabError(f"{', '.join(unused)} shape scheduled sampling, which is off (task.sampling=none); "
+                                  f"set task.sampling=linear, exponential or inverse_sigmoid, or remove them")
         if t.sampling == "linear" and not t.sampling_c and not cfg.train.max_steps:
             raise SeqlabError("task.sampling=linear needs task.sampling_c (decrease per update) or train.max_steps "
                               "(reach the floor task.sampling_min there)")

@@ -39,6 +39,7 @@ from seqlab.models import family_options
 
 Example = Any
 TASK_META = "task.json"
+Options = tuple[str, ...] | Callable[[Config], tuple[str, ...]]
 
 # train.* options only the language model's TBPTT stream uses
 STREAM_OPTIONS = ("bptt_steps", "bptt_stride", "eval_tokens", "eval_batch_size")
@@ -54,8 +55,8 @@ class Task:
     # model.* options the task's model honours, per model.name ("*": any other name); None: the
     # model family's own (each family declares them, models/). Any other model option set away
     # from its default is refused before training (check_options), never silently dropped.
-    model_options: dict[str, tuple[str, ...]] | None = None
-    task_options: tuple[str, ...] = ()       # task.* options it reads
+    model_options: dict[str, Options] | None = None
+    task_options: Options | dict[str, Options] = ()     # task.* options it reads (also per model.name)
     train_options: tuple[str, ...] = ()      # of STREAM_OPTIONS, those it reads
     unit, rate = "items", "items_per_s"      # what the loss averages over, for the training records
     validate_each_epoch = False              # also validate at the end of every epoch
@@ -82,21 +83,28 @@ class Task:
         for key in ("max_length", "max_tokens", "char_size"):
             if getattr(t, key) < 0:
                 raise SeqlabError(f"task.{key} must be 0 or more, got {getattr(t, key)}")
+        if t.max_tokens and t.batching != "token_budget":
+            raise SeqlabError(f"task.max_tokens is the budget of task.batching=token_budget, not {t.batching}; "
+                              f"set task.batching=token_budget or remove task.max_tokens")
+
+    @classmethod
+    def honoured_model_options(cls, cfg: Config) -> tuple[str, ...]:
+        """The model.* options this task's model uses with cfg's model.name (and values)."""
+        if cls.model_options is None:                 # the family's own model, as it declares
+            return family_options(cfg.model)
+        return _per_model(cls.model_options, cfg)
 
     @classmethod
     def check_options(cls, cfg: Config) -> None:
         """Refuse, in one line, options this task (or its model) would not use."""
-        if cls.model_options is None:                 # the family's own model, as it declares
-            honoured = family_options(cfg.model)
-        else:
-            honoured = cls.model_options.get(cfg.model.name, cls.model_options.get("*", ()))
-        ignored = _changed(cfg.model, ModelConfig(), "model", set(honoured) | {"name"})
+        honoured = cls.honoured_model_options(cfg)
+        ignored = changed_options(cfg.model, ModelConfig(), "model", set(honoured) | {"name"})
         if ignored:
             uses = ", ".join(f"model.{k}" for k in honoured) or "no model.* option"
             raise SeqlabError(f"task.name={cls.name} with model.name={cfg.model.name} would not use "
                               f"{', '.join(ignored)}; remove it (this model uses {uses})")
-        ignored = _changed(cfg.task, TaskConfig(), "task", set(cls.task_options) | {"name"})
-        ignored += _changed(cfg.train, TrainConfig(), "train",
+        ignored = changed_options(cfg.task, TaskConfig(), "task", set(_per_model(cls.task_options, cfg)) | {"name"})
+        ignored += changed_options(cfg.train, TrainConfig(), "train",
                             {f.name for f in dataclasses.fields(TrainConfig)} - set(STREAM_OPTIONS) | set(cls.train_options))
         if ignored:
             raise SeqlabError(f"task.name={cls.name} does not use {', '.join(ignored)}; remove it")
@@ -204,6 +212,13 @@ class Task:
         return result
 
 
-def _changed(section, defaults, prefix: str, honoured: set[str]) -> list[str]:
+def _per_model(options, cfg: Config) -> tuple[str, ...]:
+    """Options declared as a tuple, a function of the config, or per model.name ("*": any other)."""
+    if isinstance(options, dict):
+        options = options.get(cfg.model.name, options.get("*", ()))
+    return options(cfg) if callable(options) else options
+
+
+def changed_options(section, defaults, prefix: str, honoured: set[str]) -> list[str]:
     return [f"{prefix}.{f.name}={getattr(section, f.name)!r}" for f in dataclasses.fields(section)
             if f.name not in honoured and getattr(section, f.name) != getattr(defaults, f.name)]
