@@ -18,7 +18,7 @@ from seqlab.registry import get, names
 from seqlab.train.control import Interrupted
 from seqlab.train.engine import fit
 
-from taskdata import NET, TASKS, TRAIN, data_for
+from taskdata import TASKS, TRAIN, data_for
 
 
 def config(task, tmp, *extra):
