@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from seqlab.bench import bai2018, karpathy2016, seqtasks, suite
+from seqlab.bench import bai2018, karpathy2016, suite
 from seqlab.bench.suite import Benchmark, Cell, Options
 
 
@@ -115,10 +115,11 @@ def test_cell_ids_are_unique_and_quick_fits_in_two_hours():
 
 @pytest.mark.parametrize("task", ["adding", "copy", "seqmnist", "chorales"])
 def test_quick_models_are_within_ten_percent_of_the_budget(task):
-    data_sizes = {"adding": (2, 1), "copy": (10, 10), "seqmnist": (1, 10), "chorales": (88, 88)}[task]
+    from seqlab.config import load_config
+    from seqlab.tasks.sequence import SequenceTask
     for family, spec in bai2018.specs(task, "quick").items():
-        model = seqtasks.SequenceNet(spec.family, *data_sizes, spec.hidden_size, spec.num_layers, spec.kernel_size)
-        count = seqtasks.parameter_count(model)
+        cfg = load_config(None, bai2018.task_overrides(task, spec, "quick", QUIET))
+        count = sum(p.numel() for p in SequenceTask(cfg).build_model().parameters())
         assert abs(count - spec.budget) <= 0.1 * spec.budget, (task, family, count, spec.budget)
 
 
@@ -149,81 +150,3 @@ def test_karpathy_lm_cell_reports_test_cross_entropy(tmp_path, text_file):
     assert result["metrics"]["test_tokens"] > 1000 and result["parameters"] is None
 
 
-# -- the sequence-task trainer -----------------------------------------------------------------------
-
-@pytest.mark.parametrize("family", ["lstm", "tcn"])
-def test_adding_problem_loss_falls_below_the_blind_baseline(family):
-    # the LSTM sits on the 0.167 plateau for a few hundred updates before it finds the two marks
-    task = seqtasks.adding_task(T=20, n_train=4000, n_test=500, seed=0)
-    model = seqtasks.SequenceNet(family, 2, 1, 32 if family == "lstm" else 16, 1 if family == "lstm" else 4, 3)
-    updates = 500 if family == "lstm" else 150
-    result = seqtasks.train(model, task, lr=1e-2 if family == "lstm" else 5e-3, batch_size=32, max_updates=updates,
-                            progress=False, log=lambda m: None)
-    assert result["loss"] < 0.5 * task.baseline, result["loss"]          # 0.167 for an input-blind model
-
-
-def test_copy_memory_tcn_beats_the_blind_baseline():
-    task = seqtasks.copy_task(T=10, n_train=2000, n_test=200)
-    model = seqtasks.SequenceNet("tcn", 10, 10, 16, 4, 3)
-    result = seqtasks.train(model, task, lr=5e-3, batch_size=32, max_updates=150, progress=False, log=lambda m: None)
-    assert result["loss"] < 0.5 * task.baseline and result["accuracy"] > 0.5
-
-
-def test_sequence_classification_from_the_last_step_learns():
-    # class = whether the sum of the sequence is positive: needs every step, read at the last
-    g = torch.Generator().manual_seed(0)
-    x = torch.randn(1200, 20, 1, generator=g)
-    y = (x.sum((1, 2)) > 0).long()
-    task = seqtasks.SequenceTask("sign", "class_last", 1, 2, {"train": (x[:1000], y[:1000]), "test": (x[1000:], y[1000:])})
-    result = seqtasks.train(seqtasks.SequenceNet("gru", 1, 2, 16), task, lr=1e-2, max_updates=120,
-                            progress=False, log=lambda m: None)
-    assert result["accuracy"] > 0.85
-
-
-def test_piano_roll_nll_falls_on_a_repeating_pattern():
-    # rolls whose frame t+1 is frame t shifted by one key: predictable from the last frame
-    rolls = []
-    for i in range(40):
-        frames = np.zeros((12 + i % 5, 88), np.float32)
-        for t in range(len(frames)):
-            frames[t, (i + t) % 88] = 1
-        rolls.append(frames)
-    task = seqtasks.SequenceTask("shift", "bernoulli_frame", 88, 88, {"train": (rolls[:32], None), "test": (rolls[32:], None)})
-    before = seqtasks.evaluate(seqtasks.SequenceNet("lstm", 88, 88, 32), task, "test", 8, "cpu")["loss"]
-    result = seqtasks.train(seqtasks.SequenceNet("lstm", 88, 88, 32), task, lr=1e-2, batch_size=8,
-                            max_updates=200, progress=False, log=lambda m: None)
-    assert before > 30 and result["loss"] < 0.3 * before
-
-
-def test_mnist_and_chorale_tasks_read_the_data_modules(monkeypatch):
-    import sys
-    import types
-    images = types.ModuleType("seqlab.data.images")
-    images.load_mnist = lambda: {s: (np.random.rand(n, 784).astype(np.float32), np.arange(n) % 10)
-                                 for s, n in (("train", 20), ("valid", 5), ("test", 6))}
-    images.sequential = lambda im, permute, seed: (im[:, ::-1] if permute else im)[:, :, None]
-    music = types.ModuleType("seqlab.data.music")
-    music.load_chorales = lambda: {s: [np.ones((5 + i, 88), np.float32) for i in range(3)] for s in ("train", "valid", "test")}
-    monkeypatch.setitem(sys.modules, "seqlab.data.images", images)
-    monkeypatch.setitem(sys.modules, "seqlab.data.music", music)
-    task = seqtasks.mnist_task(permute=True, n_train=8)
-    x, y, _ = task.batch("train", torch.arange(4), "cpu")
-    assert x.shape == (4, 784, 1) and task.size("test") == 6 and y.tolist() == [0, 1, 2, 3]
-    rolls = seqtasks.chorale_task()
-    x, y, mask = rolls.batch("test", torch.arange(3), "cpu")
-    assert x.shape == (3, 6, 88) and mask.sum().item() == 4 + 5 + 6
-
-
-def test_chrono_initialisation_spreads_the_forget_biases_and_mirrors_them_on_the_input_gate():
-    from seqlab.bench import seqtasks
-    torch.manual_seed(0)
-    H, T_max = 64, 200
-    model = seqtasks.SequenceNet("lstm", 2, 1, H, 2, chrono=T_max)
-    for layer in range(2):
-        b_ih, b_hh = getattr(model.rnn, f"bias_ih_l{layer}"), getattr(model.rnn, f"bias_hh_l{layer}")
-        b_f, b_i = b_ih[H:2 * H] + b_hh[H:2 * H], b_ih[:H] + b_hh[:H]       # PyTorch's gate order i, f, g, o
-        assert torch.all(b_f >= 0) and torch.all(b_f <= math.log(T_max - 1) + 1e-6)
-        assert b_f.max() > math.log(T_max / 4)                              # spread towards long time scales
-        assert torch.equal(b_i, -b_f)
-    plain = seqtasks.SequenceNet("lstm", 2, 1, H)
-    assert not torch.equal(plain.rnn.bias_ih_l0[H:2 * H], model.rnn.bias_ih_l0[H:2 * H])

@@ -64,6 +64,8 @@ class ModelConfig:
     order: int = opt(5, "ngram: tokens per n-gram, 1-20")
     smoothing: str = opt("kneser_ney", "ngram: 'add_k', 'witten_bell', 'kneser_ney' or 'modified_kneser_ney'")
     add_k: float = opt(1.0, "ngram: the k of add-k smoothing (1 = Laplace)")
+    chrono: int = opt(0, "lstm: chrono initialisation of the gate biases for lags up to N steps (Tallec & Ollivier "
+                      "2018); 0 = off")
     impl: str = opt("auto", "'fused' (PyTorch's nn.RNN/LSTM/GRU), 'fast' (seqlab's cells, hand-written sequence backward), "
                     "'loop' (seqlab's cells, per-step autograd) or 'auto' (fused when it can, else fast)")
 
@@ -73,7 +75,7 @@ class TrainConfig:
     batch_size: int = opt(64, "parallel streams per batch")
     bptt_steps: int = opt(100, "k2 of TBPTT(k1, k2): steps back-propagated through at each update")
     bptt_stride: int = opt(0, "k1 of TBPTT(k1, k2): new tokens per update (0 = same as bptt_steps)")
-    optimizer: str = opt("adam", "'adam' or 'sgd' (with momentum)")
+    optimizer: str = opt("adam", "'adam', 'sgd' (with momentum) or 'rmsprop'")
     lr: float = opt(2e-3, "learning rate")
     momentum: float = opt(0.9, "SGD momentum")
     weight_decay: float = opt(0.0, "L2 weight decay")
@@ -108,7 +110,8 @@ class TrainConfig:
 
 @dataclass
 class TaskConfig:
-    name: str = opt("lm", "what to learn: lm (next token), classify, tag, translate, forecast, conditional, bilm (see tasks/)")
+    name: str = opt("lm", "what to learn: lm (next token), classify, tag, translate, forecast, conditional, bilm, "
+                    "sequence (the adding problem, copy memory, pixel MNIST, piano rolls; see tasks/)")
     target: str = opt("class", "classify: 'class' (labels; sentiment: positive when its score > 0) or 'score' (regression)")
     pooling: str = opt("final", "classify: sequence summary from the encoder: 'final' states, 'mean' or 'max' over time")
     bidirectional: bool = opt(True, "classify / tag / translate: read the input in both directions")
@@ -129,6 +132,9 @@ class TaskConfig:
     max_tokens: int = opt(0, "batching=token_budget: padded tokens per batch (0 = batch_size x the mean length)")
     condition: str = opt("init", "conditional: the class vector sets the initial state ('init'), joins every input "
                          "('input') or both")
+    length: int = opt(0, "sequence: T of the adding problem / the copy-memory delay (0 = the paper's 600 / 1000)")
+    train_examples: int = opt(0, "sequence: training examples generated or taken (0 = the task's default)")
+    test_examples: int = opt(0, "sequence: test examples generated or taken (0 = the task's default)")
     horizon: int = opt(0, "forecast: values held out for testing, and as many before them for validation (0 = per series)")
     transform: str = opt("auto", "forecast: 'auto' (chosen on validation), 'none', or e.g. 'log,1,12' (log, then differences)")
     period: int = opt(0, "forecast: seasonal period for MASE and the seasonal naive forecast (0 = the series' own)")
@@ -325,8 +331,16 @@ def validate(cfg: Config) -> None:
         raise SeqlabError(f"train.schedule must be 'plateau', 'cosine' or 'constant', got {t.schedule!r}")
     if t.schedule == "cosine" and not t.max_steps:
         raise SeqlabError("train.schedule=cosine needs train.max_steps (the step where the rate reaches 0)")
-    if t.optimizer not in ("adam", "sgd"):
-        raise SeqlabError(f"train.optimizer must be 'adam' or 'sgd', got {t.optimizer!r}")
+    if t.optimizer not in ("adam", "sgd", "rmsprop"):
+        raise SeqlabError(f"train.optimizer must be 'adam', 'sgd' or 'rmsprop', got {t.optimizer!r}")
+    defaults = TrainConfig()
+    # options that shape another one's behaviour are refused where that one is off (never dropped)
+    for key, needs, holds in (("momentum", "train.optimizer=sgd", t.optimizer == "sgd"),
+                              ("lr_decay", "train.schedule=plateau", t.schedule == "plateau"),
+                              ("lr_patience", "train.schedule=plateau", t.schedule == "plateau"),
+                              ("nan_lr_factor", "train.nan_retries > 0", t.nan_retries > 0)):
+        if getattr(t, key) != getattr(defaults, key) and not holds:
+            raise SeqlabError(f"train.{key} applies with {needs}; remove it or set that")
     if m.tie_weights and m.embedding_size != m.hidden_size:
         raise SeqlabError(
             f"model.tie_weights needs model.embedding_size == model.hidden_size "

@@ -52,9 +52,12 @@ def data_for(task: str, tmp) -> list[str]:
         path.write_text("".join(f"{v:.4f}\n" for v in values))
         return [f"data.path={path}", "model=lstm", "task.period=12", "task.horizon=12", "task.transform=1",
                 "train.batch_size=8", "model.hidden_size=8", "model.num_layers=1", "model.dropout=0"]
+    if task == "sequence":              # the adding problem, generated
+        return ["data=adding", "model=lstm", "task.length=12", "task.train_examples=200", "task.test_examples=40",
+                "train.batch_size=8", "model.hidden_size=16", "model.num_layers=1"]
     raise AssertionError(f"no test data for task {task}: add it here")
 
 
-TASKS = ["bilm", "classify", "conditional", "forecast", "lm", "tag", "translate"]
+TASKS = ["bilm", "classify", "conditional", "forecast", "lm", "sequence", "tag", "translate"]
 
 

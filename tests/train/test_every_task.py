@@ -30,8 +30,7 @@ def newest(run):
 
 
 def records(run):
-    drop = ("elapsed", "tok_per_s", "items_per_s", "values_per_s", "words_per_s", "seconds")
-    return [{k: v for k, v in json.loads(line).items() if k not in drop}
+    return [{k: v for k, v in json.loads(line).items() if k not in ("elapsed", "seconds") and not k.endswith("_per_s")}
             for line in (run / "metrics.jsonl").read_text().splitlines()]
 
 

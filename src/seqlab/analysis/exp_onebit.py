@@ -47,7 +47,7 @@ from torch import Tensor
 
 from seqlab import SeqlabError
 from seqlab.analysis import experiments as common
-from seqlab.models.recurrent import chrono_timescales
+from seqlab.models.body import chrono_timescales
 
 VALID_SIZE, TEST_SIZE, EVAL_EVERY, STOP_AT, SUCCESS_AT = 256, 2000, 25, 0.99, 0.95
 LSTM_INPUT, LSTM_FORGET, GRU_UPDATE = 0, 1, 1                 # gate blocks: LSTM i f g o; GRU r u n

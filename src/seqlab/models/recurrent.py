@@ -35,7 +35,7 @@ class RecurrentLM(nn.Module):
         """The model.* options this family honours: its recurrent part's, the embedding's, and
         the norm stabiliser and variational dropout it applies itself (embedding and output)."""
         own = ("norm_stabilizer",) + (("variational",) if cfg.dropout else ()) if cfg.name not in ("mingru", "minlstm") else ()
-        return tuple(dict.fromkeys(body_options(cfg) + ("embedding_size", "tie_weights") + own))
+        return tuple(dict.fromkeys(body_options(cfg) + ("embedding_size", "tie_weights", "dropout") + own))
 
     def __init__(self, cfg: ModelConfig, vocab_size: int):
         super().__init__()
@@ -94,14 +94,6 @@ class RecurrentLM(nn.Module):
             return self.head(out), state                                     # (B, V)
         logits, state = self.forward(x_t.unsqueeze(1), state)
         return logits.squeeze(1), state
-
-
-def chrono_timescales(hidden_size: int, max_lag: int, generator: torch.Generator | None = None) -> Tensor:
-    """Chrono initialisation (Tallec & Ollivier 2018, "Can recurrent neural networks warp time?"):
-    log u, u ~ U[1, max_lag - 1], one per unit (H,). Used as the forget (LSTM) or keep (GRU
-    update) gate bias, with its negative on the LSTM's input gate, it starts the units with
-    memory time scales spread up to the longest dependency."""
-    return torch.log(torch.rand(hidden_size, generator=generator) * max(max_lag - 2, 0) + 1)
 
 
 for _name in RECURRENT_NAMES:

@@ -48,7 +48,7 @@ class BiLMTask(ExampleTask):
     # the cell's options apply to each of its one-layer parts (so not those between layers: variational,
     # residual); the embedding is as wide as the hidden layers (validate says so)
     model_options = {"*": lambda c: body_options(dataclasses.replace(c.model, num_layers=1))
-                     + ("embedding_size", "tie_weights")}
+                     + ("embedding_size", "tie_weights", "dropout")}
     datasets = ("brown", "sentiment")
     metric = "perplexity"
 

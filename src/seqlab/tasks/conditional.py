@@ -96,7 +96,7 @@ class ConditionalTask(ExampleTask):
     name = "conditional"
     task_options = ("condition", "lowercase") + BATCHING_OPTIONS
     models = ("rnn", "lstm", "gru")
-    model_options = {"*": lambda c: body_options(c.model) + ("embedding_size",)}
+    model_options = {"*": lambda c: tuple(dict.fromkeys(body_options(c.model) + ("embedding_size", "dropout")))}
     datasets = ("sentiment",)
 
     def __init__(self, cfg: Config):

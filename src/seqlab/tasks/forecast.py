@@ -57,7 +57,7 @@ class ForecastTask(Task):
     name = "forecast"
     models = ("lstm", "gru", "rnn", "window", "ar")
     model_options = {"ar": (), "window": ("context", "hidden_size", "num_layers", "dropout"),
-                     "*": lambda c: body_options(c.model)}        # the cell's own (models/body.py)
+                     "*": lambda c: tuple(dict.fromkeys(body_options(c.model) + ("dropout",)))}  # + output dropout
     datasets = SERIES
     task_options = {"ar": ("horizon", "transform", "period", "ar_order"), "*": ("horizon", "transform", "period")}
     unit, rate = "values", "values_per_s"
