@@ -44,7 +44,7 @@ TASK_ALT = {"target": "score", "pooling": "mean", "bidirectional": False, "char_
 STREAM_ALT = {"bptt_steps": 7, "bptt_stride": 3, "eval_tokens": 50, "eval_batch_size": 2}
 # model options that make the small config, where the task's model honours them
 SMALL = {"embedding_size": 16, "hidden_size": 16, "num_layers": 2, "dropout": 0.1, "context": 4, "order": 3}
-NOT_HERE = {"elmo": "needs a trained biLM run: tests/test_bilm.py trains one and feeds it to tag and classify"}
+NOT_HERE = {"elmo": "needs a trained biLM run: tests/tasks/test_bilm.py trains one and feeds it to tag and classify"}
 
 
 def test_every_option_has_an_alternative_value_here():

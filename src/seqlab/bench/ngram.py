@@ -6,7 +6,7 @@
    a 10,000-character held-out text, with the SAME model on both sides — interpolated
    Witten-Bell, order 3, whose lowest order NLTK's `WittenBellInterpolated` ends in the
    maximum-likelihood unigram (perplexity inf on an unseen symbol); NLTK is given seqlab's
-   uniform-interpolated base (tests/test_ngram.py shows the two then agree to 1e-12), so the
+   uniform-interpolated base (tests/models/test_ngram.py shows the two then agree to 1e-12), so the
    perplexities must be equal and the timing compares like with like.
 """
 from __future__ import annotations
@@ -145,7 +145,7 @@ def markdown(r: dict) -> str:
         "lowest order (the unigram interpolated with the uniform distribution, so an unseen character keeps "
         "some probability) and, for Kneser-Ney, seqlab's per-order discounts D = n1 / (n1 + 2 n2) in place of "
         "NLTK's single fixed 0.1. Stock NLTK gives an infinite perplexity on this text, because its lowest order "
-        "gives an unseen character probability 0. tests/test_ngram.py shows that the adapted NLTK and seqlab "
+        "gives an unseen character probability 0. tests/models/test_ngram.py shows that the adapted NLTK and seqlab "
         "agree to 1e-12 per probability.\n\n"
         f"- data: {r['data']}\n- machine: {m['cpu']}, {m['cores']} cores, torch {m['torch']}\n"
         f"- commit: {r['commit']}, {r['date']}\n- command: `{r['command']}`\n")

@@ -10,7 +10,7 @@ training split; words split on whitespace, <eos> at each line end) and scores he
 corpus). The vocabulary is that of the 100,000 training tokens, as for any 100k-token corpus:
 a held-out word outside it is <unk>.
 
-The same model on both sides, order 3 (tests/test_ngram.py proves each adaptation at 1e-12
+The same model on both sides, order 3 (tests/models/test_ngram.py proves each adaptation at 1e-12
 per probability):
   * interpolated Witten–Bell: NLTK's `WittenBell` with seqlab's lowest order, the unigram
     interpolated with the uniform distribution over S (stock NLTK ends in the bare ML unigram,

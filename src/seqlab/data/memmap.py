@@ -14,7 +14,7 @@ character corpus is a 1 GB token file), uint16 up to 65,536, else int32. Trainin
 file through np.memmap: the splits are views, batchify_view is a view, and each TBPTT window
 is read as it is needed, so resident memory stays bounded whatever the corpus size (the
 operating system pages the file in and out). The result equals load_splits in memory,
-token for token (tests/test_memmap.py). KEY covers the files' paths, sizes and modification
+token for token (tests/data/test_memmap.py). KEY covers the files' paths, sizes and modification
 times and the data options, so a changed file is converted again.
 """
 from __future__ import annotations

@@ -63,7 +63,7 @@ objective, which `objective_history` records and which never decreases:
 The plain log-likelihood (`history`) can therefore decrease, by at most
 ε (Σ log θ_{i+1} − Σ log θ_i) per iteration. With the default ε = 1e-3 against expected
 counts in the hundreds or more it did not, beyond float rounding, in any run of
-tests/test_hmm.py; with ε = 5 it does (a test shows one). With `pseudo_count=0`
+tests/models/test_hmm.py; with ε = 5 it does (a test shows one). With `pseudo_count=0`
 this is exact maximum-likelihood EM and `history` itself never decreases (up to float
 rounding); but then symbols absent from the training stream get probability 0 (−inf), so
 ε = 0 is for checking EM, not for scoring held-out text.

@@ -46,7 +46,7 @@ Scoring
 -------
 Each formula above reads P_k(w|h) = alpha_k(h w) + gamma_k(h) · P_lower(w), with P_lower the
 uniform for add-k and P_{k−1}(w|h') otherwise. Both paths evaluate it from order 1 up with
-the same floating-point operations, so they agree to rounding (tests/test_ngram_scoring.py
+the same floating-point operations, so they agree to rounding (tests/models/test_ngram_scoring.py
 asks 1e-12; they are in fact equal):
 * the whole distribution (`forward`, `step`, `log_prob_table`: sampling and decoding need
   every token): per position the dense (V,) table, each seen context's pairs scattered in;

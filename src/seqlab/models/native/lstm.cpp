@@ -42,7 +42,7 @@ using at::Tensor;
 
 // e^x for float32, vectorisable (measured over [-87, 88] in steps of 1e-4 against double
 // exp: at most 9.9e-8 relative error; sigmoid and tanh built on it: 8.9e-8 and 1.8e-7 absolute
-// on [-20, 20]; tests/test_native.py checks the gate functions against torch's): x = k ln2 + r with k = round(x / ln2) and |r| <= ln2 / 2,
+// on [-20, 20]; tests/models/test_native.py checks the gate functions against torch's): x = k ln2 + r with k = round(x / ln2) and |r| <= ln2 / 2,
 // e^r from its Taylor series to degree 7 (truncation error < 2e-9 relative), 2^k written
 // straight into the exponent bits. ln2 is split in a part exact in float and a remainder
 // (Cody & Waite) so that r keeps its low bits. Inputs are clamped to [-87, 88], inside

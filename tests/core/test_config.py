@@ -16,7 +16,7 @@ def test_defaults_and_overrides_are_typed():
 
 def test_presets_load(tmp_path):
     for name in ("demo", "char-lstm"):
-        cfg = load_config(Path(__file__).parents[1] / "configs" / f"{name}.toml")
+        cfg = load_config(Path(__file__).parents[2] / "configs" / f"{name}.toml")
         assert cfg.model.name == "lstm"
 
 

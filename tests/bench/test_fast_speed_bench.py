@@ -35,7 +35,7 @@ def test_speed_report_rows_and_ratios(tmp_path):
     assert rows["seqlab lstm"]["path"].endswith(": LSTM")
     for name in ("nn.LSTM", "naive lstm", "fast lstm-peephole", "fast lstm-layernorm", "fast gru-layernorm"):
         assert rows[name]["vs_own_module"] is None and rows[name]["median_tok_per_s"] > 0
-    if native.available():     # (tests/test_native.py fails where it is not, unless SEQLAB_NATIVE=0)
+    if native.available():     # (tests/models/test_native.py fails where it is not, unless SEQLAB_NATIVE=0)
         assert rows["fast lstm-layernorm"]["path"] == "seqlab fused C++ loop (models/native)"
         assert rows["fast lstm-layernorm (python)"]["path"].startswith("seqlab fast path in Python")
     assert rows["fast gru-layernorm"]["path"] == "seqlab fast path (hand-written BPTT)"

@@ -17,7 +17,6 @@ import stat
 import subprocess
 import sys
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -27,10 +26,8 @@ from safetensors.torch import load_file, save_file
 
 from conftest import make_text
 from seqlab.cli import main
-from test_tasks import sentiment_file, seasonal_csv, tagged_file
+from helpers import T, seasonal_csv, sentiment_file, tagged_file, time_limit
 
-T = ["model.hidden_size=16", "model.num_layers=1", "model.embedding_size=8", "train.max_steps=5", "train.batch_size=4",
-     "train.bptt_steps=16", "train.eval_every=5", "train.progress=false"]
 TASK = ["model.hidden_size=16", "model.embedding_size=8", "model.num_layers=1", "train.max_steps=4", "train.batch_size=8",
         "train.eval_every=4", "train.progress=false"]
 
@@ -60,20 +57,6 @@ def copy_run(runs: Path, name: str, where: Path) -> Path:
     target = where / name
     shutil.copytree(runs / name, target)
     return target
-
-
-@contextmanager
-def time_limit(seconds: int):
-    """A hang fails the test instead of stalling the suite."""
-    def expire(signum, frame):
-        raise TimeoutError(f"still running after {seconds} s")
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.alarm(seconds)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 def one_line_error(argv: list[str], capsys, seconds: int = 60) -> str:

@@ -17,7 +17,7 @@ from seqlab.models.base import SequenceModel
 
 def hmm_module():
     """seqlab.models.hmm, imported on first use rather than at collection: importing it
-    registers "hmm", and tests/test_models.py builds its parameter lists from the registry
+    registers "hmm", and tests/models/test_models.py builds its parameter lists from the registry
     at collection time (it would then take the HMM for a gradient-trained model)."""
     import seqlab.models.hmm
 

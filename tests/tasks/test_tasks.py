@@ -14,36 +14,14 @@ from seqlab.cli import main
 from seqlab.config import load_config
 from seqlab.data.sequences import make_batches, pad, padding_share, split_indices
 from seqlab.train.engine import fit
+
+from helpers import seasonal_csv, sentiment_file, tagged_file
 from seqlab.train.runs import evaluate_run
 
 NET = ["model.hidden_size=24", "model.embedding_size=16", "model.num_layers=1", "model.dropout=0.0"]
 TRAIN = ["train.batch_size=16", "train.log_every=5", "train.eval_every=10", "train.progress=false",
         "train.early_stop=0", "train.lr=0.01"]
 FAST = NET + TRAIN
-
-
-def sentiment_file(path, n=400, seed=0):
-    """Labels decided by one cue word among fillers: learnable in a few dozen updates."""
-    rng = random.Random(seed)
-    cues = {"pos": ["good", "great", "superb"], "neg": ["bad", "awful", "dull"]}
-    filler = ["the", "film", "was", "a", "plot", "very", "and", "really"]
-    with open(path, "w", encoding="utf-8") as f:
-        for _ in range(n):
-            label = rng.choice(["pos", "neg"])
-            words = [rng.choice(filler) for _ in range(rng.randint(2, 9))]
-            words.insert(rng.randint(0, len(words)), rng.choice(cues[label]))
-            f.write(f"{label}\t{' '.join(words)}\n")
-    return path
-
-
-def tagged_file(path, n=300, seed=0):
-    rng = random.Random(seed)
-    lex = {"DT": ["the", "a"], "NN": ["dog", "cat", "boat"], "VB": ["saw", "likes"], "JJ": ["old", "red"]}
-    with open(path, "w", encoding="utf-8") as f:
-        for _ in range(n):
-            tags = ["DT", "JJ", "NN", "VB", "DT", "NN"][: rng.randint(4, 6)]
-            f.write(" ".join(f"{rng.choice(lex[t])}/{t}" for t in tags) + " ./.\n")
-    return path
 
 
 def losses(run, split):
@@ -198,14 +176,6 @@ def test_data_list_shows_corpora_and_datasets_and_fetch_rejects_unknown_names(ca
 
 
 # -- forecast -------------------------------------------------------------------------------------
-
-def seasonal_csv(path, n=120, period=12, seed=0):
-    rng = np.random.default_rng(seed)
-    t = np.arange(n)
-    values = 50 + 0.3 * t + 10 * np.sin(2 * np.pi * t / period) + rng.normal(0, 0.5, n)
-    path.write_text("value\n" + "\n".join(f"{v:.4f}" for v in values) + "\n")
-    return path
-
 
 @pytest.mark.parametrize("model", ["ar", "gru"])
 def test_forecast_run_beats_seasonal_naive_and_forecasts_the_future(tmp_path, model, capsys):

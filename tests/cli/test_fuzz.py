@@ -18,7 +18,7 @@ from seqlab import SeqlabError
 from seqlab.cli import main
 from seqlab.config import all_keys, load_config
 from seqlab.models import build_model
-from test_run_safety import T, time_limit
+from helpers import T, time_limit
 
 KEYS = [key for key, *_ in all_keys()]
 VALUES = st.one_of(

@@ -10,7 +10,7 @@ import time
 
 from conftest import make_text
 from seqlab.cli import main
-from test_run_safety import T
+from helpers import T
 
 
 def test_eval_and_sample_use_the_newest_checkpoint_of_a_run_interrupted_early(tmp_path, capsys):
