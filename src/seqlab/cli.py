@@ -14,7 +14,7 @@ import textwrap
 from pathlib import Path
 
 from seqlab import SeqlabError, __version__, api
-from seqlab.cli_bench import MODULE_BENCHES, add_bench_parser, cmd_bench
+from seqlab.cli_bench import BENCHES, add_bench_parser, cmd_bench
 from seqlab.cli_sample import cmd_sample
 from seqlab.cli_tasks import _eval_task, _task_of, cmd_classify, cmd_forecast, cmd_tag, cmd_translate
 
@@ -152,8 +152,8 @@ def _module_main(argv: list[str]):
     """The `main(argv)` of a command whose module parses its own arguments, or None."""
     import importlib
     target = None
-    if len(argv) >= 2 and argv[0] == "bench" and argv[1] in MODULE_BENCHES:
-        target = MODULE_BENCHES[argv[1]][0]
+    if len(argv) >= 2 and argv[0] == "bench" and argv[1] in BENCHES:
+        target = BENCHES[argv[1]][0]
         # `bench list` / `bench run NAME` share one module, which needs to know which verb it serves
         rest = argv[1:] if target == "seqlab.bench.suite" else argv[2:]
     elif len(argv) >= 2 and argv[0] == "analyze" and argv[1] in MODULE_ANALYSES:

@@ -8,6 +8,8 @@ updates: the table shows both.
 """
 from __future__ import annotations
 
+from seqlab import SeqlabError
+from seqlab.bench.common import bench_parser
 from seqlab.bench.grid import run_grid
 
 CELLS: dict[str, list[str]] = {
@@ -33,3 +35,15 @@ def run_cells(out: str, seconds: float = 60.0, hidden: int = 128, only: list[str
     shared = [f"model.hidden_size={hidden}", "model.embedding_size=32", "model.num_layers=1", "model.dropout=0"]
     return run_grid("cells", "does every recurrent cell learn? Same data, same time budget", CELLS, shared,
                     seconds, f"seqlab bench cells --seconds {seconds:g} --hidden {hidden}", out, only)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = bench_parser("cells", __doc__, "benchmarks/cells")
+    p.add_argument("--seconds", type=float, default=60.0, help="training time per cell")
+    p.add_argument("--hidden", type=int, default=128, help="hidden units, one layer")
+    p.add_argument("--only", nargs="*", default=None, help="run only the cells whose name contains one of these")
+    a = p.parse_args(argv)
+    if a.seconds <= 0 or a.hidden <= 0:
+        raise SeqlabError("--seconds and --hidden must be greater than 0")
+    run_cells(a.out, seconds=a.seconds, hidden=a.hidden, only=a.only)
+    return 0

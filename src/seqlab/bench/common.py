@@ -1,7 +1,19 @@
 """What every benchmark records beside its numbers: the machine and the commit."""
 from __future__ import annotations
 
+import argparse
+
 from seqlab.provenance import commit, machine  # noqa: F401 - re-exported for the benchmarks
+
+
+def bench_parser(name: str, doc: str | None, out: str | None = None) -> argparse.ArgumentParser:
+    """The parser of `seqlab bench NAME`: the module docstring's first paragraph as its
+    description, defaults shown, and --out when the benchmark writes OUT.json and OUT.md."""
+    p = argparse.ArgumentParser(prog=f"seqlab bench {name}", description=(doc or "").split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    if out:
+        p.add_argument("--out", default=out, help="output path without extension")
+    return p
 
 
 def write_report(out: str, report: dict, markdown) -> dict:

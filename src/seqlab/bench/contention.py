@@ -16,7 +16,6 @@ source (always present), named in the report.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import statistics
@@ -26,7 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from seqlab.bench.common import commit, machine, provenance, write_report
+from seqlab.bench.common import bench_parser, commit, machine, provenance, write_report
 
 COMPETITOR = [sys.executable, "-c", "while True: pass"]
 
@@ -157,9 +156,7 @@ def markdown(r: dict) -> str:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="seqlab bench contention", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--out", default="benchmarks/contention", help="output path without extension")
+    p = bench_parser("contention", __doc__, "benchmarks/contention")
     p.add_argument("--repeats", type=int, default=3, help="rounds; each runs every program quiet and busy")
     p.add_argument("--seconds", type=float, default=12.0, help="training time per measurement")
     args = p.parse_args(argv)

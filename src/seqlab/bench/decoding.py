@@ -18,14 +18,13 @@ Weights are random (speed does not depend on them).
 """
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
 import time
 
 import torch
 
-from seqlab.bench.common import commit, machine, provenance, write_report
+from seqlab.bench.common import bench_parser, commit, machine, provenance, write_report
 from seqlab.config import ModelConfig
 from seqlab.decode.sampling import generate, generate_batch
 from seqlab.models import build_model
@@ -137,9 +136,7 @@ def markdown(r: dict) -> str:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="seqlab bench decoding", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--out", default="benchmarks/decoding", help="output path without extension")
+    p = bench_parser("decoding", __doc__, "benchmarks/decoding")
     p.add_argument("--repeats", type=int, default=5, help="rounds, every row in each")
     p.add_argument("--tokens", type=int, default=300, help="tokens per measurement")
     args = p.parse_args(argv)

@@ -4,6 +4,8 @@ CPU time budget on the same Shakespeare split (issue 4's comparison).
 """
 from __future__ import annotations
 
+from seqlab import SeqlabError
+from seqlab.bench.common import bench_parser
 from seqlab.bench.grid import run_grid
 
 FAMILIES: dict[str, list[str]] = {
@@ -22,3 +24,14 @@ FAMILIES: dict[str, list[str]] = {
 def run_families(out: str, seconds: float = 180.0, only: list[str] | None = None) -> dict:
     return run_grid("families", "n-grams, fixed-window MLP, TCN and LSTM on the same budget", FAMILIES,
                     ["model.dropout=0"], seconds, f"seqlab bench families --seconds {seconds:g}", out, only)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = bench_parser("families", __doc__, "benchmarks/families")
+    p.add_argument("--seconds", type=float, default=180.0, help="training time per neural model")
+    p.add_argument("--only", nargs="*", default=None, help="run only the rows whose name contains one of these")
+    a = p.parse_args(argv)
+    if a.seconds <= 0:
+        raise SeqlabError("--seconds must be greater than 0")
+    run_families(a.out, seconds=a.seconds, only=a.only)
+    return 0

@@ -18,7 +18,6 @@ that every resumed run ends with the very parameters of an uninterrupted one.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import random
@@ -35,7 +34,7 @@ import torch
 from safetensors.torch import load_file
 
 from seqlab import SeqlabError
-from seqlab.bench.common import commit, machine, write_report
+from seqlab.bench.common import bench_parser, commit, machine, write_report
 from seqlab.train.checkpoint import RunDir
 
 WORDS = ["the", "king", "queen", "shall", "speak", "now", "and", "my", "lord", "of", "thee",
@@ -191,8 +190,7 @@ def markdown(report: dict) -> str:
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="seqlab bench faults", description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = bench_parser("faults", __doc__)
     parser.add_argument("--trials", type=int, default=20, help="SIGKILL trials")
     parser.add_argument("--steps", type=int, default=200, help="updates of the short training run")
     parser.add_argument("--checkpoint-every", type=int, default=3, help="train.checkpoint_every of the runs")

@@ -32,7 +32,6 @@ Protocol, per series (all choices on the validation part, never on the test part
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import tempfile
@@ -43,7 +42,7 @@ import numpy as np
 import torch
 
 from seqlab import SeqlabError
-from seqlab.bench.common import commit, machine, provenance, write_report
+from seqlab.bench.common import bench_parser, commit, machine, provenance, write_report
 from seqlab.config import load_config
 from seqlab.data.timeseries import SeriesTransform, split_horizon
 from seqlab.tasks.forecast import ForecastTask, build_forecaster, spelled
@@ -155,7 +154,7 @@ def _run_series(name: str, values: np.ndarray, period: int, s: Settings, plot_pa
 
 
 def run_forecast_bench(out: str = "benchmarks/forecast", series_names=("airline", "co2"), settings: Settings | None = None,
-                       threads: int = 1, command: str = "python -m seqlab.bench.forecast", log=print) -> dict:
+                       threads: int = 1, command: str = "seqlab bench forecast", log=print) -> dict:
     from seqlab.data.datasets import dataset
 
     s = settings or Settings()
@@ -222,8 +221,7 @@ def markdown(r: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m seqlab.bench.forecast", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = bench_parser("forecast", __doc__)
     p.add_argument("--out", default="benchmarks/forecast", help="output path without extension (PNGs: OUT_SERIES.png)")
     p.add_argument("--series", nargs="+", default=["airline", "co2"], help="series of `seqlab data fetch series`")
     p.add_argument("--seeds", type=int, default=Settings.seeds, help="networks averaged per neural forecaster")
@@ -232,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if min(args.seeds, args.steps, args.threads) < 1:
         p.error("--seeds, --steps and --threads must be at least 1")
-    command = ("python -m seqlab.bench.forecast " + " ".join(sys.argv[1:] if argv is None else argv)).strip()
+    command = ("seqlab bench forecast " + " ".join(sys.argv[1:] if argv is None else argv)).strip()
     try:
         run_forecast_bench(args.out, tuple(args.series), Settings(seeds=args.seeds, steps=args.steps),
                            threads=args.threads, command=command, log=lambda m: print(m, file=sys.stderr, flush=True))

@@ -28,7 +28,6 @@ recomputation sees a full window, and pick greedily (argmax), batch 1, on the CP
 """
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
 import time
@@ -37,7 +36,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import Tensor, nn
 
-from seqlab.bench.common import commit, machine, provenance, write_report
+from seqlab.bench.common import bench_parser, commit, machine, provenance, write_report
 from seqlab.config import ModelConfig
 from seqlab.models import build_model
 
@@ -179,7 +178,7 @@ def run_generation(out: str, repeats: int = 5, tokens: int = 300, threads: int =
                   "date": time.strftime("%Y-%m-%d"), "torch_threads": threads, "repeats": repeats,
                   "tokens": tokens, "batch_size": 1, "device": "cpu", "decoding": "greedy (argmax)",
                   "baseline": "forward over the last receptive_field tokens from zero state, per token",
-                  "command": command or (f"python -m seqlab.bench.generation --out {out} --repeats {repeats} "
+                  "command": command or (f"seqlab bench generation --out {out} --repeats {repeats} "
                                          f"--tokens {tokens} --threads {threads}"),
                   "models": rows}
     finally:
@@ -218,9 +217,7 @@ def markdown(r: dict) -> str:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m seqlab.bench.generation", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--out", default="benchmarks/generation", help="output path without extension")
+    p = bench_parser("generation", __doc__, "benchmarks/generation")
     p.add_argument("--repeats", type=int, default=5, help="timed rounds, the two generators interleaved")
     p.add_argument("--tokens", type=int, default=300, help="tokens generated per round")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
@@ -229,7 +226,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     if min(args.repeats, args.tokens, args.threads, args.check_tokens, *args.channels) < 1:
         p.error("--repeats, --tokens, --threads, --check-tokens and --channels must be at least 1")
-    command = (f"python -m seqlab.bench.generation --out {args.out} --repeats {args.repeats} --tokens {args.tokens} "
+    command = (f"seqlab bench generation --out {args.out} --repeats {args.repeats} --tokens {args.tokens} "
                f"--threads {args.threads} --check-tokens {args.check_tokens} "
                f"--channels {' '.join(map(str, args.channels))}")
     run_generation(args.out, args.repeats, args.tokens, args.threads, args.check_tokens,

@@ -15,14 +15,13 @@ known to work before a GPU is lent. Results: OUT/gpu_check.json and .md, naming 
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from seqlab.bench.common import commit, machine, provenance, write_report
+from seqlab.bench.common import bench_parser, commit, machine, provenance, write_report
 
 
 def precision_rows(device: str, updates: int, sizes: dict, log) -> list[dict]:
@@ -98,8 +97,7 @@ def markdown(r: dict) -> str:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="seqlab bench gpu-check", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = bench_parser("gpu-check", __doc__)
     p.add_argument("--out", default="benchmarks/gpu", help="folder for the results")
     p.add_argument("--dry-run", action="store_true", help="the same script on the CPU with toy sizes")
     args = p.parse_args(argv)

@@ -19,7 +19,7 @@ import time
 import numpy as np
 
 from seqlab import SeqlabError
-from seqlab.bench.common import commit, machine, write_report
+from seqlab.bench.common import bench_parser, commit, machine, write_report
 from seqlab.config import DataConfig, ModelConfig
 from seqlab.data.text import load_splits
 from seqlab.data.vocab import BOS, PAD, UNK
@@ -149,3 +149,11 @@ def markdown(r: dict) -> str:
         "agree to 1e-12 per probability.\n\n"
         f"- data: {r['data']}\n- machine: {m['cpu']}, {m['cores']} cores, torch {m['torch']}\n"
         f"- commit: {r['commit']}, {r['date']}\n- command: `{r['command']}`\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = bench_parser("ngram", __doc__, "benchmarks/ngram")
+    p.add_argument("--repeats", type=int, default=3, help="order-20 builds; the median is reported")
+    a = p.parse_args(argv)
+    run_ngram(a.out, repeats=a.repeats)
+    return 0

@@ -34,7 +34,6 @@ time for the whole held-out text is extrapolated linearly from its time per scor
 """
 from __future__ import annotations
 
-import argparse
 import math
 import statistics
 import sys
@@ -45,7 +44,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from seqlab import SeqlabError
-from seqlab.bench.common import commit, machine, provenance, write_report
+from seqlab.bench.common import bench_parser, commit, machine, provenance, write_report
 from seqlab.config import DataConfig, ModelConfig
 from seqlab.data.text import load_splits
 from seqlab.data.vocab import BOS, PAD, SPECIALS, UNK, Vocab
@@ -227,7 +226,7 @@ def run_ngram_words(out: str, repeats: int = 3, train_tokens: int = 100_000, hel
     rows = [compare(corpus.train, corpus.held_out, corpus.vocab_size, s, nltk_tokens=nltk_tokens,
                     repeats=repeats, log=log) for s in smoothings]
     if command is None:
-        command = (f"python -m seqlab.bench.ngram_words --out {out} --repeats {repeats} "
+        command = (f"seqlab bench ngram-words --out {out} --repeats {repeats} "
                    f"--train-tokens {train_tokens} --held-out-tokens {held_out_tokens}"
                    + (f" --nltk-tokens {nltk_tokens}" if nltk_tokens else ""))
     report = {"benchmark": "ngram_words", "command": command, "commit": commit(), "machine": machine(),
@@ -274,9 +273,7 @@ def markdown(r: dict) -> str:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m seqlab.bench.ngram_words", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--out", default="benchmarks/ngram_words", help="output path without extension")
+    p = bench_parser("ngram-words", __doc__, "benchmarks/ngram_words")
     p.add_argument("--repeats", type=int, default=3, help="seqlab runs per smoothing; medians reported")
     p.add_argument("--train-tokens", type=int, default=100_000, help="training words")
     p.add_argument("--held-out-tokens", type=int, default=10_000, help="held-out words scored")

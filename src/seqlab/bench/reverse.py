@@ -25,7 +25,6 @@ written beside the report (`<out>_attention.png`).
 """
 from __future__ import annotations
 
-import argparse
 import math
 import os
 import time
@@ -33,7 +32,7 @@ from datetime import date
 
 import torch
 
-from seqlab.bench.common import commit, machine, provenance, write_report
+from seqlab.bench.common import bench_parser, commit, machine, provenance, write_report
 from seqlab.config import ModelConfig
 from seqlab.data.sequences import seq2seq_batch as make_batch
 from seqlab.data.synthetic import reverse_pairs, symbol_vocab, synthetic_vocab_size
@@ -150,9 +149,7 @@ def markdown(r: dict) -> str:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m seqlab.bench.reverse", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--out", default="benchmarks/reverse", help="output path without extension")
+    p = bench_parser("reverse", __doc__, "benchmarks/reverse")
     p.add_argument("--attention", nargs="+", default=["bahdanau", "luong_general", "luong_dot", "none"], choices=list(NAMES),
                    help="models to train, each with the same budget")
     p.add_argument("--steps", type=int, default=1500, help="updates per model")
@@ -178,7 +175,7 @@ def main(argv=None) -> int:
     if attending:
         longest = max(test[:50], key=lambda pair: len(pair[0]))              # a long one shows the pattern
         heat_map(attending[0]["model"], longest, args.alphabet, heat)
-    command = "python -m seqlab.bench.reverse" + "".join(
+    command = "seqlab bench reverse" + "".join(
         f" --{k.replace('_', '-')} {' '.join(v) if isinstance(v, list) else v}"
         for k, v in vars(args).items() if v != p.get_default(k))
     report = {"benchmark": "reverse", "args": vars(args), "heat_map": heat if attending else None,

@@ -32,7 +32,6 @@ nn.LSTM, gru / nn.GRU, elman tanh and rnn / nn.RNN) and every candidate against 
 """
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
 import time
@@ -41,7 +40,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from seqlab.bench.common import commit, machine, provenance, write_report
+from seqlab.bench.common import bench_parser, commit, machine, provenance, write_report
 from seqlab.config import ModelConfig
 from seqlab.models import native
 from seqlab.models.cells import ElmanCell, GRUCell, JordanCell, LSTMCell
@@ -248,15 +247,16 @@ def markdown(r: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m seqlab.bench.speed", description=__doc__.split("\n\n")[0])
-    p.add_argument("--out", default="benchmarks/speed", help="output path without extension")
-    p.add_argument("--repeats", type=int, default=7)
-    p.add_argument("--batch", type=int, default=32)
-    p.add_argument("--steps", type=int, default=100)
-    p.add_argument("--hidden", type=int, default=256)
-    p.add_argument("--device", default="cpu")
+    p = bench_parser("speed", __doc__, "benchmarks/speed")
+    p.add_argument("--repeats", type=int, default=7, help="timed rounds, candidates interleaved")
+    p.add_argument("--batch", type=int, default=32, help="batch size")
+    p.add_argument("--steps", type=int, default=100, help="time steps")
+    p.add_argument("--hidden", type=int, default=256, help="hidden and input size")
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--threads", type=int, default=0, help="torch intra-op threads; 0 keeps torch's default")
     a = p.parse_args(argv)
-    run_speed(a.out, repeats=a.repeats, batch=a.batch, steps=a.steps, hidden=a.hidden, device=a.device)
+    run_speed(a.out, repeats=a.repeats, batch=a.batch, steps=a.steps, hidden=a.hidden, device=a.device,
+              threads=a.threads)
     return 0
 
 

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from seqlab import SeqlabError
-from seqlab.bench.common import commit, machine
+from seqlab.bench.common import bench_parser, commit, machine
 from seqlab.io import atomic_write_text
 
 # row -> (config preset, overrides, the paper / lecture anchor to print beside it)
@@ -109,3 +109,15 @@ def run_tasks(only: list[str] | None = None, rerun: bool = False, reuse: str | N
     atomic_write_text("benchmarks/tasks.md", text)
     print(text)
     return text
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = bench_parser("tasks", __doc__)
+    p.description += (" Rows (benchmarks/tasks.md): sentiment-bilstm, sentiment-bow, pos-bilstm, en-es-attention, "
+                      "en-es-no-attention. Finished rows are kept, not rerun.")
+    p.add_argument("--only", nargs="*", default=None, metavar="ROW", help="run only these rows")
+    p.add_argument("--rerun", action="store_true", help="run recorded rows again (default: keep them)")
+    p.add_argument("--reuse", metavar="RUN", help="record RUN, already trained by the row's own command (one --only ROW)")
+    a = p.parse_args(argv)
+    run_tasks(a.only, rerun=a.rerun, reuse=a.reuse)
+    return 0

@@ -28,7 +28,7 @@ from torch import nn
 
 from seqlab.config import Config, validate
 from seqlab.data.text import batchify, build_splits
-from seqlab.bench.common import commit, machine, provenance, write_report
+from seqlab.bench.common import bench_parser, commit, machine, provenance, write_report
 
 STAND_IN_CHARS = 1_000_000
 
@@ -163,3 +163,13 @@ def markdown(r: dict) -> str:
         f"**Ratio seqlab / bare: {r['ratio']:.3f}** (acceptance: at least 0.9).\n\n"
         + provenance(r, data=r["data"])
     )
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = bench_parser("trainer", __doc__, "benchmarks/trainer_speed")
+    p.add_argument("--repeats", type=int, default=7, help="timed blocks per loop, at least; split over 2 alternating "
+                   "rounds, medians compared")
+    p.add_argument("--updates", type=int, default=10, help="updates per timed block")
+    a = p.parse_args(argv)
+    run_benchmark(a.out, repeats=a.repeats, updates=a.updates)
+    return 0
