@@ -28,7 +28,7 @@ TINY_SPECS = [
 def test_generation_report_and_exactness(tmp_path):
     out = str(tmp_path / "generation")
     report = generation.run_generation(out, repeats=2, tokens=12, threads=1, check_tokens=5, specs=TINY_SPECS)
-    assert json.loads((tmp_path / "generation.json").read_text()) == report
+    assert json.loads((tmp_path / "results" / "generation.json").read_text()) == report
     text = (tmp_path / "generation.md").read_text()
     assert "tcn-tiny" in text and "wavenet-tiny" in text and report["command"] in text
     assert report["torch_threads"] == 1 and report["machine"]["cores"] >= 1 and report["commit"]
@@ -107,4 +107,4 @@ def test_ngram_words_prefix_is_extrapolated_and_reported(small_words, tmp_path):
     assert row["seqlab_prefix_perplexity"] != row["seqlab_perplexity"]          # the prefix, not the whole text
     text = (tmp_path / "words.md").read_text()
     assert "extrapolated" in text and "--nltk-tokens 100" in text
-    assert json.loads((tmp_path / "words.json").read_text()) == report
+    assert json.loads((tmp_path / "results" / "words.json").read_text()) == report

@@ -39,5 +39,5 @@ def test_speed_report_rows_and_ratios(tmp_path):
         assert rows["fast lstm-layernorm"]["path"] == "seqlab fused C++ loop (models/native)"
         assert rows["fast lstm-layernorm (python)"]["path"].startswith("seqlab fast path in Python")
     assert rows["fast gru-layernorm"]["path"] == "seqlab fast path (hand-written BPTT)"
-    assert json.loads((tmp_path / "speed.json").read_text())["rows"] == result["rows"]
+    assert json.loads((tmp_path / "results" / "speed.json").read_text())["rows"] == result["rows"]
     assert "| seqlab lstm |" in (tmp_path / "speed.md").read_text()

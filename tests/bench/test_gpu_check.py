@@ -8,7 +8,7 @@ from seqlab.cli import main
 def test_gpu_check_dry_run_runs_every_part(tmp_path, capsys):
     out = tmp_path / "gpu"
     assert main(["bench", "gpu-check", "--dry-run", "--out", str(out)]) == 0
-    report = json.loads((out / "gpu_check.json").read_text())
+    report = json.loads((out / "results" / "gpu_check.json").read_text())
     assert report["dry_run"] and report["device"] == "cpu"
     assert [p["precision"] for p in report["precision"]] == ["fp32", "bf16", "compile"]
     assert all(p["tokens_per_s"] > 0 for p in report["precision"])

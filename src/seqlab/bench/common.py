@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from seqlab.provenance import commit, machine  # noqa: F401 - re-exported for the benchmarks
 
@@ -16,12 +17,21 @@ def bench_parser(name: str, doc: str | None, out: str | None = None) -> argparse
     return p
 
 
+def result_path(out: str) -> Path:
+    """Where the JSON of a report written to `out` goes: one layout for every benchmark,
+    DIR/results/NAME.json beside DIR/NAME.md (benchmarks/results/ in the repository)."""
+    out_path = Path(out)
+    return out_path.parent / "results" / f"{out_path.name}.json"
+
+
 def write_report(out: str, report: dict, markdown) -> dict:
-    """`out`.json (everything) and `out`.md (the table), both atomic; print the table."""
+    """DIR/results/NAME.json (everything) and `out`.md (the table), both atomic; print the table."""
     import json
 
     from seqlab.io import atomic_write_text
-    atomic_write_text(f"{out}.json", json.dumps(report, indent=2) + "\n")
+    path = result_path(out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps(report, indent=2) + "\n")
     text = markdown(report)
     atomic_write_text(f"{out}.md", text)
     print(text)

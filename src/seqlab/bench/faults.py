@@ -1,7 +1,7 @@
 """`seqlab bench faults`: SIGKILL a short training run at random moments, resume it, and check
 that every resumed run ends with the very parameters of an uninterrupted one.
 
-    seqlab bench faults                      # 20 trials -> benchmarks/faults.json + .md
+    seqlab bench faults                      # 20 trials -> benchmarks/results/faults.json + benchmarks/faults.md
     seqlab bench faults --trials 3 --out /tmp/faults
 
 1. One uninterrupted run of a tiny LSTM (dropout on, so the random state matters too) on a

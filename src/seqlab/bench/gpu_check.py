@@ -11,7 +11,7 @@ one script of at most about 8 minutes on one GPU.
    copy/tcn (synthetic data), written to OUT/results/bai2018.json like any other cell.
 
 `--dry-run` runs the same script on the CPU with toy sizes (the tests do), so the script is
-known to work before a GPU is lent. Results: OUT/gpu_check.json and .md, naming the machine.
+known to work before a GPU is lent. Results: OUT/results/gpu_check.json and OUT/gpu_check.md, naming the machine.
 """
 from __future__ import annotations
 
