@@ -224,10 +224,11 @@ def markdown(bench: Benchmark, profile: str, records: dict[str, dict], extra: st
     if extra:
         lines += [extra, ""]
     if recorded:
-        m = recorded[-1]["machine"]
+        machines = sorted({f"{m['cpu']}, {m['cores']} cores, torch {m['torch']}, GPU: {m['gpu'] or 'none'}"
+                           for m in (r["machine"] for r in recorded)})
         commits = sorted({r["commit"] for r in recorded})
         loads = sorted(r["load_average"] for r in recorded)
-        lines += [f"Machine: {m['cpu']}, {m['cores']} cores, torch {m['torch']}, GPU: {m['gpu'] or 'none'}; "
+        lines += [f"Machine{'s' if len(machines) > 1 else ''}: {' | '.join(machines)} (each row's in its record); "
                   f"commits {', '.join(commits)}; recorded {min(r['date'] for r in recorded)} to "
                   f"{max(r['date'] for r in recorded)}; load average {loads[0]:.1f} to {loads[-1]:.1f} "
                   f"(a shared machine: wall times are upper bounds). Full records, configs included: "
