@@ -50,6 +50,7 @@ import torch.nn.functional as F
 from seqlab import SeqlabError
 from seqlab.data.text import batchify
 from seqlab.io import check_output
+from seqlab.models.base import hook
 
 OPENERS = {"(": ")", "[": "]", "{": "}"}
 CLOSERS = {close: open_ for open_, close in OPENERS.items()}
@@ -137,7 +138,7 @@ def model_log_probs(model, ids: np.ndarray, batch_size: int, bptt_steps: int,
     was_training = model.training
     model.eval()
     state = model.init_state(batch_size)
-    score_targets = getattr(model, "target_log_probs", None)                   # count models
+    score_targets = hook(model, "target_log_probs")                   # count models
     chunks = []
     for i in range(0, data.size(1) - 1, bptt_steps):
         targets = data[:, i + 1:i + 1 + bptt_steps]                            # (B, T)

@@ -8,6 +8,18 @@
 State is None, a tensor, or a tuple of tensors, each with the batch as its FIRST dimension,
 so that generic code can detach it, pick beams out of it or move it between devices
 without asking which family produced it.
+
+Optional hooks, declared here (OptionalHooks) and read with `hook(model, name)`: a family
+that has one defines it, every caller has a meaning for its absence.
+
+    aux_loss                       a regulariser from the last training forward (the norm
+                                   stabiliser); the engine adds it to the task's loss (else 0)
+    target_log_probs(x, y, state)  the targets' log-probabilities without the (B, T, V) table
+                                   (the n-gram); evaluation uses it when present
+    receptive_field                tokens a convolutional model sees; logged, and the window
+                                   a forecaster's warm-up needs
+    fit(tokens), state_arrays()    fitted by counting (is_count_model)
+    options(cfg) (on the class)    the model.* options the family honours (models.family_options)
 """
 from __future__ import annotations
 
@@ -24,6 +36,23 @@ class SequenceModel(Protocol):
     def init_state(self, batch_size: int) -> State: ...
     def forward(self, x: Tensor, state: State = None) -> tuple[Tensor, State]: ...
     def step(self, x_t: Tensor, state: State) -> tuple[Tensor, State]: ...
+
+
+class OptionalHooks(Protocol):
+    """What a family may add to SequenceModel; see the module docstring for who reads each."""
+    aux_loss: Tensor | float
+    receptive_field: int
+
+    def target_log_probs(self, x: Tensor, targets: Tensor, state: State) -> tuple[Tensor, State]: ...
+
+
+HOOKS = ("aux_loss", "target_log_probs", "receptive_field")
+
+
+def hook(model, name: str, default=None):
+    """The optional hook `name` of `model` (one of HOOKS), or `default` when its family has none."""
+    assert name in HOOKS, f"{name} is not a declared model hook (models/base.py HOOKS)"
+    return getattr(model, name, default)
 
 
 def map_state(fn: Callable[[Tensor], Tensor], state: State) -> State:

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from seqlab.data.text import batchify, batchify_view
-from seqlab.models.base import State, detach_state
+from seqlab.models.base import State, detach_state, hook
 
 
 @dataclass(frozen=True)
@@ -113,7 +113,7 @@ def evaluate(model: nn.Module, ids, batch_size: int, bptt_steps: int, device: to
     was_training = model.training
     model.eval()
     state = model.init_state(batch_size)
-    score_targets = getattr(model, "target_log_probs", None)
+    score_targets = hook(model, "target_log_probs")
     total, count = 0.0, 0
     for i in range(0, data.shape[1] - 1, bptt_steps):
         block = token_block(data, i, i + bptt_steps + 1, device)               # (B, T+1)

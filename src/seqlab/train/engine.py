@@ -31,7 +31,7 @@ from seqlab import SeqlabError
 from seqlab.config import Config, diff
 from seqlab.io import atomic_write_text
 from seqlab.models import fused
-from seqlab.models.base import is_count_model
+from seqlab.models.base import hook, is_count_model
 from seqlab.registry import get
 from seqlab.train import checkpoint as ck
 from seqlab.train import distributed
@@ -165,7 +165,7 @@ def train(run: RunDir, cfg: Config, task: Task, device: torch.device, world: dis
     if world.is_main:
         save_meta(run, cfg, task)
     n_params = sum(p.numel() for p in model.parameters())
-    field = getattr(model, "receptive_field", None)
+    field = hook(model, "receptive_field")
     log(f"{task.name} with {cfg.model.name}: {n_params:,} parameters"
         f"{f', receptive field {field} tokens' if field else ''} | {task.describe()} | "
         f"device {device}{f' x {world.size} processes' if world.parallel else ''} | run {run.path}")
@@ -227,7 +227,7 @@ def train(run: RunDir, cfg: Config, task: Task, device: torch.device, world: dis
                     weight = n * world.size / world.sum([n])[0] if world.parallel else 1.0
                     # a model may add a regulariser from its forward pass (the norm stabiliser);
                     # `loss` stays the pure objective, so the logged numbers remain comparable
-                    ((loss + getattr(model, "aux_loss", 0.0)) * weight).backward()
+                    ((loss + hook(model, "aux_loss", 0.0)) * weight).backward()
                     # Clipping the global norm keeps one exploding step (Pascanu et al. 2013)
                     # from throwing the weights far away; it leaves the direction unchanged.
                     norm = torch.nn.utils.clip_grad_norm_(params, t.clip_norm if t.clip_norm > 0 else math.inf)
