@@ -20,5 +20,5 @@ def train(cfg: Config | None, out: str | Path, *, resume: bool = False, override
     """Train `cfg` into run folder `out` (or, resume=True, continue `out` with `overrides`);
     returns the best model's validation metrics. An option the task or its model would not
     use is refused before any work."""
-    from seqlab.train.engine import fit
+    from seqlab.train.engine import fit      # here, not at the top: the command line imports api at start-up
     return fit(cfg, out, resume=resume, overrides=overrides, overwrite=overwrite, log=log)

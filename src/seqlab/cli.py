@@ -3,6 +3,9 @@ task verbs: cli_tasks.py).
 
 Every user-fixable problem is a SeqlabError, printed as one line (`seqlab: error: ...`)
 with exit code 2; Ctrl-C exits with 130 after saving what there is to save.
+
+Imports inside the command functions are deliberate: only the command that runs pays for
+torch and the modules it needs, so `seqlab --help` and a mistyped option answer at once.
 """
 from __future__ import annotations
 

@@ -1,6 +1,9 @@
 """`seqlab sample`: continue a prime from a trained language model (streamed), draw several
 continuations as one batch (--num-samples), or search with a beam; conditional runs write a
-sentence of a class (cli_tasks.py)."""
+sentence of a class (cli_tasks.py).
+
+Imports inside the command functions are deliberate: only the command that runs pays for
+torch and the modules it needs, so `seqlab --help` and a mistyped option answer at once."""
 from __future__ import annotations
 
 import math

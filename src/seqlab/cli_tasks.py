@@ -1,6 +1,9 @@
 """The task verbs of the `seqlab` command: classify, tag, translate, forecast — and the task
 runs' side of eval and sample. cli.py builds the parser and dispatches; this file holds
 what is specific to task.name != lm runs.
+
+Imports inside the command functions are deliberate: only the command that runs pays for
+torch and the modules it needs, so `seqlab --help` and a mistyped option answer at once.
 """
 from __future__ import annotations
 
@@ -123,7 +126,7 @@ def cmd_classify(args) -> int:
 
 def cmd_tag(args) -> int:
     import torch
-    from seqlab.tasks.classify import words
+    from seqlab.tasks.base import words
     sentences = _sentences(args)
     cfg, task, model, device = _load_task_run(args, "tag")
     tokens = [s.split() if " " in s.strip() else words(s) for s in sentences]

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from seqlab import SeqlabError
+from seqlab.registry import get
 
 
 def opt(default: Any, help: str, **kw: Any) -> Any:
@@ -279,7 +280,6 @@ MAX_LAYERS = 1000     # deeper than any published recurrent or convolutional seq
 def validate(cfg: Config) -> None:
     """Reject values no run could use, with what to do instead."""
     d, m, t = cfg.data, cfg.model, cfg.train
-    from seqlab.registry import get
     get("task", cfg.task.name).validate(cfg)     # the task knows its models and options, before any data is read
     if d.level not in ("char", "word"):
         raise SeqlabError(f"data.level must be 'char' or 'word', got {d.level!r}")

@@ -4,6 +4,7 @@ Versions (seqlab, Python, torch and its build), threads, the CPU's vector extens
 GPUs, whether seqlab's fused C++ LSTM kernels are built (and why not), and the data cache.
 `--build-native` builds the kernels now instead of at the first training run that needs
 them: for a container image, or before a torchrun job.
+Its imports sit inside the functions for the same reason as cli.py's: start-up time.
 """
 from __future__ import annotations
 

@@ -9,6 +9,7 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
+from seqlab import SeqlabError
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -49,7 +50,6 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 def check_output(path: str | Path | None, flag: str) -> Path | None:
     """Refuse, before any work, an output path that cannot be written: a folder, a path through
     a file, or an unwritable folder. Folders that do not exist yet are made when writing."""
-    from seqlab import SeqlabError
 
     if path is None or path == "":
         return None

@@ -2,15 +2,13 @@
 from __future__ import annotations
 
 import math
-import sys
-import types
-
 import numpy as np
 import pytest
 import torch
 
 from seqlab import SeqlabError
 from seqlab.config import load_config
+from seqlab.tasks import sequence
 from seqlab.tasks.sequence import SequenceTask
 from seqlab.train.engine import fit
 
@@ -44,8 +42,6 @@ def test_copy_memory_tcn_beats_the_blind_baseline(tmp_path):
 
 def fake_data(monkeypatch):
     """MNIST with the label in the first pixel, and piano rolls that shift one key per frame."""
-    images = types.ModuleType("seqlab.data.images")
-
     def load_mnist():
         rng = np.random.default_rng(0)
         out = {}
@@ -56,9 +52,8 @@ def fake_data(monkeypatch):
             out[split] = (pixels, labels)
         return out
 
-    images.load_mnist = load_mnist
-    images.sequential = lambda im, permute, seed: (im[:, ::-1] if permute else im)[:, :, None]
-    music = types.ModuleType("seqlab.data.music")
+    monkeypatch.setattr(sequence, "load_mnist", load_mnist)
+    monkeypatch.setattr(sequence, "sequential", lambda im, permute, seed: (im[:, ::-1] if permute else im)[:, :, None])
 
     def rolls(offset):
         out = []
@@ -69,9 +64,7 @@ def fake_data(monkeypatch):
             out.append(frames)
         return out
 
-    music.load_chorales = lambda: {"train": rolls(0), "valid": rolls(3)[:8], "test": rolls(7)[:8]}
-    monkeypatch.setitem(sys.modules, "seqlab.data.images", images)
-    monkeypatch.setitem(sys.modules, "seqlab.data.music", music)
+    monkeypatch.setattr(sequence, "load_chorales", lambda: {"train": rolls(0), "valid": rolls(3)[:8], "test": rolls(7)[:8]})
 
 
 def test_pixel_mnist_and_piano_rolls_read_their_data_and_learn(tmp_path, monkeypatch):

@@ -34,7 +34,12 @@ from torch import nn
 
 from seqlab import SeqlabError
 from seqlab.analysis.char_features import LABELS, feature_matrix
+from seqlab.analysis.gates import lstm_gates
+from seqlab.data.sources import read_path
+from seqlab.data.text import load_splits
 from seqlab.io import check_output
+from seqlab.train.plots import pyplot, save_figure
+from seqlab.train.runs import load_run
 
 KINDS = ("lstm", "gru", "rnn", "jordan")
 
@@ -73,7 +78,6 @@ def _single_layers(rnn: nn.Module) -> list[nn.Module]:
 
 def _cell_states(single: nn.LSTM, x: torch.Tensor, h: torch.Tensor, h0: torch.Tensor, c0: torch.Tensor):
     """c_t for every step of a one-layer LSTM, recomputed from its gates: (1, T, H)."""
-    from seqlab.analysis.gates import lstm_gates
     args = [single.weight_ih_l0, single.weight_hh_l0]
     if single.bias:
         args += [single.bias_ih_l0, single.bias_hh_l0]
@@ -201,7 +205,6 @@ def plot_cell_text(path, text: str, values: np.ndarray, title: str = "", width: 
     paper's figures; lines wrap at `width`. Written atomically."""
     from matplotlib.colors import LinearSegmentedColormap
 
-    from seqlab.train.plots import pyplot, save_figure
     rows, row, col = [], [], 0
     for ch, v in zip(text, values):
         row.append((ch, v))
@@ -244,8 +247,6 @@ def read_run(args, file: str | None, command: str):
     """What `analyze cells` and `viz` both start with: check the options, load the run, take the
     text (`file`, or the run's own split, cut to --chars) and read it through the model.
     Returns (config, vocab, text, where the text came from, Reading)."""
-    from seqlab.train.runs import load_run
-    from seqlab.data.sources import read_path
 
     if args.chars < 2 or args.top < 1:
         raise SeqlabError(f"--chars must be at least 2 and --top at least 1, got {args.chars} and {args.top}")
@@ -254,7 +255,6 @@ def read_run(args, file: str | None, command: str):
     if file:
         text, what = read_path(file), file
     else:
-        from seqlab.data.text import load_splits
         ids = load_splits(cfg.data, log=lambda m: print(m, file=sys.stderr)).get(args.split)
         text, what = vocab.decode(ids[:args.chars].tolist()), f"the {args.split} split"
     text = text[:args.chars]

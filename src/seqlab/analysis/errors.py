@@ -48,9 +48,15 @@ import torch
 import torch.nn.functional as F
 
 from seqlab import SeqlabError
-from seqlab.data.text import batchify
-from seqlab.io import check_output
+from seqlab.config import ModelConfig
+from seqlab.data.sources import read_path
+from seqlab.data.text import batchify, load_splits
+from seqlab.io import atomic_write_text, check_output
 from seqlab.models.base import hook
+from seqlab.models.ngram import MAX_ORDER, SMOOTHINGS, NGramLM
+from seqlab.tasks.tbptt import summary
+from seqlab.train.plots import pyplot, save_figure
+from seqlab.train.runs import load_run
 
 OPENERS = {"(": ")", "[": "]", "{": "}"}
 CLOSERS = {close: open_ for open_, close in OPENERS.items()}
@@ -160,8 +166,6 @@ def ngram_log_probs(train_ids: np.ndarray, ids: np.ndarray, order: int, smoothin
                     vocab_size: int) -> np.ndarray:
     """(N,) natural-log probability of each token of `ids` under an n-gram of `order` fitted
     on `train_ids`, the text scored from a <bos>-padded start (`NGramLM.stream_log_probs`)."""
-    from seqlab.config import ModelConfig
-    from seqlab.models.ngram import NGramLM
     model = NGramLM(ModelConfig(name="ngram", order=order, smoothing=smoothing), vocab_size)
     return model.fit(np.asarray(train_ids, np.int64)).stream_log_probs(ids)
 
@@ -252,7 +256,6 @@ def format_table(report: dict) -> str:
 
 def plot_errors(path, report: dict, title: str = "") -> None:
     """Bits/char of both models per class and group, and the gain against distance. Atomic."""
-    from seqlab.train.plots import pyplot, save_figure
     plt = pyplot()
     fig, (bars, curve) = plt.subplots(1, 2, figsize=(13, 6), dpi=100, gridspec_kw={"width_ratios": [1.2, 1]})
     rows = [r for r in report["groups"][:1] + report["classes"] + report["groups"][1:] if r["count"]]
@@ -291,7 +294,6 @@ def plot_errors(path, report: dict, title: str = "") -> None:
 # -- the command ---------------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
-    from seqlab.models.ngram import MAX_ORDER, SMOOTHINGS
     p = argparse.ArgumentParser(
         prog="seqlab analyze errors", formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Which characters a character LM predicts better than an n-gram fitted on the same "
@@ -322,10 +324,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def analyze(args) -> dict:
     """Score, categorise and compare; the report that `--json` writes."""
-    from seqlab.train.runs import load_run
-    from seqlab.data.text import load_splits
-    from seqlab.models.ngram import MAX_ORDER
-    from seqlab.tasks.tbptt import summary
 
     def log(message):
         print(message, file=sys.stderr)
@@ -340,7 +338,6 @@ def analyze(args) -> dict:
     if splits.vocab != vocab:
         raise SeqlabError(f"the corpus has changed since {args.run} was trained (its vocabulary differs)")
     if args.file:
-        from seqlab.data.sources import read_path
         ids, what = vocab.encode(read_path(args.file, log=log)), args.file
     else:
         ids, what = splits.get(args.split), f"{args.split} split of {splits.source}"
@@ -378,7 +375,6 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(report))
         return 0
     if args.json:
-        from seqlab.io import atomic_write_text
         atomic_write_text(args.json, json.dumps(report, indent=1) + "\n")
     m, g = report["model_summary"]["bpc"], report["ngram_summary"]["bpc"]
     print(f"{report['data']}: {report['scored']:,} characters | model {m:.4f} bpc | {args.order}-gram {g:.4f} bpc "

@@ -34,11 +34,13 @@ import torch.nn.functional as F
 
 from seqlab import SeqlabError
 from seqlab.analysis import experiments as common
+from seqlab.data.synthetic import adding_problem
+from seqlab.models.body import init_recurrent
+from seqlab.train.plots import pyplot, save_figure
 
 
 def make_model(args) -> common.LastStepModel:
     """The Elman net with its recurrent matrix scaled above the edge of stability."""
-    from seqlab.models.body import init_recurrent
     torch.manual_seed(args.seed)
     model = common.LastStepModel("rnn", 2, args.hidden)
     with torch.no_grad():
@@ -81,7 +83,6 @@ def train(clip: float, args, initial_state: dict, batches: list) -> dict:
 
 
 def plot(path, results: list[dict], args) -> None:
-    from seqlab.train.plots import pyplot, save_figure
     plt = pyplot()
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2), dpi=100)
     for r, colour in zip(results, ("tab:red", "tab:blue")):
@@ -122,7 +123,6 @@ def main(argv: list[str]) -> int:
         raise SeqlabError(f"--steps must be at least 2 (the adding problem marks two positions), got {args.steps}")
     torch.set_num_threads(args.threads)
     started = time.perf_counter()
-    from seqlab.data.synthetic import adding_problem
     x, y = adding_problem(args.steps, args.updates * args.batch_size, seed=args.seed)   # (N, T, 2), (N,)
     batches = list(zip(x.split(args.batch_size), y.split(args.batch_size)))
     initial_state = make_model(args).state_dict()

@@ -26,6 +26,8 @@ import torch.nn.functional as F
 
 from seqlab import SeqlabError
 from seqlab.analysis import experiments as common
+from seqlab.data.synthetic import adding_problem
+from seqlab.train.plots import pyplot, save_figure
 
 TEST_SIZE, BASELINE = 1000, 1 / 6
 LEARNT = BASELINE / 10               # a seed has learnt the task below a tenth of the always-1 MSE
@@ -34,7 +36,6 @@ FORGET = 1                                                     # LSTM gate block
 
 def train_one(forget_bias: float, seed: int, args, x_test, y_test) -> dict:
     """One LSTM with this forget bias; its test MSE curve."""
-    from seqlab.data.synthetic import adding_problem
     torch.manual_seed(seed)
     model = common.LastStepModel("lstm", 2, args.hidden, forget_bias=forget_bias)
     initial_forget_bias = float(common.gate_bias(model.cell, FORGET).mean())
@@ -70,7 +71,6 @@ def summarise(runs: list[dict], biases: list[float]) -> list[dict]:
 
 
 def plot(path, runs: list[dict], biases: list[float], args) -> None:
-    from seqlab.train.plots import pyplot, save_figure
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(7.5, 4.5), dpi=100)
     for bias, colour in zip(biases, ("tab:orange", "tab:blue", "tab:green", "tab:purple", "tab:red")):
@@ -105,7 +105,6 @@ def main(argv: list[str]) -> int:
     biases = list(dict.fromkeys(args.biases))
     torch.set_num_threads(args.threads)
     started = time.perf_counter()
-    from seqlab.data.synthetic import adding_problem
     x_test, y_test = adding_problem(args.steps, TEST_SIZE, seed=999_999)                  # (N, T, 2), (N,)
     runs = []
     with common.progress(len(biases) * args.seeds, "forget-bias", args.progress) as bar:

@@ -48,6 +48,7 @@ from torch import Tensor
 from seqlab import SeqlabError
 from seqlab.analysis import experiments as common
 from seqlab.models.body import chrono_timescales
+from seqlab.train.plots import pyplot, save_figure
 
 VALID_SIZE, TEST_SIZE, EVAL_EVERY, STOP_AT, SUCCESS_AT = 256, 2000, 25, 0.99, 0.95
 LSTM_INPUT, LSTM_FORGET, GRU_UPDATE = 0, 1, 1                 # gate blocks: LSTM i f g o; GRU r u n
@@ -129,7 +130,6 @@ def summarise(runs: list[dict]) -> list[dict]:
 
 
 def plot(path, summary: list[dict], runs: list[dict], args) -> None:
-    from seqlab.train.plots import pyplot, save_figure
     plt = pyplot()
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2), dpi=100)
     colours = {"rnn": "tab:red", "lstm": "tab:blue", "gru": "tab:green"}

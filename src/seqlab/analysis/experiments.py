@@ -30,7 +30,11 @@ import torch
 from torch import Tensor, nn
 
 from seqlab import SeqlabError
-from seqlab.io import check_output
+from seqlab.config import ModelConfig
+from seqlab.io import atomic_write_text, check_output
+from seqlab.models.body import cell_factory
+from seqlab.models.stack import RecurrentStack
+from seqlab.provenance import commit, machine
 
 EXPERIMENTS = {
     "onebit": "seqlab.analysis.exp_onebit",
@@ -52,9 +56,6 @@ class LastStepModel(nn.Module):
     def __init__(self, cell: str, input_size: int, hidden_size: int, outputs: int = 1,
                  forget_bias: float = 1.0):
         super().__init__()
-        from seqlab.config import ModelConfig
-        from seqlab.models.body import cell_factory
-        from seqlab.models.stack import RecurrentStack
         if cell not in CELLS:
             raise SeqlabError(f"unknown cell {cell!r}; valid: {', '.join(CELLS)}")
         if hidden_size < 1:
@@ -141,8 +142,6 @@ def finite_or_none(x: float) -> float | None:
 
 def write_report(args, argv: list[str], experiment: str, report: dict, started: float) -> Path:
     """`--out`'s stem + .json, atomically: the experiment's numbers plus how they were made."""
-    from seqlab.provenance import commit, machine
-    from seqlab.io import atomic_write_text
     path = Path(args.out).with_suffix(".json")
     full = {"experiment": experiment, "command": "seqlab analyze " + " ".join(argv),
             "args": vars(args), **report, "figure": str(args.out),

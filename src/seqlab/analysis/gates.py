@@ -26,7 +26,12 @@ import torch
 from torch import Tensor
 
 from seqlab import SeqlabError
+from seqlab.data.sources import read_path
+from seqlab.data.text import batchify, load_splits
 from seqlab.io import check_output
+from seqlab.models.body import to_layer_first as _to_layer_first
+from seqlab.train.plots import pyplot, save_figure
+from seqlab.train.runs import load_run
 
 LEFT, RIGHT = 0.1, 0.9
 
@@ -107,8 +112,6 @@ def lm_saturation(model: torch.nn.Module, ids: Tensor, batch_size: int = 16, ste
     """Per layer and gate, (left, right) saturation fractions (H,) of a fused LSTM / GRU language
     model (models/recurrent.py) reading the token ids (N,) as `batch_size` streams of `steps`
     tokens (the state carried from chunk to chunk, as in evaluation)."""
-    from seqlab.data.text import batchify
-    from seqlab.models.body import to_layer_first as _to_layer_first
 
     if not getattr(model, "fused", False) or model.kind not in ("lstm", "gru"):
         raise SeqlabError("gate saturation reads PyTorch's fused LSTM / GRU: train with model.name=lstm or gru "
@@ -136,7 +139,6 @@ def lm_saturation(model: torch.nn.Module, ids: Tensor, batch_size: int = 16, ste
 def plot_saturation(path, stats: list[dict[str, tuple[Tensor, Tensor]]], title: str = "") -> None:
     """Karpathy et al. (2016), figure 4: per gate unit, fraction right-saturated (y) against
     left-saturated (x), one panel per layer, one colour per gate. Written atomically."""
-    from seqlab.train.plots import pyplot, save_figure
     plt = pyplot()
     fig, axes = plt.subplots(1, len(stats), figsize=(4 * len(stats), 4), dpi=100, squeeze=False)
     for k, (ax, layer) in enumerate(zip(axes[0], stats)):
@@ -171,7 +173,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str]) -> int:
-    from seqlab.train.runs import load_run
 
     args = build_parser().parse_args(argv[1:] if argv and argv[0] == "saturation" else argv)
     check_output(args.out, "--out")
@@ -179,10 +180,8 @@ def main(argv: list[str]) -> int:
         raise SeqlabError(f"--tokens must be greater than 0, got {args.tokens}")
     cfg, vocab, model, device = load_run(args.run, "cpu", lm_for="gate saturation")
     if args.file:
-        from seqlab.data.sources import read_path
         ids, what = vocab.encode(read_path(args.file)), args.file
     else:
-        from seqlab.data.text import load_splits
         ids, what = load_splits(cfg.data, log=lambda m: print(m, file=sys.stderr)).get(args.split), args.split
     ids = torch.as_tensor(ids[:args.tokens])
     stats = lm_saturation(model, ids)

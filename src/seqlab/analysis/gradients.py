@@ -25,13 +25,14 @@ from torch import Tensor
 from seqlab import SeqlabError
 from seqlab.config import ModelConfig
 from seqlab.io import check_output
+from seqlab.models.body import cell_factory, init_recurrent
+from seqlab.train.plots import pyplot, save_figure
 
 CELLS = ("rnn", "lstm", "gru")
 
 
 def make_cell(name: str, input_size: int, hidden_size: int, recurrent_init: str = "default"):
     """A seqlab cell by model name, initialised as a language model's would be."""
-    from seqlab.models.body import cell_factory, init_recurrent
     if name not in CELLS:
         raise SeqlabError(f"gradient flow is measured for {', '.join(CELLS)}; got {name!r}")
     cell = cell_factory(ModelConfig(name=name))(input_size, hidden_size)
@@ -91,7 +92,6 @@ def gradient_flow(cells=CELLS, hidden_size: int = 64, steps: int = 100, batch_si
 
 def plot_gradient_flow(path, flow: dict[str, dict], title: str = "") -> None:
     """Two panels, log scale: ‖∂L_T/∂h_k‖ and ‖∏ ∂h_i/∂h_{i-1}‖ against T − k. Written atomically."""
-    from seqlab.train.plots import pyplot, save_figure
     plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(10, 4), dpi=100)
     for name, f in flow.items():

@@ -31,7 +31,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from seqlab.api import train
+from seqlab.bench.karpathy2016 import lm_cell
 from seqlab.bench.suite import Benchmark, Cell, Options, add
+from seqlab.config import load_config
+from seqlab.tasks.sequence import SequenceTask
 
 SOURCE = ("Bai, Kolter & Koltun 2018, \"An Empirical Evaluation of Generic Convolutional and Recurrent "
           "Networks for Sequence Modeling\", arXiv:1803.01271, Table 1 (settings: Tables 2 and 3)")
@@ -166,8 +170,6 @@ def task_cell(task: str, spec: Spec, profile: str, options: Options) -> dict:
     import tempfile
     from pathlib import Path
 
-    from seqlab.api import train
-    from seqlab.config import load_config
     args = task_overrides(task, spec, profile, options)
     with tempfile.TemporaryDirectory() as tmp:
         result = train(load_config(None, args), Path(tmp) / "run", log=options.log)
@@ -179,7 +181,6 @@ def task_cell(task: str, spec: Spec, profile: str, options: Options) -> dict:
     metrics = {**result, "updates": updates, "train_seconds": seconds, "seconds_per_update": seconds / max(updates, 1),
                "train_loss_curve": [(r["step"], r["loss"]) for r in train_rows]}
     value = result["test_accuracy"] if "test_accuracy" in result and task in ("seqmnist", "pmnist") else result["test_loss"]
-    from seqlab.tasks.sequence import SequenceTask
     parameters = sum(p.numel() for p in SequenceTask(load_config(None, args)).build_model().parameters())
     return {"value": value, "metrics": metrics, "parameters": parameters,
             "config": {"task": task, **spec.__dict__, "threads": options.threads},
@@ -194,7 +195,6 @@ def data_label(task: str, source: str) -> str:
 
 
 def charlm_cell(family: str, profile: str, options: Options) -> dict:
-    from seqlab.bench.karpathy2016 import lm_cell
     overrides, _ = charlm_overrides(family, profile)
     result = lm_cell(overrides, options, metric_key="test_bpc")
     result["data"] = "Shakespeare (STAND-IN for char-level PTB): " + result["data"]

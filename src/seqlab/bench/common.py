@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from seqlab.io import atomic_write_text
 from seqlab.provenance import commit, machine  # noqa: F401 - re-exported for the benchmarks
 
 
@@ -28,7 +29,6 @@ def write_report(out: str, report: dict, markdown) -> dict:
     """DIR/results/NAME.json (everything) and `out`.md (the table), both atomic; print the table."""
     import json
 
-    from seqlab.io import atomic_write_text
     path = result_path(out)
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, json.dumps(report, indent=2) + "\n")

@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 from seqlab.bench.common import bench_parser, commit, machine, provenance, write_report
+from seqlab.data import sources
 
 COMPETITOR = [sys.executable, "-c", "while True: pass"]
 
@@ -71,7 +72,6 @@ print(tokens / (time.perf_counter() - started))
 
 def corpus() -> tuple[str, str]:
     """(path of a text file, its description) for the runs."""
-    from seqlab.data import sources
     shakespeare = sources.corpus("shakespeare")
     if shakespeare.is_ready():
         return str(shakespeare.text_path), "Shakespeare (real, fetched by `seqlab data fetch shakespeare`)"

@@ -44,6 +44,7 @@ import torch
 from seqlab import SeqlabError
 from seqlab.bench.common import bench_parser, commit, machine, provenance, write_report
 from seqlab.config import load_config
+from seqlab.data.datasets import dataset
 from seqlab.data.timeseries import SeriesTransform, split_horizon
 from seqlab.tasks.forecast import ForecastTask, build_forecaster, spelled
 from seqlab.tasks.forecast_eval import plot_forecast
@@ -155,7 +156,6 @@ def _run_series(name: str, values: np.ndarray, period: int, s: Settings, plot_pa
 
 def run_forecast_bench(out: str = "benchmarks/forecast", series_names=("airline", "co2"), settings: Settings | None = None,
                        threads: int = 1, command: str = "seqlab bench forecast", log=print) -> dict:
-    from seqlab.data.datasets import dataset
 
     s = settings or Settings()
     torch.set_num_threads(threads)

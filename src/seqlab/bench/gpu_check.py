@@ -21,13 +21,15 @@ import tempfile
 import time
 from pathlib import Path
 
+from seqlab import api
+from seqlab.bench import suite
 from seqlab.bench.common import bench_parser, commit, machine, provenance, write_report
+from seqlab.bench.speed import run_speed
+from seqlab.config import load_config
+from seqlab.data import sources
 
 
 def precision_rows(device: str, updates: int, sizes: dict, log) -> list[dict]:
-    from seqlab import api
-    from seqlab.config import load_config
-    from seqlab.data import sources
     text = sources.corpus("pystdlib").fetch(log=lambda m: None)
     rows = []
     for name, extra in (("fp32", []), ("bf16", ["train.precision=bf16"]), ("compile", ["train.compile=true"])):
@@ -54,8 +56,6 @@ def precision_rows(device: str, updates: int, sizes: dict, log) -> list[dict]:
 def run_gpu_check(out: str, dry_run: bool, command: str) -> dict:
     import torch
 
-    from seqlab.bench import suite
-    from seqlab.bench.speed import run_speed
     if not dry_run and not torch.cuda.is_available():
         raise SystemExit("seqlab bench gpu-check: no CUDA GPU here; run it where one is, or try --dry-run")
     device = "cpu" if dry_run else "cuda"

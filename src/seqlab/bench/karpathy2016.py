@@ -30,6 +30,14 @@ import tempfile
 from pathlib import Path
 
 from seqlab.bench.suite import Benchmark, Cell, Options, add, fmt_value
+from seqlab.config import load_config, to_dict
+from seqlab.data.text import load_splits
+from seqlab.models import build_model
+from seqlab.models.base import is_count_model
+from seqlab.tasks.tbptt import evaluate, summary
+from seqlab.train.engine import fit
+from seqlab.train.plots import pyplot, save_figure
+from seqlab.train.runs import load_run
 
 SOURCE = ("Karpathy, Johnson & Fei-Fei 2016, \"Visualizing and Understanding Recurrent Networks\", "
           "arXiv:1506.02078, Table 1 (test cross-entropy, nats/char) and Table 2 / Figure 5 (n-gram vs n-NN)")
@@ -81,9 +89,6 @@ def corpus_label(corpus: str) -> str:
 
 def test_metrics(run_dir: Path, device: str) -> dict:
     """`seqlab eval RUN --split test`: the best weights on the whole test split."""
-    from seqlab.train.runs import load_run
-    from seqlab.data.text import load_splits
-    from seqlab.tasks.tbptt import evaluate, summary
 
     cfg, vocab, model, dev = load_run(str(run_dir), device)
     splits = load_splits(cfg.data, log=lambda m: None)
@@ -95,10 +100,6 @@ def test_metrics(run_dir: Path, device: str) -> dict:
 
 def lm_cell(overrides: list[str], options: Options, metric_key: str = "test_nats") -> dict:
     """One `seqlab train` with these overrides into a temporary run, then its test metrics."""
-    from seqlab.config import load_config, to_dict
-    from seqlab.models import build_model
-    from seqlab.models.base import is_count_model
-    from seqlab.train.engine import fit
 
     cfg = load_config(None, [*overrides, f"train.device={options.device}", f"train.threads={options.threads}",
                              f"train.progress={str(options.progress).lower()}"])
@@ -216,7 +217,6 @@ def notes(profile: str) -> str:
 
 def extra(records: dict, profile: str, out: Path) -> str:
     """The n-gram (and n-NN) curve over n, per corpus, as the paper's Figure 5 draws it."""
-    from seqlab.train.plots import pyplot, save_figure
     curves = {}
     for cid, r in records.items():
         corpus, rest = cid.split("/", 1)

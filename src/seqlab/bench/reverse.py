@@ -32,6 +32,7 @@ from datetime import date
 
 import torch
 
+from seqlab.analysis.attention import plot_attention
 from seqlab.bench.common import bench_parser, commit, machine, provenance, write_report
 from seqlab.config import ModelConfig
 from seqlab.data.sequences import seq2seq_batch as make_batch
@@ -109,7 +110,6 @@ def train_one(attention: str, args, valid, test) -> dict:
 
 
 def heat_map(model: Seq2Seq, pair, alphabet: int, path: str) -> None:
-    from seqlab.analysis.attention import plot_attention
     names = symbol_vocab(alphabet)
     src, src_lengths, _, _ = make_batch([pair])
     out = decode.greedy(model, src, src_lengths, len(pair[0]) + 5)[0]

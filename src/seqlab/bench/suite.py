@@ -32,6 +32,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 from seqlab import SeqlabError
+from seqlab.bench.common import commit, machine
+from seqlab.bench.speed import run_speed
+from seqlab.bench.trainer_speed import run_benchmark
 from seqlab.io import atomic_write_text
 from seqlab.registry import get, names, register
 
@@ -122,7 +125,6 @@ def select(cells: list[Cell], only: list[str] | None) -> list[Cell]:
 def run_cell(bench: Benchmark, cell: Cell, profile: str, options: Options) -> dict:
     import torch
 
-    from seqlab.bench.common import commit, machine
     torch.set_num_threads(options.threads)
     started = time.perf_counter()
     result = cell.run(options)
@@ -311,7 +313,6 @@ def _speed_paths(options: Options) -> dict:
     """bench/speed.py in one run: every recurrent path, forward + backward, against nn.RNN/LSTM/GRU."""
     import tempfile
 
-    from seqlab.bench.speed import run_speed
     with tempfile.TemporaryDirectory() as tmp:
         r = run_speed(str(Path(tmp) / "speed"), repeats=7, device=options.device)
     return {"value": r["ratios"]["vs_own_module"]["fast lstm"], "config": r["settings"],
@@ -323,7 +324,6 @@ def _speed_trainer(options: Options) -> dict:
     """bench/trainer_speed.py: seqlab's whole training loop against a bare PyTorch loop, same LSTM."""
     import tempfile
 
-    from seqlab.bench.trainer_speed import run_benchmark
     with tempfile.TemporaryDirectory() as tmp:
         r = run_benchmark(str(Path(tmp) / "trainer"), repeats=7, updates=10)
     return {"value": r["ratio"], "config": {"model": r["model"], "train": r["train"]}, "data": r["data"],

@@ -13,9 +13,12 @@ import os
 import time
 from pathlib import Path
 
-from seqlab import SeqlabError
+from seqlab import SeqlabError, api
 from seqlab.bench.common import bench_parser, commit, machine
+from seqlab.config import load_config, to_dict
 from seqlab.io import atomic_write_text
+from seqlab.train.checkpoint import RunDir
+from seqlab.train.runs import evaluate_run
 
 # row -> (config preset, overrides, the paper / lecture anchor to print beside it)
 ROWS: dict[str, tuple[str, list[str], str]] = {
@@ -37,9 +40,6 @@ def commands(row: str) -> tuple[str, str]:
 
 
 def run_row(row: str, reuse: str | None = None, log=print) -> dict:
-    from seqlab.config import load_config, to_dict
-    from seqlab.train.checkpoint import RunDir
-    from seqlab.train.runs import evaluate_run
 
     preset, overrides, anchor = ROWS[row]
     cfg = load_config(preset, [*overrides, *FIXED])
@@ -51,7 +51,6 @@ def run_row(row: str, reuse: str | None = None, log=print) -> dict:
             raise SeqlabError(f"{out} was not trained by this row's command ({commands(row)[0]}); retrain it")
         seconds = None
     else:
-        from seqlab import api
         api.train(cfg, out, overwrite=True, log=log)
         seconds = time.perf_counter() - started
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]

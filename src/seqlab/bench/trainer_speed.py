@@ -26,9 +26,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from seqlab.config import Config, validate
-from seqlab.data.text import batchify, build_splits
 from seqlab.bench.common import bench_parser, commit, machine, provenance, write_report
+from seqlab.config import Config, DataConfig, validate
+from seqlab.data.text import batchify, build_splits
+from seqlab.train.engine import fit
 
 STAND_IN_CHARS = 1_000_000
 
@@ -92,7 +93,6 @@ def bare_loop(cfg: Config, data: torch.Tensor, vocab_size: int, blocks: int, upd
 
 
 def seqlab_loop(cfg: Config, text_path: Path, blocks: int, updates: int) -> list[float]:
-    from seqlab.train.engine import fit
 
     cfg.data.path = str(text_path)
     cfg.train.max_steps = blocks * updates
@@ -107,7 +107,6 @@ def seqlab_loop(cfg: Config, text_path: Path, blocks: int, updates: int) -> list
 
 
 def run_benchmark(out: str, repeats: int = 7, updates: int = 20, rounds: int = 2) -> dict:
-    from seqlab.config import DataConfig
 
     cfg = Config()
     cfg.train.device = "cpu"

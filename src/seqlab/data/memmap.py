@@ -32,6 +32,7 @@ from tqdm import tqdm
 from seqlab import SeqlabError
 from seqlab.config import DataConfig
 from seqlab.data import sources
+from seqlab.data.splits import Splits, split_sizes
 from seqlab.data.vocab import UNK, Vocab, tokenize
 from seqlab.io import atomic_path, atomic_write_text
 
@@ -128,7 +129,6 @@ def id_dtype(vocab_size: int) -> np.dtype:
 
 def convert(files: list[Path], cfg: DataConfig, folder: Path, log: Callable[[str], None]) -> None:
     """Stream `files` into folder/tokens.npy + vocab.json + meta.json (meta last: the marker)."""
-    from seqlab.data.text import split_sizes
     # 1. how many tokens -----------------------------------------------------------------
     total = sum(len(_tokens(text, cfg.level)) for text in _passes(files, cfg, "count tokens 1/3"))
     if total < 2:
@@ -175,7 +175,6 @@ def convert(files: list[Path], cfg: DataConfig, folder: Path, log: Callable[[str
 
 def load_memmap(cfg: DataConfig, log: Callable[[str], None] = print):
     """Splits whose arrays are read-only views of a memory-mapped token file."""
-    from seqlab.data.text import Splits
     if not cfg.path:
         raise SeqlabError("data.memmap=true streams a file or folder given as data.path; "
                           "for a named corpus leave data.memmap off (its tokens are cached already)")

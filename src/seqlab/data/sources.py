@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Callable
 
 from seqlab import SeqlabError
+from seqlab.data.corpora import build_austen, build_linux
 from seqlab.io import atomic_write_text
 from seqlab.registry import get, names, register
 
@@ -153,12 +154,10 @@ _add(Corpus(
 # -- linux, austen: read out of Debian packages (builders in data/corpora.py) -------------
 
 def _linux(tmp: Path) -> str:
-    from seqlab.data.corpora import build_linux
     return build_linux(tmp)
 
 
 def _austen(tmp: Path) -> str:
-    from seqlab.data.corpora import build_austen
     return build_austen(tmp)
 
 

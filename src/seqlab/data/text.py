@@ -20,7 +20,6 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import Counter
-from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -28,22 +27,10 @@ import torch
 from seqlab import SeqlabError
 from seqlab.config import DataConfig
 from seqlab.data import sources
+from seqlab.data.memmap import load_memmap
+from seqlab.data.splits import Splits, split_sizes  # noqa: F401 - re-exported: the stream's splits live in splits.py
 from seqlab.data.vocab import UNK, Vocab, tokenize
 from seqlab.io import atomic_path, atomic_write_text
-
-
-@dataclass
-class Splits:
-    vocab: Vocab
-    train: np.ndarray   # (N_train,) int64 token ids (uint8/uint16/int32 memmap views with data.memmap)
-    valid: np.ndarray   # (N_valid,)
-    test: np.ndarray    # (N_test,)
-    source: str         # what the text was, for logs and results tables
-
-    def get(self, name: str) -> np.ndarray:
-        if name not in ("train", "valid", "test"):
-            raise SeqlabError(f"unknown split {name!r}; valid: train, valid, test")
-        return getattr(self, name)
 
 
 def corpus_text(cfg: DataConfig, log=print) -> tuple[str, str]:
@@ -51,11 +38,6 @@ def corpus_text(cfg: DataConfig, log=print) -> tuple[str, str]:
     if cfg.path:
         return sources.read_path(cfg.path, log=log), f"file {cfg.path}"
     return sources.corpus(cfg.corpus).text(), f"corpus {cfg.corpus}"
-
-
-def split_sizes(n: int, valid_fraction: float, test_fraction: float) -> tuple[int, int, int]:
-    n_valid, n_test = int(n * valid_fraction), int(n * test_fraction)
-    return n - n_valid - n_test, n_valid, n_test
 
 
 def build_splits(text: str, cfg: DataConfig, vocab: Vocab | None = None, source: str = "") -> Splits:
@@ -82,7 +64,6 @@ def load_splits(cfg: DataConfig, log=print) -> Splits:
     """The configured text as splits. Named corpora are tokenised once and cached as .npy;
     with data.memmap, a data.path is streamed into a token file and memory-mapped."""
     if cfg.memmap and cfg.path:
-        from seqlab.data.memmap import load_memmap
         return load_memmap(cfg, log)
     if cfg.path or not sources.corpus(cfg.corpus).needs_fetch:
         text, source = corpus_text(cfg, log)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor
+from seqlab.models.cells import Cell
 
 
 def _ops_present() -> bool:
@@ -85,7 +86,6 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
 def project(cell, x: Tensor) -> Tensor:
     """cell.project(x), its product on oneDNN where `usable` says so (and the cell has not
     defined a projection of its own)."""
-    from seqlab.models.cells import Cell
     if type(cell).project is not Cell.project or not usable(x, cell.weight_ih):
         return cell.project(x)
     if cell.layer_norm:

@@ -12,6 +12,7 @@ batch's items, so the ranks' averaged gradient is the one-process gradient.
 """
 from __future__ import annotations
 
+import re
 from collections import Counter
 from typing import Any, Iterable, Sequence
 
@@ -80,6 +81,14 @@ class ExampleTask(Task):
     def train_loss(self, model, batch: dict[str, Any], step: int, carry: Any):
         loss, n = self.loss(model, batch, step)
         return loss, (0 if batch.get("weightless") else n), None
+
+
+_WORD = re.compile(r"\w+(?:'\w+)?|[^\w\s]")
+
+
+def words(text: str, lowercase: bool = False) -> list[str]:
+    """Words and punctuation marks: "Don't stop!" -> ["Don't", "stop", "!"]."""
+    return _WORD.findall(text.lower() if lowercase else text)
 
 
 def word_vocab(sequences: Iterable[Sequence[str]], max_size: int = 0, min_count: int = 1) -> Vocab:

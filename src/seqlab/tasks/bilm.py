@@ -32,12 +32,16 @@ from torch import Tensor, nn
 
 from seqlab import SeqlabError
 from seqlab.config import Config, fused_possible
+from seqlab.data.datasets import dataset
 from seqlab.data.sequences import pad
+from seqlab.data.sources import read_path
 from seqlab.data.vocab import BOS, EOS, PAD, UNK, Vocab
 from seqlab.models.bilm import BiLM, Elmo
 from seqlab.models.body import body_options
 from seqlab.registry import register
-from seqlab.tasks.base import BATCHING_OPTIONS, ExampleTask, batched, encode_words, word_vocab
+from seqlab.tasks.base import BATCHING_OPTIONS, ExampleTask, batched, encode_words, word_vocab, words
+from seqlab.train.checkpoint import RunDir
+from seqlab.train.runs import load_task, load_trained
 
 
 @register("task", "bilm")
@@ -69,13 +73,10 @@ class BiLMTask(ExampleTask):
     # -- data ---------------------------------------------------------------------------------
 
     def read(self) -> list[list[str]]:
-        from seqlab.tasks.classify import words
         d, lower = self.cfg.data, self.cfg.task.lowercase
         if d.path:
-            from seqlab.data.sources import read_path
             self.source = Path(d.path).name
             return [words(line, lower) for line in read_path(Path(d.path)).splitlines()]
-        from seqlab.data.datasets import dataset
         self.source = d.corpus
         if d.corpus == "brown":
             return [[w.lower() if lower else w for w, _ in s] for s in dataset(d.corpus).load()]
@@ -148,7 +149,6 @@ class BiLMTask(ExampleTask):
 
 def bilm_run(path: str):
     """The RunDir of a task.name=bilm run, or a one-line SeqlabError saying why not."""
-    from seqlab.train.checkpoint import RunDir
     run = RunDir(Path(path))
     try:
         run.require()
@@ -164,7 +164,6 @@ class ElmoVocab:
     """A consumer's words -> the biLM's word ids, tokenised and lower-cased as the biLM's were."""
 
     def __init__(self, path: str):
-        from seqlab.train.runs import load_task
         self.cfg, task = load_task(bilm_run(path))
         self.vocab, self.lowercase = task.vocab, self.cfg.task.lowercase
 
@@ -179,7 +178,6 @@ class ElmoVocab:
 
 def load_elmo(path: str) -> tuple[Elmo, ElmoVocab]:
     """The frozen biLM of a bilm run with a fresh scalar mix, and its vocabulary."""
-    from seqlab.train.runs import load_trained
     bilm_run(path)
     _, task, bilm, _ = load_trained(path, "cpu")
     return Elmo(bilm), ElmoVocab(path)

@@ -23,7 +23,6 @@ task.target=score).
 from __future__ import annotations
 
 import math
-import re
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -34,19 +33,14 @@ from torch import Tensor, nn
 
 from seqlab import SeqlabError
 from seqlab.config import Config
+from seqlab.data.datasets import dataset
 from seqlab.data.sequences import pad
+from seqlab.data.sources import read_path
 from seqlab.data.vocab import PAD, Vocab
 from seqlab.models.encoder import ENCODER_CELLS, encoder_options, SequenceEncoder, lengths_mask
 from seqlab.registry import register
-from seqlab.tasks.base import BATCHING_OPTIONS, ExampleTask, batched, encode_words, label_vocab, word_vocab
-
-_WORD = re.compile(r"\w+(?:'\w+)?|[^\w\s]")
-
-
-def words(text: str, lowercase: bool = False) -> list[str]:
-    """Words and punctuation marks: "Don't stop!" -> ["Don't", "stop", "!"]."""
-    return _WORD.findall(text.lower() if lowercase else text)
-
+from seqlab.tasks.base import BATCHING_OPTIONS, ExampleTask, batched, encode_words, label_vocab, word_vocab, words
+from seqlab.tasks.bilm import ElmoVocab, bilm_run, load_elmo
 
 class SequenceClassifier(nn.Module):
     def __init__(self, cfg: Config, vocab_size: int, outputs: int, elmo: nn.Module | None = None):
@@ -122,7 +116,6 @@ class ClassifyTask(ExampleTask):
             if cfg.model.name == "bow":
                 raise SeqlabError("task.elmo feeds a recurrent encoder; model.name=bow (a bag of word counts) "
                                   "cannot take it — use model.name=lstm or gru")
-            from seqlab.tasks.bilm import bilm_run
             bilm_run(cfg.task.elmo)
 
     # -- data ---------------------------------------------------------------------------------
@@ -170,14 +163,12 @@ class ClassifyTask(ExampleTask):
             return BagOfWords(len(self.vocab), outputs)
         elmo = None
         if self.cfg.task.elmo:
-            from seqlab.tasks.bilm import load_elmo
             elmo, self._elmo_vocab = load_elmo(self.cfg.task.elmo)
         return SequenceClassifier(self.cfg, len(self.vocab), outputs, elmo)
 
     def elmo_vocab(self):
         """The biLM's vocabulary (task.elmo), read once."""
         if self._elmo_vocab is None:
-            from seqlab.tasks.bilm import ElmoVocab
             self._elmo_vocab = ElmoVocab(self.cfg.task.elmo)
         return self._elmo_vocab
 
@@ -238,7 +229,6 @@ def labelled_rows(cfg: Config, scores: bool = False) -> tuple[str, list[tuple[st
     d = cfg.data
     if d.path:
         return Path(d.path).name, read_labelled(Path(d.path))
-    from seqlab.data.datasets import dataset
     pairs = dataset(d.corpus).load()
     if scores:
         return d.corpus, [(repr(float(score)), text) for text, score in pairs]
@@ -246,7 +236,6 @@ def labelled_rows(cfg: Config, scores: bool = False) -> tuple[str, list[tuple[st
 
 
 def read_labelled(path: Path) -> list[tuple[str, str]]:
-    from seqlab.data.sources import read_path
     rows = []
     for n, line in enumerate(read_path(path).splitlines(), 1):
         if not line.strip():

@@ -27,8 +27,8 @@ from seqlab.data.sequences import pad
 from seqlab.data.vocab import BOS, EOS, PAD, Vocab
 from seqlab.models.body import body_options, build_recurrent, init_recurrent_weights, run_recurrent
 from seqlab.registry import register
-from seqlab.tasks.base import BATCHING_OPTIONS, ExampleTask, batched, encode_words, label_vocab, word_vocab
-from seqlab.tasks.classify import labelled_rows, words
+from seqlab.tasks.base import BATCHING_OPTIONS, ExampleTask, batched, encode_words, label_vocab, word_vocab, words
+from seqlab.tasks.classify import labelled_rows
 
 CONDITIONING = ("init", "input", "both")
 

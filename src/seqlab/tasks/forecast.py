@@ -39,13 +39,18 @@ from torch import nn
 
 from seqlab import SeqlabError
 from seqlab.config import Config
+from seqlab.data.datasets import dataset
+from seqlab.data.sources import read_path
 from seqlab.data.timeseries import SeriesTransform, split_horizon
+from seqlab.io import atomic_write_text
+from seqlab.models.ar import ARModel
 from seqlab.models.body import body_options
-from seqlab.models.forecasters import RNNForecaster, WindowForecaster
+from seqlab.models.forecasters import RNNForecaster, WindowForecaster, closed_loop_forecast
 from seqlab.registry import register
 from seqlab.tasks.forecast_eval import plot_forecast, validation_loss
 from seqlab.tasks.forecast_fit import fit_ar, forecasts, scores, transforms
 from seqlab.tasks.metrics import seasonal_naive
+from seqlab.train.checkpoint import RunDir
 from seqlab.train.task import Task
 
 SERIES = ("airline", "co2", "sunspots", "nile", "msft")
@@ -159,7 +164,6 @@ class ForecastTask(Task):
     def finish(self, run, model: nn.Module, device: torch.device, log: Callable[[str], None],
                best_step: Any) -> dict[str, float]:
         """Score the validation part and the test horizon, draw forecast.png, and keep it all in task.json."""
-        from seqlab.io import atomic_write_text
         model = model.cpu().eval()
         p, period, horizon, values = self.parts, self.period, self.horizon, self.values
         one, closed = forecasts([model], self.tf, p.history, p.train.size, horizon)
@@ -192,7 +196,6 @@ def spelled(use_log: bool, lags: tuple[int, ...]) -> str:
 def build_forecaster(cfg: Config, order: int = 1) -> nn.Module:
     m = cfg.model
     if m.name == "ar":
-        from seqlab.models.ar import ARModel
         return ARModel(order)
     if m.name == "window":
         return WindowForecaster(m.context, m.hidden_size, m.num_layers, m.dropout)
@@ -219,7 +222,6 @@ def load_series(cfg: Config) -> tuple[str, np.ndarray, int]:
     """(name, values, seasonal period) from data.corpus or a file of numbers (data.path)."""
     d = cfg.data
     if d.path:
-        from seqlab.data.sources import read_path
         values = []
         for n, line in enumerate(read_path(d.path).splitlines(), 1):
             cell = line.replace(";", ",").split(",")[-1].strip()
@@ -232,7 +234,6 @@ def load_series(cfg: Config) -> tuple[str, np.ndarray, int]:
                     raise SeqlabError(f"{d.path}:{n}: not a number: {cell!r} (one value per line, "
                                       f"or CSV with the value in the last column)") from None
         return Path(d.path).stem, np.asarray(values, dtype=np.float64), max(cfg.task.period, 1)
-    from seqlab.data.datasets import dataset
     series = dataset("series").load()[d.corpus]
     return d.corpus, series.values, cfg.task.period or series.period
 
@@ -244,7 +245,6 @@ def describe(tf: SeriesTransform) -> str:
 
 
 def load_forecaster(run_path: str | Path) -> tuple[Config, dict, nn.Module]:
-    from seqlab.train.checkpoint import RunDir
     run = RunDir(Path(run_path)).require()
     cfg = run.config()
     try:
@@ -258,7 +258,6 @@ def load_forecaster(run_path: str | Path) -> tuple[Config, dict, nn.Module]:
 
 def forecast_future(run_path: str | Path, steps: int) -> tuple[dict, np.ndarray]:
     """The closed-loop forecast of `steps` values after the end of the run's series."""
-    from seqlab.models.forecasters import closed_loop_forecast
     _, meta, model = load_forecaster(run_path)
     values = np.asarray(meta["values"])
     tf = SeriesTransform.from_dict(meta["transform"])

@@ -14,6 +14,7 @@ from torch import nn
 
 from seqlab import SeqlabError
 from seqlab.models.forecasters import closed_loop_forecast, one_step_forecast
+from seqlab.train.plots import pyplot, save_figure
 
 
 def validation_loss(model: nn.Module, train_series: np.ndarray, valid_series: np.ndarray,
@@ -36,7 +37,6 @@ def plot_forecast(path, history, truth, one_step=None, closed_loop=None, title: 
     array or a {label: array} mapping; `show_last`: how much history to draw (all by default).
     `truth` None draws forecasts of the unknown future (their length sets the span).
     Written atomically (seqlab.io.atomic_path)."""
-    from seqlab.train.plots import pyplot, save_figure
     plt = pyplot()
 
     past = np.asarray(history, np.float64).reshape(-1)

@@ -29,6 +29,7 @@ from seqlab.data.vocab import Vocab
 from seqlab.models import build_model
 from seqlab.registry import get, register
 from seqlab.tasks.tbptt import Window, evaluate, summary, tbptt_windows, train_step
+from seqlab.train.checkpoint import BEST, METRICS
 from seqlab.train.task import STREAM_OPTIONS, Task, changed_options
 
 # what a model fitted by counting (n-gram, HMM) uses of train.*: its evaluation in chunks
@@ -91,7 +92,6 @@ class LanguageModelTask(Task):
         return build_model(self.cfg.model, len(self.stream.vocab))
 
     def fit_counts(self, model: nn.Module, run, log: Callable[[str], None]) -> dict[str, float]:
-        from seqlab.train.checkpoint import BEST, METRICS
         started = time.perf_counter()
         model.fit(self.stream.train)
         seconds = time.perf_counter() - started

@@ -40,6 +40,9 @@ from torch import Tensor, nn
 
 from seqlab import SeqlabError
 from seqlab.config import Config
+from seqlab.data.images import load_mnist, sequential
+from seqlab.data.music import load_chorales
+from seqlab.data.synthetic import adding_problem, copy_memory
 from seqlab.models.body import body_options, build_recurrent, init_recurrent_weights, run_recurrent
 from seqlab.models.tcn import TemporalConvNet
 from seqlab.registry import register
@@ -108,13 +111,11 @@ class SequenceTask(Task):
         t, corpus = self.cfg.task, self.cfg.data.corpus
         self.source = corpus
         if corpus in ("adding", "copy"):
-            from seqlab.data.synthetic import adding_problem, copy_memory
             make, T = (adding_problem, t.length or 600) if corpus == "adding" else (copy_memory, t.length or 1000)
             n_train = t.train_examples or (50_000 if corpus == "adding" else 30_000)
             n_test = t.test_examples or (1_000 if corpus == "adding" else 6_000)
             self.data = {"train": make(T, n_train, 0), "test": make(T, n_test, 1), "valid": make(T, n_test, 2)}
         elif corpus in ("seqmnist", "pmnist"):
-            from seqlab.data.images import load_mnist, sequential
             mnist = load_mnist()
             for split, n in (("train", t.train_examples), ("valid", t.test_examples), ("test", t.test_examples)):
                 images, labels = mnist[split]
@@ -122,7 +123,6 @@ class SequenceTask(Task):
                 pixels = np.ascontiguousarray(sequential(images, permute=corpus == "pmnist", seed=0))     # (N, 784, 1)
                 self.data[split] = (torch.as_tensor(pixels).float(), torch.as_tensor(labels).long())
         else:
-            from seqlab.data.music import load_chorales
             rolls = load_chorales()
             for split in ("train", "valid", "test"):
                 part = [torch.as_tensor(r).float() for r in rolls[split] if len(r) > 1]

@@ -32,12 +32,15 @@ from torch import Tensor, nn
 
 from seqlab import SeqlabError
 from seqlab.config import Config
+from seqlab.data.datasets import dataset, simplify_tag
 from seqlab.data.sequences import pad
+from seqlab.data.sources import read_path
 from seqlab.data.vocab import PAD, UNK, Vocab
 from seqlab.models import fused
 from seqlab.models.encoder import ENCODER_CELLS, encoder_options, SequenceEncoder
 from seqlab.registry import register
 from seqlab.tasks.base import BATCHING_OPTIONS, ExampleTask, batched, encode_words, label_vocab, word_vocab
+from seqlab.tasks.bilm import ElmoVocab, bilm_run, load_elmo
 
 IGNORE = -100      # targets at padded positions (F.cross_entropy's ignore_index)
 
@@ -108,7 +111,6 @@ class TagTask(ExampleTask):
             raise SeqlabError("task.tagset chooses among the Brown corpus's tags (data.corpus=brown); the tags of "
                               "your file (data.path) are used as written: remove task.tagset")
         if cfg.task.elmo:
-            from seqlab.tasks.bilm import bilm_run
             bilm_run(cfg.task.elmo)
 
     # -- data ---------------------------------------------------------------------------------
@@ -118,7 +120,6 @@ class TagTask(ExampleTask):
         if d.path:
             self.source = Path(d.path).name
             return read_tagged(Path(d.path))
-        from seqlab.data.datasets import dataset, simplify_tag
         self.source = d.corpus
         sentences = dataset(d.corpus).load()
         if self.cfg.task.tagset == "base":
@@ -159,14 +160,12 @@ class TagTask(ExampleTask):
     def build_model(self) -> nn.Module:
         elmo = None
         if self.cfg.task.elmo:
-            from seqlab.tasks.bilm import load_elmo
             elmo, self._elmo_vocab = load_elmo(self.cfg.task.elmo)
         return Tagger(self.cfg, len(self.vocab), len(self.chars), len(self.tags), elmo)
 
     def elmo_vocab(self):
         """The biLM's vocabulary (task.elmo), read once."""
         if self._elmo_vocab is None:
-            from seqlab.tasks.bilm import ElmoVocab
             self._elmo_vocab = ElmoVocab(self.cfg.task.elmo)
         return self._elmo_vocab
 
@@ -229,7 +228,6 @@ class TagTask(ExampleTask):
 
 
 def read_tagged(path: Path) -> list[list[tuple[str, str]]]:
-    from seqlab.data.sources import read_path
     sentences = []
     for n, line in enumerate(read_path(path).splitlines(), 1):
         if not line.strip():

@@ -27,13 +27,15 @@ from torch import Tensor, nn
 
 from seqlab import SeqlabError
 from seqlab.config import Config
+from seqlab.data.datasets import dataset
 from seqlab.data.sequences import seq2seq_batch as make_batch
+from seqlab.data.sources import read_path
+from seqlab.data.synthetic import TASKS, symbol_vocab
 from seqlab.data.vocab import PAD, Vocab
 from seqlab.decode import seq2seq as decode
 from seqlab.models.seq2seq import ATTENTIONS, DECODER_CELLS, Seq2Seq, sequence_loss, strip_eos
 from seqlab.registry import register
-from seqlab.tasks.base import BATCHING_OPTIONS, ExampleTask, batched, encode_words, word_vocab
-from seqlab.tasks.classify import words
+from seqlab.tasks.base import BATCHING_OPTIONS, ExampleTask, batched, encode_words, word_vocab, words
 from seqlab.train.schedules import sampling_prob
 
 SYNTHETIC = ("reverse", "sort")
@@ -89,10 +91,8 @@ class TranslateTask(ExampleTask):
             return [(words(s, lower), words(t, lower)) for s, t in read_pairs(Path(d.path))]
         self.source = d.corpus
         if d.corpus in SYNTHETIC:
-            from seqlab.data.synthetic import TASKS, symbol_vocab
             names = symbol_vocab(10).itos
             return [([names[i] for i in s], [names[i] for i in t]) for s, t in TASKS[d.corpus](SYNTHETIC_PAIRS, seed=0)]
-        from seqlab.data.datasets import dataset
         return [(words(s, lower), words(t, lower)) for s, t in dataset(d.corpus).load()]
 
     def prepare(self, log: Callable[[str], None] = print) -> None:
@@ -195,7 +195,6 @@ def _schedule_params(cfg: Config) -> dict[str, float]:
 
 
 def read_pairs(path: Path) -> list[tuple[str, str]]:
-    from seqlab.data.sources import read_path
     pairs = []
     for n, line in enumerate(read_path(path).splitlines(), 1):
         if not line.strip():

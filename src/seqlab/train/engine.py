@@ -33,8 +33,7 @@ from seqlab.io import atomic_write_text
 from seqlab.models import fused
 from seqlab.models.base import hook, is_count_model
 from seqlab.registry import get
-from seqlab.train import checkpoint as ck
-from seqlab.train import distributed
+from seqlab.train import checkpoint as ck, distributed
 from seqlab.train.checkpoint import RunDir
 from seqlab.train.control import Interrupted, ctrl_c_flag, prepare_out, resolve_device, truncate_metrics
 from seqlab.train.guard import is_finite, learning_rate, writing

@@ -20,8 +20,7 @@ import torch
 from seqlab import SeqlabError
 from seqlab.config import Config
 from seqlab.models.base import State
-from seqlab.train import checkpoint as ck
-from seqlab.train import distributed, snapshot
+from seqlab.train import checkpoint as ck, distributed, snapshot
 from seqlab.train.checkpoint import RunDir
 from seqlab.train.control import truncate_metrics
 from seqlab.train.guard import NanGuard, writing
