@@ -254,7 +254,12 @@ def parse_overrides(items: list[str]) -> dict[str, dict[str, str]]:
 
 
 def load_config(preset: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """The preset (a TOML file, or a name in configs/), then the overrides, validated. A value
+    the preset sets that the run would not use (the sentiment preset's model sizes when
+    model.name=bow) is put back to its default and named in `cfg.notes`; the same value given
+    on the command line is refused when training starts."""
     cfg = Config()
+    preset_keys: set[str] = set()
     if preset:
         path = Path(preset)
         if not path.is_file() and not path.suffix and (Path("configs") / f"{preset}.toml").is_file():
@@ -262,16 +267,42 @@ def load_config(preset: str | Path | None = None, overrides: list[str] | None = 
         if not path.is_file():
             raise SeqlabError(f"config preset not found: {preset}")
         try:
-            apply(cfg, tomllib.loads(path.read_text(encoding="utf-8")))
+            values = tomllib.loads(path.read_text(encoding="utf-8"))
+            apply(cfg, values)
+            preset_keys = {f"{section}.{key}" for section, body in values.items() if isinstance(body, dict)
+                           for key in body}
         except tomllib.TOMLDecodeError as e:
             raise SeqlabError(f"{path}: not valid TOML ({e})") from None
         except UnicodeDecodeError as e:
             raise SeqlabError(f"{path}: not UTF-8 text (byte {e.start}); save the preset as UTF-8") from None
         except OSError as e:
             raise SeqlabError(f"{path}: cannot read ({e.strerror})") from None
-    apply(cfg, parse_overrides(overrides or []))
+    given = parse_overrides(overrides or [])
+    apply(cfg, given)
+    cfg.notes = _unused_preset_values(cfg, preset_keys - {f"{s}.{k}" for s, body in given.items() for k in body})
     validate(cfg)
     return cfg
+
+
+def _unused_preset_values(cfg: Config, preset_only: set[str]) -> list[str]:
+    """Put back to their defaults the preset's values this run would not use; name them."""
+    from seqlab.registry import get
+    if not preset_only:
+        return []
+    try:
+        honoured = get("task", cfg.task.name).honoured(cfg)
+    except SeqlabError:
+        return []                  # an unknown task or model: validate says so
+    defaults = {"model": ModelConfig(), "task": TaskConfig(), "train": TrainConfig()}
+    notes = []
+    for key in sorted(preset_only):
+        section, name = key.split(".", 1)
+        if section in honoured and name not in honoured[section]:
+            value = getattr(getattr(cfg, section), name)
+            if value != getattr(defaults[section], name):
+                notes.append(f"{key}={value!r}")
+                setattr(getattr(cfg, section), name, getattr(defaults[section], name))
+    return notes
 
 
 MAX_LAYERS = 1000     # deeper than any published recurrent or convolutional sequence model

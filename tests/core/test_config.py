@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from seqlab import SeqlabError
-from seqlab.config import all_keys, load_config
+from seqlab.config import ModelConfig, all_keys, load_config
 
 
 def test_defaults_and_overrides_are_typed():
@@ -50,3 +50,19 @@ def test_every_option_has_help():
     keys = all_keys()
     assert len(keys) > 30
     assert all(help_text for *_, help_text in keys)
+
+
+def test_a_presets_values_the_chosen_model_would_not_use_go_back_to_defaults_and_are_named(tmp_path):
+    """`--config sentiment model=bow`: the preset's encoder sizes and pooling do not apply to the
+    bag of words; they are put back to the defaults (config.json stays true) and named, while
+    the same values typed on the command line are refused."""
+    from seqlab.train.engine import make_task
+    cfg = load_config(Path(__file__).parents[2] / "configs" / "sentiment.toml", ["model.name=bow", "train.lr=0.01"])
+    assert cfg.notes == ["model.dropout=0.5", "model.embedding_size=128", "model.hidden_size=128",
+                         "model.num_layers=1", "task.pooling='max'"]
+    assert cfg.model.hidden_size == ModelConfig().hidden_size and cfg.task.pooling == "final"
+    assert cfg.train.lr == 0.01 and cfg.task.lowercase                  # what bow uses stays
+    make_task(cfg)                                                       # and it trains
+    typed = load_config(None, ["task=classify", "data=sentiment", "model=bow", "model.hidden_size=128"])
+    with pytest.raises(SeqlabError, match="would not use model.hidden_size=128"):
+        make_task(typed)

@@ -30,7 +30,7 @@ from seqlab.models import build_model
 from seqlab.registry import get, register
 from seqlab.tasks.tbptt import Window, evaluate, summary, tbptt_windows, train_step
 from seqlab.train.checkpoint import BEST, METRICS
-from seqlab.train.task import STREAM_OPTIONS, Task, changed_options
+from seqlab.train.task import STREAM_OPTIONS, Task
 
 # what a model fitted by counting (n-gram, HMM) uses of train.*: its evaluation in chunks
 COUNTING_USES = ("bptt_steps", "eval_batch_size", "device", "threads", "progress")
@@ -56,13 +56,11 @@ class LanguageModelTask(Task):
         get("model", cfg.model.name)      # every family is a language model; an unknown name lists them
 
     @classmethod
-    def check_options(cls, cfg: Config) -> None:
-        super().check_options(cfg)
-        if getattr(get("model", cfg.model.name), "fitted_by_counting", False):
-            ignored = changed_options(cfg.train, TrainConfig(), "train", set(COUNTING_USES))
-            if ignored:
-                raise SeqlabError(f"model.name={cfg.model.name} is fitted by counting in one pass, without "
-                                  f"{', '.join(ignored)}; remove it (it uses {', '.join('train.' + k for k in COUNTING_USES)})")
+    def honoured(cls, cfg: Config) -> dict[str, set[str]]:
+        honoured = super().honoured(cfg)
+        if getattr(get("model", cfg.model.name), "fitted_by_counting", False):   # no optimiser, no updates
+            honoured["train"] = set(COUNTING_USES)
+        return honoured
 
     # -- data ---------------------------------------------------------------------------------
 

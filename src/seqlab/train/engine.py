@@ -80,6 +80,9 @@ def fit(cfg: Config | None, out: str | Path, *, resume: bool = False, overrides:
                 log(f"warning: resuming with changed options: {'; '.join(changes)}")
             cfg = overrides
     assert cfg is not None
+    if getattr(cfg, "notes", None):
+        log(f"note: the preset's {', '.join(cfg.notes)} do(es) not apply to task.name={cfg.task.name} with "
+            f"model.name={cfg.model.name}; left at the defaults")
     if task is None:
         task = make_task(cfg)
     else:

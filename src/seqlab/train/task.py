@@ -95,19 +95,26 @@ class Task:
         return _per_model(cls.model_options, cfg)
 
     @classmethod
+    def honoured(cls, cfg: Config) -> dict[str, set[str]]:
+        """Per config section, the options a run of this task with cfg's model uses."""
+        return {"model": set(cls.honoured_model_options(cfg)) | {"name"},
+                "task": set(_per_model(cls.task_options, cfg)) | {"name"},
+                "train": {f.name for f in dataclasses.fields(TrainConfig)} - set(STREAM_OPTIONS) | set(cls.train_options)}
+
+    @classmethod
     def check_options(cls, cfg: Config) -> None:
         """Refuse, in one line, options this task (or its model) would not use."""
-        honoured = cls.honoured_model_options(cfg)
-        ignored = changed_options(cfg.model, ModelConfig(), "model", set(honoured) | {"name"})
+        honoured = cls.honoured(cfg)
+        ignored = changed_options(cfg.model, ModelConfig(), "model", honoured["model"])
         if ignored:
-            uses = ", ".join(f"model.{k}" for k in honoured) or "no model.* option"
+            uses = ", ".join(f"model.{k}" for k in sorted(honoured["model"] - {"name"})) or "no model.* option"
             raise SeqlabError(f"task.name={cls.name} with model.name={cfg.model.name} would not use "
                               f"{', '.join(ignored)}; remove it (this model uses {uses})")
-        ignored = changed_options(cfg.task, TaskConfig(), "task", set(_per_model(cls.task_options, cfg)) | {"name"})
-        ignored += changed_options(cfg.train, TrainConfig(), "train",
-                            {f.name for f in dataclasses.fields(TrainConfig)} - set(STREAM_OPTIONS) | set(cls.train_options))
+        ignored = changed_options(cfg.task, TaskConfig(), "task", honoured["task"])
+        ignored += changed_options(cfg.train, TrainConfig(), "train", honoured["train"])
         if ignored:
-            raise SeqlabError(f"task.name={cls.name} does not use {', '.join(ignored)}; remove it")
+            raise SeqlabError(f"task.name={cls.name} with model.name={cfg.model.name} does not use "
+                              f"{', '.join(ignored)}; remove it")
 
     # -- data ---------------------------------------------------------------------------------
 
