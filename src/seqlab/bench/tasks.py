@@ -83,9 +83,10 @@ def markdown() -> str:
     for r in records:
         lines += [f"- {r['row']}: `{r['commands'][0]}` then `{r['commands'][1]}`"]
     if records:
-        m = records[-1]["machine"]
+        machines = " | ".join(sorted({f"{r['machine']['cpu']}, {r['machine']['cores']} cores, torch {r['machine']['torch']}"
+                                      for r in records}))
         loads = ", ".join(f"{r['load_average']:.1f}" for r in records)
-        lines += ["", f"Machine: {m['cpu']}, {m['cores']} cores, 1 torch thread per run, torch {m['torch']}; "
+        lines += ["", f"Machines (each row's in its record): {machines}; 1 torch thread per run; "
                       f"load averages while recording: {loads} "
                       f"(the machine was shared, so training times are upper bounds).", ""]
     return "\n".join(lines)
