@@ -2,13 +2,11 @@
 Kneser–Ney smoothing (Chen & Goodman 1998, "An empirical study of smoothing techniques for
 language modeling", TR-10-98; Kneser & Ney 1995; Witten & Bell 1991).
 
-Dimension legend: N training tokens, n order, V vocabulary size, P query positions,
-B batch, T time; at one order, R positions whose context was seen, U distinct such contexts,
-E their (h, w) pairs. A context h of order k is the k−1 tokens before the predicted word w;
-h' is h without its oldest token.
+Dimension legend: N training tokens, n order, V vocabulary size, P query positions, B batch, T time;
+at one order, R positions whose context was seen, U distinct such contexts, E their (h, w) pairs.
+A context h of order k is the k−1 tokens before the predicted word w; h' is h without its oldest token.
 
-Conventions
------------
+Conventions:
 * The stream is padded on the left with n−1 <bos>, and every training token is one event
   with its full padded context: each order k has exactly N events (the k-grams *ending at* a
   training token), so c(h) = Σ_w c(h w). `init_state` is the same padding, so a stream is
@@ -90,11 +88,8 @@ class NGramLM(nn.Module):
     scoring. The state is the last n−1 tokens (B, n−1), <bos> at the start."""
 
     fitted_by_counting = True     # in one pass: the optimiser's train.* options do not apply
-
-    @staticmethod
-    def options(cfg: ModelConfig) -> tuple[str, ...]:
-        """The model.* options this family honours."""
-        return ("order", "smoothing") + (("add_k",) if cfg.smoothing == "add_k" else ())
+    options = staticmethod(  # the model.* options this family honours
+        lambda cfg: ("order", "smoothing") + (("add_k",) if cfg.smoothing == "add_k" else ()))
 
     def __init__(self, cfg: ModelConfig, vocab_size: int):
         super().__init__()
@@ -394,8 +389,7 @@ class NGramLM(nn.Module):
 
 
 def perplexity(model: NGramLM, tokens: np.ndarray) -> tuple[float, int]:
-    """Mean negative log-likelihood (nats per token) of a 1-D stream scored from a
-    <bos>-padded start, and the number of tokens scored (perplexity = exp of the first)."""
+    """(mean NLL in nats per token of a 1-D stream scored from a <bos>-padded start, tokens scored)."""
     log_probs = model.stream_log_probs(tokens)                                        # (N,)
     if log_probs.size == 0:
         return float("nan"), 0

@@ -1,0 +1,128 @@
+"""Checking a config's values: what no run could use, refused with what to do instead.
+
+Typed values are config.py's; their ranges and combinations are judged here (and each model
+family, then each task, judges what it honours: models/, train/task.py). This module names no
+config class at run time, so config.py can import it.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from seqlab import SeqlabError
+from seqlab.registry import get
+
+if TYPE_CHECKING:        # the classes, for the annotations only (config.py imports this module)
+    from seqlab.config import Config, ModelConfig
+
+MAX_LAYERS = 1000     # deeper than any published recurrent or convolutional sequence model
+
+
+def validate(cfg: Config) -> None:
+    """Reject values no run could use, with what to do instead."""
+    d, m, t = cfg.data, cfg.model, cfg.train
+    get("task", cfg.task.name).validate(cfg)     # the task knows its models and options, before any data is read
+    if d.level not in ("char", "word"):
+        raise SeqlabError(f"data.level must be 'char' or 'word', got {d.level!r}")
+    _validate_cell(m)
+    for key, v in (("data.valid_fraction", d.valid_fraction), ("data.test_fraction", d.test_fraction)):
+        if not 0.0 <= v < 0.5:
+            raise SeqlabError(f"{key} must be in [0, 0.5), got {v}")
+    positive = {
+        "model.kernel_size": m.kernel_size, "model.dilation_cycle": m.dilation_cycle,
+        "model.context": m.context, "model.order": m.order,
+        "model.embedding_size": m.embedding_size, "model.hidden_size": m.hidden_size,
+        "model.num_layers": m.num_layers, "train.batch_size": t.batch_size,
+        "train.bptt_steps": t.bptt_steps, "train.eval_every": t.eval_every, "train.log_every": t.log_every,
+        "train.eval_batch_size": t.eval_batch_size, "train.lr": t.lr,
+    }
+    for key, v in positive.items():
+        if v <= 0:
+            raise SeqlabError(f"{key} must be greater than 0, got {v}")
+    non_negative = {
+        "train.bptt_stride": t.bptt_stride, "train.max_steps": t.max_steps,
+        "train.max_epochs": t.max_epochs, "train.max_time": t.max_time,
+        "train.clip_norm": t.clip_norm, "train.eval_tokens": t.eval_tokens,
+        "train.early_stop": t.early_stop, "train.warmup_steps": t.warmup_steps, "train.lr_patience": t.lr_patience,
+        "train.weight_decay": t.weight_decay, "train.threads": t.threads,
+        "train.checkpoint_every": t.checkpoint_every, "train.nan_retries": t.nan_retries,
+        "data.max_vocab": d.max_vocab, "data.min_count": d.min_count, "model.skip_channels": m.skip_channels,
+    }
+    for key, v in non_negative.items():
+        if v < 0:
+            raise SeqlabError(f"{key} must be 0 or more, got {v}")
+    if m.num_layers > MAX_LAYERS:
+        raise SeqlabError(f"model.num_layers must be at most {MAX_LAYERS}, got {m.num_layers}")
+    if m.dilation_cycle > 30:
+        raise SeqlabError(f"model.dilation_cycle must be at most 30 (a dilation of 2^29), got {m.dilation_cycle}")
+    if not 0.0 <= m.dropout < 1.0:
+        raise SeqlabError(f"model.dropout must be in [0, 1), got {m.dropout}")
+    if t.keep_checkpoints < 1:
+        raise SeqlabError(f"train.keep_checkpoints must be 1 or more, got {t.keep_checkpoints}")
+    if not 0.0 < t.nan_lr_factor <= 1.0:
+        raise SeqlabError(f"train.nan_lr_factor must be in (0, 1], got {t.nan_lr_factor}")
+    if t.precision not in ("fp32", "bf16"):
+        raise SeqlabError(f"train.precision must be 'fp32' or 'bf16', got {t.precision!r}")
+    if not 0.0 < t.lr_decay <= 1.0:
+        raise SeqlabError(f"train.lr_decay must be in (0, 1], got {t.lr_decay}")
+    if t.bptt_stride > t.bptt_steps:
+        raise SeqlabError(
+            f"train.bptt_stride (k1={t.bptt_stride}) must not exceed train.bptt_steps (k2={t.bptt_steps})")
+    if t.schedule not in ("plateau", "cosine", "constant"):
+        raise SeqlabError(f"train.schedule must be 'plateau', 'cosine' or 'constant', got {t.schedule!r}")
+    if t.schedule == "cosine" and not t.max_steps:
+        raise SeqlabError("train.schedule=cosine needs train.max_steps (the step where the rate reaches 0)")
+    if t.optimizer not in ("adam", "sgd", "rmsprop"):
+        raise SeqlabError(f"train.optimizer must be 'adam', 'sgd' or 'rmsprop', got {t.optimizer!r}")
+    defaults = type(t)()
+    # options that shape another one's behaviour are refused where that one is off (never dropped)
+    for key, needs, holds in (("momentum", "train.optimizer=sgd", t.optimizer == "sgd"),
+                              ("lr_decay", "train.schedule=plateau", t.schedule == "plateau"),
+                              ("lr_patience", "train.schedule=plateau", t.schedule == "plateau"),
+                              ("nan_lr_factor", "train.nan_retries > 0", t.nan_retries > 0)):
+        if getattr(t, key) != getattr(defaults, key) and not holds:
+            raise SeqlabError(f"train.{key} applies with {needs}; remove it or set that")
+    if m.tie_weights and m.embedding_size != m.hidden_size:
+        raise SeqlabError(
+            f"model.tie_weights needs model.embedding_size == model.hidden_size "
+            f"(got {m.embedding_size} and {m.hidden_size})")
+    if t.max_steps == 0 and t.max_epochs == 0 and t.max_time == 0:
+        raise SeqlabError("set at least one of train.max_steps, train.max_epochs, train.max_time")
+
+
+def _validate_cell(m: ModelConfig) -> None:
+    choices = {"nonlinearity": ("tanh", "relu"), "gru_form": ("pytorch", "cho"), "impl": ("auto", "fused", "fast", "loop"),
+               "recurrent_init": ("default", "orthogonal", "identity")}
+    for key in ("recurrent_dropout", "zoneout"):
+        if not 0.0 <= getattr(m, key) < 1.0:
+            raise SeqlabError(f"model.{key} must be in [0, 1), got {getattr(m, key)}")
+    if m.norm_stabilizer < 0:
+        raise SeqlabError(f"model.norm_stabilizer must be 0 or more, got {m.norm_stabilizer}")
+    for key, valid in choices.items():
+        if getattr(m, key) not in valid:
+            raise SeqlabError(f"model.{key} must be one of {', '.join(valid)}; got {getattr(m, key)!r}")
+    only = {"peephole": "lstm", "coupled": "lstm"}
+    for key, cell in only.items():
+        if getattr(m, key) and m.name != cell:
+            raise SeqlabError(f"model.{key} applies to model.name={cell}, not {m.name}")
+    if m.nonlinearity != "tanh" and m.name != "rnn":
+        raise SeqlabError(f"model.nonlinearity applies to model.name=rnn, not {m.name}")
+    if m.gru_form != "pytorch" and m.name != "gru":
+        raise SeqlabError(f"model.gru_form applies to model.name=gru, not {m.name}")
+    if m.name in ("mingru", "minlstm"):
+        unsupported = [k for k in ("layer_norm", "residual", "variational", "recurrent_dropout", "zoneout")
+                       if getattr(m, k)] + (["recurrent_init"] if m.recurrent_init != "default" else [])
+        if unsupported:
+            raise SeqlabError(f"model.name={m.name} has no recurrent weights to apply "
+                              f"{', '.join('model.' + k for k in unsupported)} to")
+    if m.layer_norm and m.gru_form == "cho":
+        raise SeqlabError("the layer-normalised GRU uses model.gru_form=pytorch")
+    if m.impl == "fused" and not fused_possible(m):
+        raise SeqlabError(f"model.impl=fused: PyTorch's fused modules have no {m.name} with these options; "
+                          f"use model.impl=auto")
+
+
+def fused_possible(m: ModelConfig) -> bool:
+    """Does nn.RNN / nn.LSTM / nn.GRU compute exactly this model?"""
+    return (m.name in ("rnn", "lstm", "gru") and m.gru_form == "pytorch"
+            and not (m.peephole or m.coupled or m.layer_norm or m.residual or m.variational
+                     or m.recurrent_dropout or m.zoneout))
