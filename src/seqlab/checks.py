@@ -1,18 +1,13 @@
 """Checking a config's values: what no run could use, refused with what to do instead.
 
 Typed values are config.py's; their ranges and combinations are judged here (and each model
-family, then each task, judges what it honours: models/, train/task.py). This module names no
-config class at run time, so config.py can import it.
+family, then each task, judges what it honours: models/, train/task.py). It imports nothing
+of config.py (the annotations name its classes as text), so config.py can import it.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from seqlab import SeqlabError
 from seqlab.registry import get
-
-if TYPE_CHECKING:        # the classes, for the annotations only (config.py imports this module)
-    from seqlab.config import Config, ModelConfig
 
 MAX_LAYERS = 1000     # deeper than any published recurrent or convolutional sequence model
 

@@ -16,7 +16,6 @@ import torch
 from torch import Tensor
 
 from seqlab.models import native
-from seqlab.models.fast_parts import batch_first
 
 
 def usable(projected: Tensor) -> bool:
@@ -47,7 +46,7 @@ class _LSTMNativeFn(torch.autograd.Function):
         ctx.bufs = act, cell, tanh_c, out, raw, st_hh, st_c, seen, st_in
         ctx.coupled, ctx.reverse = coupled, reverse
         last = 0 if reverse else out.size(0) - 1
-        return batch_first(out), out[last].clone(), cell[last].clone()
+        return out.transpose(0, 1).contiguous(), out[last].clone(), cell[last].clone()     # (B, T, H) for the caller
 
     @staticmethod
     @torch.autograd.function.once_differentiable
