@@ -164,9 +164,10 @@ class TranslateTask(ExampleTask):
         beam = self.cfg.task.beam_size if final else 1
         hyps = self.translate(model, [e[0] for e in examples], device, beam, self.cfg.task.length_penalty)
         exact = float(np.mean([h == e[1] for h, e in zip(hyps, examples)])) if examples else 0.0
+        right = sum(sum(a == b for a, b in zip(h, e[1])) for h, e in zip(hyps, examples))   # position by position
         return {"loss": nll / max(count, 1), "bleu": bleu([self.tgt_vocab.decode(h) for h in hyps],
                                                          [self.tgt_vocab.decode(e[1]) for e in examples]),
-                "sequence_accuracy": exact}
+                "sequence_accuracy": exact, "token_accuracy": right / max(sum(len(e[1]) for e in examples), 1)}
 
     def encode_text(self, text: str) -> list[int]:
         return encode_words(self.src_vocab, words(text, self.cfg.task.lowercase)) or [PAD]
