@@ -11,22 +11,26 @@ every LSTM there (ModelConfig.forget_bias).
 Task: the adding problem over T steps (Hochreiter & Schmidhuber 1997; data/synthetic.py):
 two marked values among T, the target their sum; predicting 1 always gives MSE ≈ 0.167.
 Model: one LSTM layer (seqlab's LSTMCell, models/cells.py, whose forget bias is set by
-ModelConfig.forget_bias) read out linearly at the last step; Adam, global norm clipped
-to 1 (seqlab's training default), fresh batches every update. Both settings see the same
-seeds (weights and batches) and differ only in b_f. The test MSE on 1,000 held-out
-sequences is recorded every `--eval-every` updates; the figure shows the mean over seeds
-and the band between the best and worst seed.
+model.forget_bias) read out linearly at the last step; Adam, global norm clipped to 1. Every
+run is a `seqlab train task=sequence data=adding` run through the engine (tasks/sequence.py):
+updates × batch training sequences, each seen once, and 1,000 held-out sequences scored every
+`--eval-every` updates. Both settings see the same seeds (weights and batches) and differ only
+in b_f; the figure shows the mean over seeds and the band between the best and worst seed.
 """
 from __future__ import annotations
 
+import json
+import tempfile
 import time
+from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from seqlab import SeqlabError
 from seqlab.analysis import experiments as common
-from seqlab.data.synthetic import adding_problem
+from seqlab.config import load_config
+from seqlab.tasks.sequence import SequenceTask
+from seqlab.train.engine import fit
 from seqlab.train.plots import pyplot, save_figure
 
 TEST_SIZE, BASELINE = 1000, 1 / 6
@@ -34,27 +38,29 @@ LEARNT = BASELINE / 10               # a seed has learnt the task below a tenth 
 FORGET = 1                                                     # LSTM gate blocks: i, f, g, o
 
 
-def train_one(forget_bias: float, seed: int, args, x_test, y_test) -> dict:
-    """One LSTM with this forget bias; its test MSE curve."""
+def train_one(forget_bias: float, seed: int, args, runs: Path) -> dict:
+    """One LSTM with this forget bias, a `seqlab train task=sequence data=adding` run through the
+    engine; its held-out MSE curve."""
+    overrides = ["task=sequence", "data=adding", "model=lstm", "model.impl=fast", f"model.hidden_size={args.hidden}",
+                 "model.num_layers=1", f"model.forget_bias={forget_bias}", f"task.length={args.steps}",
+                 f"task.train_examples={args.updates * args.batch_size}", f"task.test_examples={TEST_SIZE}",
+                 f"train.batch_size={args.batch_size}", f"train.lr={args.lr}", "train.schedule=constant",
+                 f"train.max_steps={args.updates}", "train.max_epochs=0", f"train.eval_every={args.eval_every}",
+                 f"train.log_every={args.eval_every}", "train.early_stop=0", "train.clip_norm=1", f"train.seed={seed}",
+                 f"train.threads={args.threads}", "train.device=cpu", "train.progress=false"]
+    cfg = load_config(None, overrides)
     torch.manual_seed(seed)
-    model = common.LastStepModel("lstm", 2, args.hidden, forget_bias=forget_bias)
-    initial_forget_bias = float(common.gate_bias(model.cell, FORGET).mean())
-    optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
-    curve, start = [], time.perf_counter()
-    for update in range(1, args.updates + 1):
-        x, y = adding_problem(args.steps, args.batch_size, seed=1_000_003 * seed + update)   # (B, T, 2), (B,)
-        loss = F.mse_loss(model(x).squeeze(-1), y)
-        optimizer.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        if update % args.eval_every == 0 or update == args.updates:
-            with torch.no_grad():
-                test = F.mse_loss(model(x_test).squeeze(-1), y_test).item()
-            curve.append({"update": update, "test_mse": test, "train_mse": loss.item()})
+    model = SequenceTask(cfg).build_model()                 # the run's initial weights (the engine seeds alike)
+    initial_forget_bias = float(common.gate_bias(model.rnn.layers[0].cell, FORGET).mean())
+    run, start = runs / f"bias{forget_bias:g}-seed{seed}", time.perf_counter()
+    fit(cfg, run, log=lambda m: None)
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    train = {r["step"]: r["loss"] for r in rows if r["split"] == "train"}
+    curve = [{"update": r["step"], "test_mse": r["loss"], "train_mse": train.get(r["step"])}
+             for r in rows if r["split"] == "valid"]
     return {"forget_bias": forget_bias, "seed": seed, "initial_forget_bias": initial_forget_bias,
-            "curve": curve, "final_test_mse": curve[-1]["test_mse"],
-            "best_test_mse": min(c["test_mse"] for c in curve),
+            "command": "seqlab train " + " ".join(overrides), "curve": curve,
+            "final_test_mse": curve[-1]["test_mse"], "best_test_mse": min(c["test_mse"] for c in curve),
             "seconds": round(time.perf_counter() - start, 1)}
 
 
@@ -105,18 +111,18 @@ def main(argv: list[str]) -> int:
     biases = list(dict.fromkeys(args.biases))
     torch.set_num_threads(args.threads)
     started = time.perf_counter()
-    x_test, y_test = adding_problem(args.steps, TEST_SIZE, seed=999_999)                  # (N, T, 2), (N,)
     runs = []
-    with common.progress(len(biases) * args.seeds, "forget-bias", args.progress) as bar:
+    with common.progress(len(biases) * args.seeds, "forget-bias", args.progress) as bar, \
+            tempfile.TemporaryDirectory(prefix="seqlab-forget-bias-") as folder:
         for k in range(args.seeds):
             for bias in biases:
                 bar.set_postfix_str(f"bias {bias:g} seed {args.seed + k}")
-                runs.append(train_one(bias, args.seed + k, args, x_test, y_test))
+                runs.append(train_one(bias, args.seed + k, args, Path(folder)))
                 bar.update()
     summary = summarise(runs, biases)
     plot(args.out, runs, biases, args)
     path = common.write_report(args, argv, "forget-bias", {
-        "task": {"name": "adding problem", "T": args.steps, "baseline_mse": BASELINE, "test_sequences": TEST_SIZE,
+        "task": {"name": "adding problem", "T": args.steps, "baseline_mse": BASELINE, "held_out_sequences": TEST_SIZE,
                  "learnt": f"final test MSE < {LEARNT:.4f} (a tenth of the baseline)",
                  "model": f"seqlab LSTMCell, hidden {args.hidden}, linear read-out of h_T",
                  "optimizer": f"Adam lr {args.lr:g}, clip 1.0"},
