@@ -44,12 +44,12 @@ TINY = [
 
 @pytest.fixture(params=["native", "python"])
 def lstm_path(request):
-    """Run the test once on the fused C++ LSTM (models/native) and once on the Python fast
+    """Run the test once on the fused C++ LSTM (models/kernels/native) and once on the Python fast
     path (parametrize it indirectly, with `paths_for`, to run the other cells only once). The native run fails, with the build's reason, when the kernels did not build
     (CI has g++); SEQLAB_NATIVE=0 skips it on purpose."""
     import os
 
-    from seqlab.models import native
+    from seqlab.models.kernels import native
     if request.param == "native" and not native.available():
         if os.environ.get("SEQLAB_NATIVE") == "0":
             pytest.skip("SEQLAB_NATIVE=0")

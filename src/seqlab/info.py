@@ -19,7 +19,7 @@ from seqlab import SeqlabError, __version__
 
 def report(build_native: bool = False) -> list[tuple[str, str]]:
     from seqlab.data import sources
-    from seqlab.models import native
+    from seqlab.models.kernels import native
 
     if build_native and not native.available():
         raise SeqlabError(f"the fused CPU kernels could not be built: {native.reason()}")
@@ -58,7 +58,7 @@ def _cpu_features() -> str:
 
 
 def _bf16_on_cpu() -> str:
-    from seqlab.models import fused
+    from seqlab.models.kernels import fused
     if fused.bf16_lstm_supported():
         return "train.precision=bf16 runs every product, PyTorch's fused LSTM included, in bfloat16"
     return ("train.precision=bf16: this CPU's oneDNN has no bfloat16 LSTM (it needs AVX-512), so PyTorch's "

@@ -7,13 +7,13 @@ import torch
 from torch import nn
 
 from seqlab.bench import speed
-from seqlab.models import fused, native
+from seqlab.models.kernels import fused, native
 from seqlab.models.stack import RecurrentStack
 
 
 def test_model_module_is_what_auto_builds():
     # the standard cells with default options: PyTorch's own modules (models/recurrent.py); the
-    # LSTM through models/fused.py, which keeps bf16 autocast working on AVX2-only CPUs
+    # LSTM through models/kernels/fused.py, which keeps bf16 autocast working on AVX2-only CPUs
     assert type(speed.model_module("lstm", 8)) is fused.LSTM and issubclass(fused.LSTM, nn.LSTM)
     assert type(speed.model_module("gru", 8)) is nn.GRU
     assert type(speed.model_module("rnn", 8)) is nn.RNN
@@ -36,7 +36,7 @@ def test_speed_report_rows_and_ratios(tmp_path):
     for name in ("nn.LSTM", "naive lstm", "fast lstm-peephole", "fast lstm-layernorm", "fast gru-layernorm"):
         assert rows[name]["vs_own_module"] is None and rows[name]["median_tok_per_s"] > 0
     if native.available():     # (tests/models/test_native.py fails where it is not, unless SEQLAB_NATIVE=0)
-        assert rows["fast lstm-layernorm"]["path"] == "seqlab fused C++ loop (models/native)"
+        assert rows["fast lstm-layernorm"]["path"] == "seqlab fused C++ loop (models/kernels/native)"
         assert rows["fast lstm-layernorm (python)"]["path"].startswith("seqlab fast path in Python")
     assert rows["fast gru-layernorm"]["path"] == "seqlab fast path (hand-written BPTT)"
     assert json.loads((tmp_path / "results" / "speed.json").read_text())["rows"] == result["rows"]

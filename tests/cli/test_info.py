@@ -3,7 +3,7 @@
 import pytest
 
 from seqlab import cli
-from seqlab.models import native
+from seqlab.models.kernels import native
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ import textwrap
 import torch
 from torch import nn
 
-from seqlab.models import fused
+from seqlab.models.kernels import fused
 
 AVX2_ONLY = dict(os.environ, ONEDNN_MAX_CPU_ISA="AVX2", PYTHONUNBUFFERED="1")
 
@@ -54,7 +54,7 @@ def test_under_bf16_autocast_on_this_cpu():
 PROBE = textwrap.dedent("""
     import torch
     from torch import nn
-    from seqlab.models import fused
+    from seqlab.models.kernels import fused
     torch.manual_seed(0)
     plain = nn.LSTM(6, 12, num_layers=2, batch_first=True)
     ours = fused.LSTM(6, 12, num_layers=2, batch_first=True)

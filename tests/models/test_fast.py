@@ -1,13 +1,13 @@
-"""The fast sequence path (models/fast.py): the hand-written BPTT must give exactly what
+"""The fast sequence path (models/kernels/fast.py): the hand-written BPTT must give exactly what
 the autograd loop of RecurrentLayer gives — outputs, final state and every gradient."""
 import copy
 
 import pytest
 import torch
 
-from seqlab.models import fast, fast_lstm
+from seqlab.models.kernels import fast, fast_lstm
 from seqlab.models.cells import ElmanCell, GRUCell, JordanCell, LSTMCell
-from seqlab.models.fast import run_sequence, supports
+from seqlab.models.kernels.fast import run_sequence, supports
 from seqlab.models.stack import RecurrentLayer
 
 from conftest import paths_for

@@ -1,4 +1,4 @@
-"""The fused C++ LSTM (models/native): that it is the path taken, that its hand-written
+"""The fused C++ LSTM (models/kernels/native): that it is the path taken, that its hand-written
 backward passes finite differences, that it holds at sizes where rows are split across
 threads and at saturating inputs, and that seqlab runs without it."""
 import os
@@ -9,10 +9,10 @@ import textwrap
 import pytest
 import torch
 
-from seqlab.models import native
+from seqlab.models.kernels import native
 from seqlab.models.cells import LSTMCell
-from seqlab.models.fast import run_sequence
-from seqlab.models.native import lstm as native_lstm
+from seqlab.models.kernels.fast import run_sequence
+from seqlab.models.kernels.native import lstm as native_lstm
 from seqlab.models.stack import RecurrentLayer
 
 
@@ -164,7 +164,7 @@ def test_parallel_processes_build_once(kernels, tmp_path):
         """))
     fake.chmod(0o755)
     env = dict(os.environ, CXX=str(fake), SEQLAB_NATIVE_DIR=str(tmp_path / "build"))
-    code = "from seqlab.models import native; import sys; sys.exit(0 if native.available() else 1)"
+    code = "from seqlab.models.kernels import native; import sys; sys.exit(0 if native.available() else 1)"
     procs = [subprocess.Popen([sys.executable, "-c", code], env=env, stderr=subprocess.PIPE, text=True)
              for _ in range(2)]
     errs = [p.communicate(timeout=120)[1] for p in procs]

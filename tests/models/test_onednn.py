@@ -1,11 +1,11 @@
-"""models/onednn.py: the input projection on oneDNN's product must be cell.project itself,
+"""models/kernels/onednn.py: the input projection on oneDNN's product must be cell.project itself,
 outputs and every gradient, and be what the fast path takes on CPU float32."""
 import copy
 
 import pytest
 import torch
 
-from seqlab.models import onednn
+from seqlab.models.kernels import onednn
 from seqlab.models.cells import ElmanCell, GRUCell, LSTMCell
 from seqlab.models.stack import RecurrentLayer
 

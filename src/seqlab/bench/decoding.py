@@ -9,7 +9,7 @@ the same run); a decoder "at the speed of the arithmetic" reaches a large fracti
 Rows, each timed through `decode.sampling.generate` (sampling at temperature 0.8, the way
 `seqlab sample` draws) and greedily, in rounds that interleave every row:
 - the demo LSTM (1 x 384, embedding 64, 88 symbols) and a 2 x 512 LSTM, PyTorch's fused
-  modules stepped by hand on cached weights (models/fused_step.py), and the same models
+  modules stepped by hand on cached weights (models/kernels/fused_step.py), and the same models
   stepped through nn.LSTM itself (what seqlab did before);
 - a GRU 1 x 384 (fused) and a layer-normalised LSTM 1 x 384 (seqlab's own cells);
 - the demo LSTM drawing 16 samples as one batch (`seqlab sample --num-samples 16`), in

@@ -1,4 +1,4 @@
-"""Recurrent layer speed: seqlab's fast path (models/fast.py) against PyTorch's fused modules.
+"""Recurrent layer speed: seqlab's fast path (models/kernels/fast.py) against PyTorch's fused modules.
 
 One layer, input size = hidden size, batch `batch`, `steps` time steps, float32. Each
 candidate is timed on forward + backward: outputs summed as the loss, `backward()`, no
@@ -13,12 +13,12 @@ Candidates
   layer, this size), fed the same input: the standard cells as users run them, with the
   ratio to their own module.
 - naive lstm: RecurrentLayer(LSTMCell), seqlab's per-step autograd loop.
-- fast path, for every cell and option models/fast.py covers: `run_layer`, what
+- fast path, for every cell and option models/kernels/fast.py covers: `run_layer`, what
   RecurrentLayer computes (the input projection on oneDNN's product, then the hand-written
   BPTT); the layer-normalised LSTM and GRU included.
 - fast lstm-variational: the LSTM with variational input dropout and recurrent dropout
   (one mask per sequence each, p = 0.25, drawn at every call as in training).
-- On the CPU, where seqlab's fused C++ kernels are built (models/native), the LSTM rows run
+- On the CPU, where seqlab's fused C++ kernels are built (models/kernels/native), the LSTM rows run
   them, as users' models do, and every LSTM row is timed a second time on the Python fast
   path ("... (python)"): what runs on a machine without a C++ compiler.
 
@@ -42,9 +42,9 @@ from torch import nn
 
 from seqlab.bench.common import bench_parser, commit, machine, provenance, write_report
 from seqlab.config import ModelConfig
-from seqlab.models import native
+from seqlab.models.kernels import native
 from seqlab.models.cells import ElmanCell, GRUCell, JordanCell, LSTMCell
-from seqlab.models.fast import run_layer, supports
+from seqlab.models.kernels.fast import run_layer, supports
 from seqlab.models.recurrent import RecurrentLM
 from seqlab.models.stack import RecurrentLayer, sequence_mask
 
@@ -127,7 +127,7 @@ def _candidates(batch: int, steps: int, hidden: int, device: str) -> dict[str, t
         if not supports(cell):
             out[name] = ("seqlab autograd loop (no fast path: fallback)", run, [x, *cell.parameters()])
         elif fused_cpp and isinstance(cell, LSTMCell):
-            out[f"fast {name}"] = ("seqlab fused C++ loop (models/native)", run, [x, *cell.parameters()])
+            out[f"fast {name}"] = ("seqlab fused C++ loop (models/kernels/native)", run, [x, *cell.parameters()])
         else:
             out[f"fast {name}"] = ("seqlab fast path (hand-written BPTT)", run, [x, *cell.parameters()])
     if fused_cpp:

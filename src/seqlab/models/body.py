@@ -26,7 +26,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from seqlab import SeqlabError
 from seqlab.config import ModelConfig, fused_possible
 from seqlab.models.cells import ElmanCell, GRUCell, JordanCell, LSTMCell
-from seqlab.models.fused import MODULES
+from seqlab.models.kernels.fused import MODULES
 from seqlab.models.minimal import MinimalStack
 from seqlab.models.stack import RecurrentStack
 

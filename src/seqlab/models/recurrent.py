@@ -19,7 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from seqlab.config import ModelConfig
-from seqlab.models import fused_step
+from seqlab.models.kernels import fused_step
 from seqlab.models.base import State
 from seqlab.models.body import (RECURRENT_NAMES, body_options, build_recurrent, init_recurrent_weights,
                                 run_recurrent, set_forget_bias, uses_fused)

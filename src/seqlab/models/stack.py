@@ -29,9 +29,9 @@ from typing import Callable
 import torch
 from torch import Tensor, nn
 
-from seqlab.models import native
+from seqlab.models.kernels import native
 from seqlab.models.cells import Cell, LSTMCell
-from seqlab.models.fast import run_layer, supports
+from seqlab.models.kernels.fast import run_layer, supports
 
 
 def sequence_mask(like: Tensor, p: float, shape: tuple[int, ...]) -> Tensor:
@@ -55,7 +55,7 @@ def _where(valid, new, old):
 class RecurrentLayer(nn.Module):
     """One cell run over time, forward or (reverse=True) backward.
 
-    fast=True runs the sequence through models/fast.py (hand-written sequence-level
+    fast=True runs the sequence through models/kernels/fast.py (hand-written sequence-level
     backward) whenever the cell supports it and neither zoneout nor `lengths` is in play;
     otherwise, or with fast=False, the plain per-step autograd loop below runs.
     """

@@ -36,7 +36,7 @@ from seqlab.data.datasets import dataset, simplify_tag
 from seqlab.data.sequences import pad
 from seqlab.data.sources import read_path
 from seqlab.data.vocab import PAD, UNK, Vocab
-from seqlab.models import fused
+from seqlab.models.kernels import fused
 from seqlab.models.encoder import ENCODER_CELLS, encoder_options, SequenceEncoder
 from seqlab.registry import register
 from seqlab.tasks.base import BATCHING_OPTIONS, ExampleTask, batched, encode_words, label_vocab, word_vocab

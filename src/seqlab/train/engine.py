@@ -30,7 +30,7 @@ from tqdm import tqdm
 from seqlab import SeqlabError
 from seqlab.config import Config, diff
 from seqlab.io import atomic_write_text
-from seqlab.models import fused
+from seqlab.models.kernels import fused
 from seqlab.models.base import hook, is_count_model
 from seqlab.registry import get
 from seqlab.train import checkpoint as ck, distributed

@@ -1,6 +1,6 @@
 // seqlab's fused CPU LSTM: the whole sequence, forward and backward (BPTT), in one call each.
 //
-// The Python fast path (models/fast.py) runs the same recurrence with one ATen kernel per
+// The Python fast path (models/kernels/fast.py) runs the same recurrence with one ATen kernel per
 // elementwise operation, ~10 per step in each direction, each a Python call and a pass over
 // memory. Here the time loop runs in C++: each step is one matrix product (ATen's, MKL or
 // oneDNN underneath) and ONE pass over the batch rows that does every elementwise operation
@@ -8,14 +8,14 @@
 // products) while the row is in cache. The weight gradients come from one large product
 // after the loop, as in the Python path.
 //
-// Layout, time major (T, B, N), as models/fast_parts.py describes; gate blocks i, f, g, o
+// Layout, time major (T, B, N), as models/kernels/fast_parts.py describes; gate blocks i, f, g, o
 // (coupled: i, g, o, with f = 1 - i). Options: peephole weights (Gers & Schmidhuber 2000),
 // coupled gates, layer normalisation of the recurrent product and of the cell before its
 // tanh (Ba et al. 2016), a recurrent-dropout mask on h_{t-1} (Gal & Ghahramani 2016), reverse
 // time. float32 and float64; the float32 exponential is a polynomial the compiler vectorises
 // (below), float64 uses std::exp, which is what the float64 parity tests compare.
 //
-// Built once per machine by models/native.py with the system C++ compiler; without one,
+// Built once per machine by models/kernels/native.py with the system C++ compiler; without one,
 // seqlab runs the Python fast path, which computes the same.
 
 #include <ATen/ATen.h>
@@ -689,7 +689,7 @@ std::vector<Tensor> lstm_backward(const Tensor& g_out, const Tensor& g_hT, const
             sum0(acc_gc), sum0(acc_bc), dg_in, db_in};
 }
 
-// an uninitialised pooled buffer, for the Python fast path's own big buffers (models/fast_parts.py)
+// an uninitialised pooled buffer, for the Python fast path's own big buffers (models/kernels/fast_parts.py)
 Tensor pooled_empty(at::IntArrayRef size, at::ScalarType dtype) {
     return pooled(size, at::TensorOptions().dtype(dtype));
 }

@@ -1,4 +1,4 @@
-"""Parts shared by the fast path's recurrences (models/fast.py, models/fast_gru.py): time-major
+"""Parts shared by the fast path's recurrences (models/kernels/fast.py, models/kernels/fast_gru.py): time-major
 buffers and their per-step views, and the recurrent half of a step, with or without layer
 normalisation (Ba et al. 2016).
 
@@ -24,7 +24,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from seqlab.models import native
+from seqlab.models.kernels import native
 
 
 def steps(T: int, reverse: bool) -> range:
@@ -53,7 +53,7 @@ def next_in_grad(t: int, T: int, reverse: bool) -> int | None:
 
 def empty(shape, like: Tensor) -> Tensor:
     """A fresh, uninitialised buffer like `like`. Where seqlab's C++ kernels are loaded, big CPU
-    buffers come from their pool (models/native/lstm.cpp): a fresh multi-megabyte buffer from
+    buffers come from their pool (models/kernels/native/lstm.cpp): a fresh multi-megabyte buffer from
     malloc costs a page fault per 4 KiB page on every call."""
     if (like.device.type == "cpu" and like.dtype in (torch.float32, torch.float64)
             and not torch.compiler.is_compiling() and native.available()):

@@ -17,7 +17,7 @@ processes (torchrun ranks, test workers) build it once, and the library is writt
 temporary name and renamed into place, so that a killed build leaves nothing half written.
 
 Nothing depends on it for correctness: without a compiler, or with SEQLAB_NATIVE=0, the
-Python fast path (models/fast.py) runs the same computation, 1.1-1.5× slower for the LSTM
+Python fast path (models/kernels/fast.py) runs the same computation, 1.1-1.5× slower for the LSTM
 variants (benchmarks/speed.md, the "(python)" rows). A failed build is reported once, with the compiler's last
 lines, and not retried in the same process.
 """

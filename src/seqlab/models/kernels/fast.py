@@ -3,8 +3,8 @@
 `RecurrentLayer` runs `cell.step` T times under autograd, which records a dozen small
 operations per step and replays them one by one in the backward pass. Here one
 `torch.autograd.Function` per cell family runs the whole sequence instead (the GRUs' are in
-models/fast_gru.py, the LSTM's in models/fast_lstm.py, the parts they share in
-models/fast_parts.py).
+models/kernels/fast_gru.py, the LSTM's in models/kernels/fast_lstm.py, the parts they share in
+models/kernels/fast_parts.py).
 
 forward   The time loop runs without a graph. The input projections, plus the recurrent
           bias where it is additive, are copied once into a gate buffer (T, B, G*H); each
@@ -21,7 +21,7 @@ backward  Walks time in reverse computing only the gradients of the gate pre-act
           `cell.project` autograd turns it into dW_ih and dx).
 
 The buffers are time major, so that every step works on contiguous (B, ·) blocks; the
-caller's tensors stay batch first (see models/fast_parts.py for the layout and for how the
+caller's tensors stay batch first (see models/kernels/fast_parts.py for the layout and for how the
 layer-normalised cells (Ba et al. 2016) take the same path: LN(W_hh h) in place of
 W_hh h + b_hh, and for the LSTM tanh(LN(c_t)), with ATen's fused layer-norm kernels per
 step and the norms' gain and bias gradients in one pass after the loop).
@@ -38,10 +38,10 @@ the same function; float32 results differ from torch.tanh's by about 1e-7 absolu
     run_layer(cell, x, state, reverse=False, mask=None) -> the same, from x (B, T, I)
 
 The LSTMs (every option) run the same computation in C++ where seqlab's fused CPU kernels
-are built (models/native: the time loop, one oneDNN matrix product and one fused pass over
+are built (models/kernels/native: the time loop, one oneDNN matrix product and one fused pass over
 the rows per step); fast_lstm._LSTMFn is what runs without them, on GPUs, and in dtypes other
 than float32/float64. `run_layer` is the entry point from a layer's inputs: the projection on
-oneDNN (models/onednn.py), then run_sequence, or, for a layer-normalised LSTM on the C++
+oneDNN (models/kernels/onednn.py), then run_sequence, or, for a layer-normalised LSTM on the C++
 kernels, one call that also normalises the projection.
 
 `supports` is True for ElmanCell (tanh, relu), JordanCell, LSTMCell (plain, peephole,
@@ -69,12 +69,12 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from seqlab.models import onednn
+from seqlab.models.kernels import onednn
 from seqlab.models.cells import Cell, ElmanCell, GRUCell, JordanCell, LSTMCell
-from seqlab.models.fast_gru import _GRUChoFn, _GRUTorchFn
-from seqlab.models.fast_lstm import run_lstm
-from seqlab.models.native import lstm as native_lstm
-from seqlab.models.fast_parts import (Recurrent, Seen, batch_first, consts, empty, entering, gate_buffer,
+from seqlab.models.kernels.fast_gru import _GRUChoFn, _GRUTorchFn
+from seqlab.models.kernels.fast_lstm import run_lstm
+from seqlab.models.kernels.native import lstm as native_lstm
+from seqlab.models.kernels.fast_parts import (Recurrent, Seen, batch_first, consts, empty, entering, gate_buffer,
                                       grad_steps, masked, state_grad, steps)
 
 __all__ = ["supports", "run_sequence", "run_layer"]
@@ -269,7 +269,7 @@ def run_sequence(cell, projected: Tensor, state, reverse: bool = False, mask: Te
 def run_layer(cell, x: Tensor, state, reverse: bool = False, mask: Tensor | None = None):
     """What RecurrentLayer's fast path computes from the layer's inputs x (B, T, I):
     run_sequence(cell, cell.project(x), ...), with the projection's product on oneDNN
-    (models/onednn.py) and, for a layer-normalised LSTM on the fused C++ kernels, the input
+    (models/kernels/onednn.py) and, for a layer-normalised LSTM on the fused C++ kernels, the input
     projection's norm fused into the same call (one pass before the time loop, one after)."""
     if (isinstance(cell, LSTMCell) and cell.layer_norm and supports(cell) and _norm_ok(cell.norm_ih, cell.weight_ih.size(0))
             and not torch.is_autocast_enabled(x.device.type) and native_lstm.usable(x)):

@@ -1,4 +1,4 @@
-"""The autograd Function over the fused CPU LSTM (lstm.cpp): what models/fast.py's _LSTMFn
+"""The autograd Function over the fused CPU LSTM (lstm.cpp): what models/kernels/fast.py's _LSTMFn
 computes, with the time loop and every step's elementwise work in C++.
 
     usable(projected) -> bool      the kernels are loaded and take these tensors (CPU, float32/64)
@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from seqlab.models import native
+from seqlab.models.kernels import native
 
 
 def usable(projected: Tensor) -> bool:

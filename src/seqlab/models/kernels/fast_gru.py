@@ -1,6 +1,6 @@
 """The fast path's GRUs (Cho et al. 2014): sequence-level recurrences with a hand-written
-backward, as models/fast.py describes, in both of GRUCell's forms. Blocks r, u, n; time-major
-buffers and the recurrent part (with or without layer normalisation) from models/fast_parts.py.
+backward, as models/kernels/fast.py describes, in both of GRUCell's forms. Blocks r, u, n; time-major
+buffers and the recurrent part (with or without layer normalisation) from models/kernels/fast_parts.py.
 
     pytorch:  n = tanh(xn + r (W_hn h + b_hn)),  h = n + u (h_prev - n)     (nn.GRU's form)
     cho:      n = tanh(xn + W_hn (r h) + b_hn),  h = n + u (h_prev - n)
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from seqlab.models.fast_parts import (Recurrent, Seen, batch_first, consts, cols, empty, entering, gate_buffer,
+from seqlab.models.kernels.fast_parts import (Recurrent, Seen, batch_first, consts, cols, empty, entering, gate_buffer,
                                       grad_steps, masked, next_in_grad, scale, state_grad, steps)
 
 

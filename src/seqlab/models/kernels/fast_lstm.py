@@ -1,6 +1,6 @@
 """The LSTM's sequence-level recurrence with a hand-written backward (plain, peephole,
-coupled, layer-normalised), the Python half of models/fast.py's fast path; and `run_lstm`,
-which hands the same computation to the fused C++ kernels (models/native) where they run.
+coupled, layer-normalised), the Python half of models/kernels/fast.py's fast path; and `run_lstm`,
+which hands the same computation to the fused C++ kernels (models/kernels/native) where they run.
 The layout and the conventions (time-major buffers, tanh as 2σ(2x) - 1) are fast.py's.
 
     run_lstm(cell, projected, (h0, c0), reverse, mask, in_norm=None) -> (out (B, T, H), (h_T, c_T))
@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import torch
 
-from seqlab.models.fast_parts import (Recurrent, Seen, batch_first, consts, cols, empty, entering, gate_buffer,
+from seqlab.models.kernels.fast_parts import (Recurrent, Seen, batch_first, consts, cols, empty, entering, gate_buffer,
                                       grad_steps, masked, norm_forward, norm_input_grad, norm_param_grads,
                                       scale, state_grad, steps)
-from seqlab.models.native import lstm as native_lstm
+from seqlab.models.kernels.native import lstm as native_lstm
 
 
 def run_lstm(cell, projected, state, reverse: bool, mask, in_norm=None):
