@@ -25,7 +25,15 @@ def _isolated(tmp_path, monkeypatch):
     # Never touch the user's cache; keep each test single-threaded and deterministic.
     monkeypatch.setenv("SEQLAB_DATA", str(tmp_path / "cache"))
     torch.manual_seed(0)
+    before = torch.get_num_threads()
     torch.set_num_threads(1)    # tiny models: one thread is fastest, and steady on a shared machine
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
+def one_thread():
+    """Says in a test's signature that it relies on one thread (every test runs on one: _isolated)."""
 
 
 @pytest.fixture

@@ -13,13 +13,6 @@ from seqlab.analysis import exp_clipping, exp_onebit, experiments
 from seqlab.cli import main as cli_main
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 # -- one-bit data ---------------------------------------------------------------------------
 

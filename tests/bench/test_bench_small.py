@@ -41,14 +41,6 @@ def test_generation_report_and_exactness(tmp_path):
         assert row["float64_max_abs_diff_vs_recompute"] < 1e-12
 
 
-@pytest.fixture
-def one_thread():
-    # tiny tensors: a second thread only adds contention on a shared machine
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
 
 @pytest.mark.parametrize("spec", TINY_SPECS, ids=lambda s: s.label)
 def test_recompute_window_is_the_receptive_field(spec, one_thread):

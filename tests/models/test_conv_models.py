@@ -193,14 +193,6 @@ CONV_CASES = [c for c in CASES if c[1] is not WindowLM]
 CONV_IDS = [c[0] for c in CONV_CASES]
 
 
-@pytest.fixture
-def one_thread():
-    # hundreds of tiny steps: a second thread only adds contention on a shared machine
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
 
 def steps(model, x, state, **kw):
     """Logits (B, T, V) of stepping through x (B, T) from state, and the final state."""

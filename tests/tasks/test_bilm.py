@@ -23,13 +23,6 @@ FAST = ["model.hidden_size=16", "model.embedding_size=16", "model.num_layers=2",
 LEX = {"DT": ["the", "a"], "NN": ["dog", "cat", "boat"], "VB": ["saw", "likes"], "JJ": ["old", "red"]}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def sentences(n: int, seed: int) -> list[list[tuple[str, str]]]:
     rng = random.Random(seed)
