@@ -63,7 +63,7 @@ def fit(cfg: Config | None, out: str | Path, *, resume: bool = False, overrides:
     resume=True continues `out` from its last intact checkpoint; `overrides` (a full Config, e.g.
     with a larger train.max_steps) may change train.* options, never data, model or task ones.
     Under torchrun every process calls this; only rank 0 writes and logs (rank 0 returns the metrics).
-    `task`: a task object of cfg's task already holding its data (a benchmark's own series).
+    `task`: an object of cfg's task set up beyond its config (the forecast benchmark's chunk length).
     """
     run = RunDir(Path(out))
     saved_lr = None
@@ -81,8 +81,8 @@ def fit(cfg: Config | None, out: str | Path, *, resume: bool = False, overrides:
             cfg = overrides
     assert cfg is not None
     if getattr(cfg, "notes", None):
-        log(f"note: the preset's {', '.join(cfg.notes)} do(es) not apply to task.name={cfg.task.name} with "
-            f"model.name={cfg.model.name}; left at the defaults")
+        log(f"note: the preset's {', '.join(cfg.notes)} {'does' if len(cfg.notes) == 1 else 'do'} not apply to "
+            f"task.name={cfg.task.name} with model.name={cfg.model.name}; left at the default")
     if task is None:
         task = make_task(cfg)
     else:
