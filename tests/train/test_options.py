@@ -24,7 +24,6 @@ from seqlab.registry import get, names
 from seqlab.train.checkpoint import RunDir
 from seqlab.train.distributed import World
 from seqlab.train.engine import make_task
-from seqlab.tasks.lm import COUNTING_USES
 from seqlab.train.task import STREAM_OPTIONS
 
 from taskdata import TASKS, data_for
@@ -65,10 +64,9 @@ def small_config(task: str, model: str, tmp) -> list[str]:
     if task == "translate":
         args += ["task.beam_size=5"]
     unchecked = apply(Config(), parse_overrides([f"task={task}", *args]))       # sizes come next
-    honoured = get("task", task).honoured_model_options(unchecked)
-    if task == "lm" and getattr(get("model", model), "fitted_by_counting", False):   # no optimiser: its options are refused
-        args = [a for a in args if not a.startswith("train.") or a.split("=")[0][6:] in COUNTING_USES]
-    return args + [f"model.{k}={v}" for k, v in SMALL.items() if k in honoured]
+    honoured = get("task", task).honoured(unchecked)                  # a count model: no optimiser options
+    args = [a for a in args if not a.startswith("train.") or a.split("=")[0][6:] in honoured["train"]]
+    return args + [f"model.{k}={v}" for k, v in SMALL.items() if k in honoured["model"]]
 
 
 def fingerprint(args: list[str], tmp) -> dict | str:

@@ -20,7 +20,6 @@ from seqlab.data import sources
 from seqlab.models import build_model
 from seqlab.models.base import is_count_model
 from seqlab.registry import get
-from seqlab.tasks.lm import COUNTING_USES
 from seqlab.train.engine import fit
 
 SHARED = ["train.batch_size=32", "train.bptt_steps=50", "train.lr=5e-3", "train.max_epochs=0",
@@ -31,15 +30,11 @@ def shared_for(shared: list[str], row: list[str]) -> list[str]:
     """The shared options a row's model uses: a count-based model has no optimiser and no dropout,
     so the grid's budget, batch and rate do not apply to it (they would be refused)."""
     cfg = apply(Config(), parse_overrides(shared + row))
-    task = get("task", cfg.task.name)
-    honoured = set(task.honoured_model_options(cfg))
-    counting = cfg.task.name == "lm" and getattr(get("model", cfg.model.name), "fitted_by_counting", False)
+    honoured = get("task", cfg.task.name).honoured(cfg)          # what the row's run uses, per section
     kept = []
     for option in shared:
-        key = option.split("=", 1)[0]
-        if key.startswith("model.") and key[6:] not in honoured:
-            continue
-        if counting and key.startswith("train.") and key[6:] not in COUNTING_USES:
+        section, _, name = option.split("=", 1)[0].partition(".")
+        if section in ("model", "train") and name not in honoured[section]:
             continue
         kept.append(option)
     return kept
