@@ -34,15 +34,6 @@ CELLS = {
 B, T, I, H = 3, 7, 5, 6
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # tiny tensors: a second intra-op thread only adds waiting, a lot of it on a busy machine
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _make(name, dtype=torch.float64):
     torch.manual_seed(0)
     cell = CELLS[name](I, H).to(dtype)

@@ -25,15 +25,6 @@ ALPHABET = 5
 V = synthetic_vocab_size(ALPHABET)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # tiny models on a shared machine: a second thread only adds contention
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def tiny(attention="bahdanau", name="lstm", seed=0, layers=2, impl="auto", vocab=V, hidden=12):
     torch.manual_seed(seed)
     cfg = ModelConfig(name=name, embedding_size=8, hidden_size=hidden, num_layers=layers, dropout=0.1, impl=impl)

@@ -24,15 +24,6 @@ from seqlab.train.engine import fit
 from seqlab.tasks.metrics import mae, mase, rmse, seasonal_naive
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # tiny models: one thread is fastest, and never oversubscribes a shared machine's cores
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def noisy_sine(n: int, period: int = 16, noise: float = 0.1, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     return np.sin(2 * np.pi * np.arange(n) / period) + noise * rng.standard_normal(n)
