@@ -36,7 +36,7 @@ def validate(cfg: Config) -> None:
     non_negative = {
         "train.bptt_stride": t.bptt_stride, "train.max_steps": t.max_steps,
         "train.max_epochs": t.max_epochs, "train.max_time": t.max_time,
-        "train.clip_norm": t.clip_norm, "train.eval_tokens": t.eval_tokens,
+        "train.clip_norm": t.clip_norm, "train.stop_at": t.stop_at, "train.eval_tokens": t.eval_tokens,
         "train.early_stop": t.early_stop, "train.warmup_steps": t.warmup_steps, "train.lr_patience": t.lr_patience,
         "train.weight_decay": t.weight_decay, "train.threads": t.threads,
         "train.checkpoint_every": t.checkpoint_every, "train.nan_retries": t.nan_retries,
@@ -90,6 +90,8 @@ def _validate_cell(m: ModelConfig) -> None:
     for key in ("recurrent_dropout", "zoneout"):
         if not 0.0 <= getattr(m, key) < 1.0:
             raise SeqlabError(f"model.{key} must be in [0, 1), got {getattr(m, key)}")
+    if not m.recurrent_gain > 0:
+        raise SeqlabError(f"model.recurrent_gain must be greater than 0, got {m.recurrent_gain}")
     if m.norm_stabilizer < 0:
         raise SeqlabError(f"model.norm_stabilizer must be 0 or more, got {m.norm_stabilizer}")
     for key, valid in choices.items():
@@ -105,7 +107,8 @@ def _validate_cell(m: ModelConfig) -> None:
         raise SeqlabError(f"model.gru_form applies to model.name=gru, not {m.name}")
     if m.name in ("mingru", "minlstm"):
         unsupported = [k for k in ("layer_norm", "residual", "variational", "recurrent_dropout", "zoneout")
-                       if getattr(m, k)] + (["recurrent_init"] if m.recurrent_init != "default" else [])
+                       if getattr(m, k)] + (["recurrent_init"] if m.recurrent_init != "default" else []) \
+            + (["recurrent_gain"] if m.recurrent_gain != 1.0 else [])
         if unsupported:
             raise SeqlabError(f"model.name={m.name} has no recurrent weights to apply "
                               f"{', '.join('model.' + k for k in unsupported)} to")

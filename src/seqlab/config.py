@@ -59,6 +59,8 @@ class ModelConfig:
     zoneout: float = opt(0.0, "probability that a state unit keeps its previous value at a step (Krueger et al. 2017)")
     norm_stabilizer: float = opt(0.0, "weight of the penalty mean_t (|h_t| - |h_{t-1}|)^2 (Krueger & Memisevic 2016)")
     recurrent_init: str = opt("default", "recurrent weights: 'default' (uniform), 'orthogonal' or 'identity' (Le et al. 2015), per gate")
+    recurrent_gain: float = opt(1.0, "multiply the initial recurrent weights by this: above 1 the Jacobians start above 1 "
+                                "and gradients explode (Pascanu et al. 2013; seqlab analyze clipping)")
     kernel_size: int = opt(3, "tcn / wavenet: convolution width")
     dilation_cycle: int = opt(10, "wavenet: dilations 1, 2, ..., 2^(cycle-1), repeated over num_layers")
     skip_channels: int = opt(0, "wavenet: channels of the skip path (0 = hidden_size)")
@@ -66,7 +68,7 @@ class ModelConfig:
     order: int = opt(5, "ngram: tokens per n-gram, 1-20")
     smoothing: str = opt("kneser_ney", "ngram: 'add_k', 'witten_bell', 'kneser_ney' or 'modified_kneser_ney'")
     add_k: float = opt(1.0, "ngram: the k of add-k smoothing (1 = Laplace)")
-    chrono: int = opt(0, "lstm: chrono initialisation of the gate biases for lags up to N steps (Tallec & Ollivier "
+    chrono: int = opt(0, "lstm / gru: chrono initialisation of the gate biases for lags up to N steps (Tallec & Ollivier "
                       "2018); 0 = off")
     impl: str = opt("auto", "'fused' (PyTorch's nn.RNN/LSTM/GRU), 'fast' (seqlab's cells, hand-written sequence backward), "
                     "'loop' (seqlab's cells, per-step autograd) or 'auto' (fused when it can, else fast)")
@@ -104,6 +106,8 @@ class TrainConfig:
     keep_checkpoints: int = opt(2, "checkpoints kept (newest first); an older one is the fallback when the newest is damaged")
     nan_retries: int = opt(3, "non-finite losses in a row rolled back to the last checkpoint before the run stops")
     nan_lr_factor: float = opt(0.5, "multiply the learning rate by this at each rollback after a non-finite loss")
+    stop_at: float = opt(0.0, "stop once the validation metric that picks the best model reaches this (accuracy "
+                         "at or above it, a loss at or below it); 0 = off")
     precision: str = opt("fp32", "'fp32', or 'bf16' (autocast: matrix products in bfloat16, weights and optimizer in "
                          "float32; pays off on GPUs with bf16 units)")
     compile: bool = opt(False, "run the training step through torch.compile (pays off on GPUs for long runs; "
@@ -135,6 +139,8 @@ class TaskConfig:
     condition: str = opt("init", "conditional: the class vector sets the initial state ('init'), joins every input "
                          "('input') or both")
     length: int = opt(0, "sequence: T of the adding problem / the copy-memory delay (0 = the paper's 600 / 1000)")
+    noise: float = opt(0.5, "sequence, data=onebit: standard deviation of the Gaussian inputs after the bit "
+                       "(Bengio et al. 1994)")
     train_examples: int = opt(0, "sequence: training examples generated or taken (0 = the task's default)")
     test_examples: int = opt(0, "sequence: test examples generated or taken (0 = the task's default)")
     horizon: int = opt(0, "forecast: values held out for testing, and as many before them for validation (0 = per series)")

@@ -91,6 +91,21 @@ def test_recurrent_initialisation_per_gate(how):
                         torch.testing.assert_close(block @ block.t(), eye, atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize("name, impl", [("rnn", "auto"), ("lstm", "auto"), ("gru", "auto"), ("lstm", "fast"),
+                                        ("jordan", "auto")])
+def test_recurrent_gain_scales_the_recurrent_weights_and_nothing_else(name, impl):
+    plain = dict(lm(f"model.name={name}", f"model.impl={impl}", "model.recurrent_init=orthogonal").named_parameters())
+    gained = dict(lm(f"model.name={name}", f"model.impl={impl}", "model.recurrent_init=orthogonal",
+                     "model.recurrent_gain=1.5").named_parameters())
+    recurrent = [k for k in plain if k.split(".")[-1].startswith("weight_hh")]
+    assert recurrent
+    for key, w in plain.items():
+        if key in recurrent:
+            torch.testing.assert_close(gained[key], 1.5 * w, atol=0, rtol=1e-6)
+        else:
+            assert torch.equal(gained[key], w), key
+
+
 @pytest.mark.parametrize("bidirectional", [False, True])
 @pytest.mark.parametrize("make", [lambda i, h: LSTMCell(i, h), lambda i, h: GRUCell(i, h, "cho")])
 def test_padding_never_changes_a_result(make, bidirectional):

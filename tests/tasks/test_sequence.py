@@ -104,3 +104,42 @@ def test_chrono_initialisation_spreads_the_forget_biases_and_mirrors_them_on_the
     with pytest.raises(SeqlabError, match="chrono"):     # seqlab's own cells have no chrono initialisation
         SequenceTask.check_options(load_config(None, ["task=sequence", "data=adding", "model=lstm",
                                                       "model.layer_norm=true", "model.chrono=50"]))
+
+
+def test_chrono_initialisation_of_the_gru_sets_the_update_gate_that_keeps_the_state():
+    H, T_max = 32, 100
+    cfg = load_config(None, ["task=sequence", "data=onebit", "model=gru", f"model.hidden_size={H}", "model.num_layers=1",
+                             f"model.chrono={T_max}"])
+    torch.manual_seed(0)
+    gru = SequenceTask(cfg).build_model().rnn
+    torch.manual_seed(0)
+    plain = SequenceTask(load_config(None, ["task=sequence", "data=onebit", "model=gru", f"model.hidden_size={H}",
+                                            "model.num_layers=1"])).build_model().rnn
+    b_z = gru.bias_ih_l0[H:2 * H] + gru.bias_hh_l0[H:2 * H]             # PyTorch's gate order r, z, n
+    assert torch.all(b_z >= 0) and torch.all(b_z <= math.log(T_max - 1) + 1e-6) and b_z.std() > 0
+    for other in (slice(0, H), slice(2 * H, 3 * H)):                     # r and n keep their initial biases
+        assert torch.equal(gru.bias_ih_l0[other], plain.bias_ih_l0[other])
+    # z is the gate that keeps h: h_t = (1 - z) n + z h_{t-1}, so a huge z bias keeps h exactly
+    with torch.no_grad():
+        gru.bias_ih_l0[H:2 * H] = 60.0
+    h0 = torch.randn(1, 3, H)
+    _, h1 = gru(torch.randn(3, 1, 1), h0)
+    torch.testing.assert_close(h1, h0, atol=1e-6, rtol=0)
+
+
+def test_onebit_reads_the_sign_of_the_first_input_and_scores_accuracy():
+    cfg = load_config(None, ["task=sequence", "data=onebit", "model=rnn", "model.hidden_size=4", "model.num_layers=1",
+                             "task.length=7", "task.noise=0.25", "task.train_examples=64", "task.test_examples=40"])
+    task = SequenceTask(cfg)
+    task.prepare(lambda m: None)
+    x, y, mask = task.batch("valid", torch.arange(40), torch.device("cpu"))
+    assert x.shape == (40, 7, 1) and mask is None and torch.equal(y, (x[:, 0, 0] > 0).float())
+    assert task.metric == "accuracy" and task.higher_is_better
+
+    class Oracle(torch.nn.Module):                       # reads the bit, and says so at the last step
+        def forward(self, x):
+            return x[:, :1].expand(-1, x.size(1), -1) * 10         # (B, T, 1) logits
+
+    assert task.score(Oracle(), "test", torch.device("cpu"))["accuracy"] == 100.0
+    flipped = task.score(lambda x: -Oracle()(x), "test", torch.device("cpu"))
+    assert flipped["accuracy"] == 0.0 and flipped["loss"] > 5

@@ -34,12 +34,12 @@ MODEL_ALT = {"embedding_size": 12, "hidden_size": 12, "num_layers": 3, "dropout"
              "gru_form": "cho", "residual": True, "variational": True, "recurrent_dropout": 0.3, "zoneout": 0.3,
              "norm_stabilizer": 0.5, "recurrent_init": "orthogonal", "kernel_size": 2, "dilation_cycle": 2,
              "skip_channels": 8, "context": 3, "order": 2, "smoothing": "witten_bell", "add_k": 0.5, "impl": "loop",
-             "chrono": 50}
+             "chrono": 50, "recurrent_gain": 1.5}
 TASK_ALT = {"target": "score", "pooling": "mean", "bidirectional": False, "char_size": 4, "tagset": "full",
             "lowercase": True, "attention": "luong_dot", "sampling": "exponential", "sampling_k": 0.9,
             "sampling_c": 0.02, "sampling_min": 0.5, "beam_size": 1, "length_penalty": 2.0, "max_length": 3,
             "batching": "shuffle", "max_tokens": 40, "condition": "input", "horizon": 10, "transform": "log,12",
-            "period": 6, "ar_order": 3, "length": 9, "train_examples": 150, "test_examples": 30}
+            "period": 6, "ar_order": 3, "length": 9, "train_examples": 150, "test_examples": 30, "noise": 0.9}
 STREAM_ALT = {"bptt_steps": 7, "bptt_stride": 3, "eval_tokens": 50, "eval_batch_size": 2}
 # model options that make the small config, where the task's model honours them
 SMALL = {"embedding_size": 16, "hidden_size": 16, "num_layers": 2, "dropout": 0.1, "context": 4, "order": 3}

@@ -26,6 +26,11 @@ Adding problem (Hochreiter & Schmidhuber 1997, experiment 4; in the form of Le e
 and Bai et al. 2018, section 4.2): x is (n, T, 2); channel 0 holds values u_t ~ U[0, 1),
 channel 1 is 0 except 1 at two distinct positions drawn uniformly from 0..T−1; the target is
 the sum of the two marked values, y ∈ [0, 2). Predicting 1 always gives MSE ≈ 0.167.
+
+One-bit memory (the latching problem of Bengio, Simard & Frasconi 1994): x is (n, T, 1);
+x_1 = b ∈ {−1, +1} exactly, x_2 .. x_T ~ N(0, σ²); the target is 1.0 where b = +1, else 0.0.
+Nothing but its position tells the bit from the noise, so a net must latch it at step 1
+and keep it through T − 1 distracting inputs. Guessing scores 50 %.
 """
 from __future__ import annotations
 
@@ -104,3 +109,14 @@ def adding_problem(T: int, n: int, seed: int = 0) -> tuple[Tensor, Tensor]:
     x = torch.stack([values, flags], -1)                                 # (n, T, 2)
     y = (values * flags).sum(1)                                          # (n,)
     return x, y
+
+
+def one_bit(T: int, n: int, seed: int = 0, noise: float = 0.5) -> tuple[Tensor, Tensor]:
+    """One-bit memory over T steps: x (n, T, 1) float32, y (n,) float32 in {0, 1} (see above)."""
+    if T < 1 or n < 0 or not noise >= 0:
+        raise SeqlabError(f"one_bit needs T >= 1, n >= 0 and noise >= 0; got T={T}, n={n}, noise={noise}")
+    g = torch.Generator().manual_seed(seed)
+    bit = torch.randint(0, 2, (n,), generator=g).float() * 2 - 1         # (n,) ±1
+    x = torch.randn(n, T, 1, generator=g) * noise                        # (n, T, 1)
+    x[:, 0, 0] = bit
+    return x, (bit > 0).float()

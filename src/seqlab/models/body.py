@@ -32,7 +32,7 @@ from seqlab.models.stack import RecurrentStack
 
 RECURRENT_NAMES = ("rnn", "jordan", "lstm", "gru", "mingru", "minlstm")
 _CELL = ("hidden_size", "num_layers", "dropout", "impl", "layer_norm", "residual", "variational",
-         "recurrent_dropout", "zoneout", "recurrent_init")
+         "recurrent_dropout", "zoneout", "recurrent_init", "recurrent_gain")
 # the model.* options a recurrent part of each cell honours (dropout: between its layers)
 BODY_OPTIONS = {"rnn": _CELL + ("nonlinearity",), "jordan": _CELL, "lstm": _CELL + ("forget_bias", "peephole", "coupled"),
                 "gru": _CELL + ("gru_form",), "mingru": ("hidden_size", "num_layers", "dropout"),
@@ -49,7 +49,7 @@ def body_options(cfg: ModelConfig) -> tuple[str, ...]:
         unused |= {"dropout", "residual", "variational"}
     if not cfg.dropout:
         unused.add("variational")
-    chrono = ("chrono",) if cfg.name == "lstm" and uses_fused(cfg) else ()
+    chrono = ("chrono",) if cfg.name in ("lstm", "gru") and uses_fused(cfg) else ()
     return tuple(o for o in BODY_OPTIONS[cfg.name] if o not in unused) + chrono
 
 
@@ -107,14 +107,17 @@ def set_forget_bias(rnn: nn.Module, cfg: ModelConfig) -> None:
 def init_recurrent_weights(rnn: nn.Module, cfg: ModelConfig) -> None:
     """model.recurrent_init: orthogonal (Saxe et al. 2014) or identity (Le et al. 2015) recurrent
     weights, one (H, H) block per gate; 'default' leaves the module's own initialisation.
-    model.chrono: the fused LSTM's gate biases chrono-initialised (chrono_init)."""
-    if cfg.chrono and isinstance(rnn, nn.LSTM):
+    model.recurrent_gain: the recurrent weights then multiplied by it.
+    model.chrono: the fused LSTM's or GRU's gate biases chrono-initialised (chrono_init)."""
+    if cfg.chrono and isinstance(rnn, (nn.LSTM, nn.GRU)):
         chrono_init(rnn, cfg.chrono)
-    if cfg.recurrent_init == "default":
-        return
     for name, p in rnn.named_parameters():
         if name.split(".")[-1].startswith("weight_hh"):
-            init_recurrent(p, cfg.hidden_size, cfg.recurrent_init)
+            if cfg.recurrent_init != "default":
+                init_recurrent(p, cfg.hidden_size, cfg.recurrent_init)
+            if cfg.recurrent_gain != 1.0:
+                with torch.no_grad():
+                    p.mul_(cfg.recurrent_gain)
 
 
 def chrono_timescales(hidden_size: int, max_lag: int, generator: torch.Generator | None = None) -> Tensor:
@@ -126,15 +129,18 @@ def chrono_timescales(hidden_size: int, max_lag: int, generator: torch.Generator
 
 
 @torch.no_grad()
-def chrono_init(rnn: nn.LSTM, max_lag: int) -> None:
-    """b_f = -b_i = log U[1, max_lag - 1] per unit and layer (on bias_ih; bias_hh's f and i parts 0)."""
+def chrono_init(rnn: nn.LSTM | nn.GRU, max_lag: int) -> None:
+    """Per unit and layer, on bias_ih (bias_hh's part 0): the LSTM's forget bias b_f = log U[1, max_lag - 1]
+    and its input bias -b_f (gates i, f, g, o); the GRU's update bias b_z = log U[1, max_lag - 1]
+    (gates r, z, n; h_t = (1 - z) n + z h_{t-1}, so z keeps)."""
     H = rnn.hidden_size
     for layer in range(rnn.num_layers):
         for suffix in ("", "_reverse")[: 2 if rnn.bidirectional else 1]:
             b_ih, b_hh = getattr(rnn, f"bias_ih_l{layer}{suffix}"), getattr(rnn, f"bias_hh_l{layer}{suffix}")
-            b_f = chrono_timescales(H, max_lag)                                    # (H,)
-            b_ih[H:2 * H], b_hh[H:2 * H] = b_f, 0.0
-            b_ih[:H], b_hh[:H] = -b_f, 0.0
+            keep = chrono_timescales(H, max_lag)                                   # (H,)
+            b_ih[H:2 * H], b_hh[H:2 * H] = keep, 0.0
+            if isinstance(rnn, nn.LSTM):
+                b_ih[:H], b_hh[:H] = -keep, 0.0
 
 
 @torch.no_grad()

@@ -14,6 +14,9 @@ data.corpus picks the task and its read-out:
 
     adding     the adding problem (data/synthetic.py): MSE of out[:, -1, 0]; predicting 1
                always scores 1/6 (T = task.length, default 600)
+    onebit     one-bit memory (Bengio et al. 1994; data/synthetic.py): the sign of the first
+               of T inputs, the rest N(0, task.noise²) (T = task.length, default 100); logistic
+               loss on out[:, -1, 0], accuracy; guessing scores 50 %
     copy       copy memory: 10 symbols recalled after T blanks, cross-entropy at every step
                (T = task.length, default 1000); accuracy counts the recalled symbols
     seqmnist   MNIST read pixel by pixel (784 steps), class from the last step; accuracy
@@ -42,15 +45,18 @@ from seqlab import SeqlabError
 from seqlab.config import Config
 from seqlab.data.images import load_mnist, sequential
 from seqlab.data.music import load_chorales
-from seqlab.data.synthetic import adding_problem, copy_memory
+from seqlab.data.synthetic import adding_problem, copy_memory, one_bit
 from seqlab.models.body import body_options, build_recurrent, init_recurrent_weights, run_recurrent
 from seqlab.models.tcn import TemporalConvNet
 from seqlab.registry import register
 from seqlab.train.task import Task
 
-SETS = ("adding", "copy", "seqmnist", "pmnist", "chorales")
-KIND = {"adding": "regression_last", "copy": "class_step", "seqmnist": "class_last", "pmnist": "class_last",
+SETS = ("adding", "onebit", "copy", "seqmnist", "pmnist", "chorales")
+KIND = {"adding": "regression_last", "onebit": "bit_last", "copy": "class_step", "seqmnist": "class_last", "pmnist": "class_last",
         "chorales": "bernoulli_frame"}
+# generated tasks: (maker, default T, training and test examples)
+GENERATED = {"adding": (adding_problem, 600, 50_000, 1_000), "copy": (copy_memory, 1000, 30_000, 6_000),
+             "onebit": (one_bit, 100, 16_000, 2_000)}
 TCN_OPTIONS = ("hidden_size", "num_layers", "kernel_size", "dropout")
 
 
@@ -83,15 +89,15 @@ class SequenceTask(Task):
     models = ("tcn", "lstm", "gru", "rnn")
     datasets = SETS
     model_options = {"tcn": TCN_OPTIONS, "*": lambda c: body_options(c.model)}
-    task_options = (lambda c: ("train_examples", "test_examples")                   # task.length: adding and copy
-                    + (("length",) if c.data.corpus in ("adding", "copy") else ()))
+    task_options = (lambda c: ("train_examples", "test_examples")          # task.length: the generated tasks
+                    + (("length",) if c.data.corpus in GENERATED else ()) + (("noise",) if c.data.corpus == "onebit" else ()))
     unit, rate = "examples", "examples_per_s"
 
     def __init__(self, cfg: Config):
         super().__init__(cfg)
         self.kind = KIND.get(cfg.data.corpus, "")
-        self.metric = "accuracy" if self.kind == "class_last" else "loss"
-        self.higher_is_better = self.kind == "class_last"
+        self.metric = "accuracy" if self.kind in ("class_last", "bit_last") else "loss"
+        self.higher_is_better = self.metric == "accuracy"
         self.data: dict[str, tuple] = {}
 
     @classmethod
@@ -104,16 +110,18 @@ class SequenceTask(Task):
                 raise SeqlabError(f"task.{key} must be 0 or more, got {getattr(cfg.task, key)}")
         if cfg.data.corpus in ("adding", "copy") and 0 < cfg.task.length < 2:
             raise SeqlabError(f"task.length must be 2 or more for {cfg.data.corpus}, got {cfg.task.length}")
+        if cfg.task.noise < 0:
+            raise SeqlabError(f"task.noise must be 0 or more (a standard deviation), got {cfg.task.noise}")
 
     # -- data -----------------------------------------------------------------------------------
 
     def prepare(self, log: Callable[[str], None] = print) -> None:
         t, corpus = self.cfg.task, self.cfg.data.corpus
         self.source = corpus
-        if corpus in ("adding", "copy"):
-            make, T = (adding_problem, t.length or 600) if corpus == "adding" else (copy_memory, t.length or 1000)
-            n_train = t.train_examples or (50_000 if corpus == "adding" else 30_000)
-            n_test = t.test_examples or (1_000 if corpus == "adding" else 6_000)
+        if corpus in GENERATED:
+            make, T, n_train, n_test = GENERATED[corpus]
+            make = (lambda T, n, seed: one_bit(T, n, seed, t.noise)) if corpus == "onebit" else make
+            T, n_train, n_test = t.length or T, t.train_examples or n_train, t.test_examples or n_test
             self.data = {"train": make(T, n_train, 0), "test": make(T, n_test, 1), "valid": make(T, n_test, 2)}
         elif corpus in ("seqmnist", "pmnist"):
             mnist = load_mnist()
@@ -140,7 +148,7 @@ class SequenceTask(Task):
     @property
     def shape(self) -> tuple[int, int]:
         """(input features, outputs)."""
-        return {"adding": (2, 1), "copy": (10, 10), "seqmnist": (1, 10), "pmnist": (1, 10),
+        return {"adding": (2, 1), "onebit": (1, 1), "copy": (10, 10), "seqmnist": (1, 10), "pmnist": (1, 10),
                 "chorales": (88, 88)}[self.cfg.data.corpus]
 
     def batch(self, split: str, index: Tensor, device: torch.device) -> tuple[Tensor, Tensor, Tensor | None]:
@@ -182,6 +190,8 @@ class SequenceTask(Task):
         """Mean loss over the batch's scored units (examples, steps or frames), and their number."""
         if self.kind == "regression_last":
             return F.mse_loss(out[:, -1, 0], targets), targets.numel()
+        if self.kind == "bit_last":
+            return F.binary_cross_entropy_with_logits(out[:, -1, 0], targets), targets.numel()
         if self.kind == "class_last":
             return F.cross_entropy(out[:, -1], targets), targets.numel()
         if self.kind == "class_step":
@@ -203,6 +213,9 @@ class SequenceTask(Task):
             total, count = total + loss.item() * n, count + n
             if self.kind == "class_last":
                 correct += (out[:, -1].argmax(-1) == y).sum().item()
+                scored += y.numel()
+            elif self.kind == "bit_last":
+                correct += ((out[:, -1, 0] > 0).float() == y).sum().item()
                 scored += y.numel()
             elif self.kind == "class_step":   # the steps that matter: the recalled symbols, not the blanks
                 recall = y != 0

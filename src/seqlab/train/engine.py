@@ -269,8 +269,7 @@ def train(run: RunDir, cfg: Config, task: Task, device: torch.device, world: dis
                     saved = False
                     if progress.step % t.eval_every == 0:
                         progress.elapsed += time.perf_counter() - started
-                        if s.validate_now():
-                            stop_reason = f"no improvement in {t.early_stop} evaluations (train.early_stop)"
+                        stop_reason = s.validate_now()
                         saved = True
                         started = last_log_time = time.perf_counter()
                     if t.checkpoint_every and progress.step % t.checkpoint_every == 0 and not saved:
@@ -290,13 +289,13 @@ def train(run: RunDir, cfg: Config, task: Task, device: torch.device, world: dis
                     s.progress.epoch += 1
                     s.progress.position = 0
                     if task.validate_each_epoch and s.progress.step % t.eval_every and not stop_reason:
-                        if s.validate_now():
-                            stop_reason = f"no improvement in {t.early_stop} evaluations (train.early_stop)"
+                        stop_reason = s.validate_now()
         finally:
             bar.close()
         if stop_reason == "interrupted":
             s.save_checkpoint()
             s.close_metrics()
+            s.draw_loss(now=True)
             log(f"interrupted at update {s.progress.step}; checkpoint saved. Continue with: seqlab train --resume {run.path}")
             raise Interrupted()
     # 5. finish: evaluate if the last update was not evaluated, then report on the best weights
@@ -307,6 +306,7 @@ def train(run: RunDir, cfg: Config, task: Task, device: torch.device, world: dis
     if not world.from_main(evaluated):
         s.validate_now()
     s.close_metrics()
+    s.draw_loss(now=True)
     log(f"stopped: {stop_reason}" + (f" ({s.progress.nan_rollbacks} rollback(s) after a non-finite loss)"
                                     if s.progress.nan_rollbacks else ""))
     if not world.is_main:

@@ -23,6 +23,15 @@ from seqlab.config import TrainConfig
 from seqlab.train.optim import scheduled_lr
 
 
+class Diverged(SeqlabError):
+    """The run stopped on a non-finite loss or gradient norm it could not roll back from;
+    `step` is the update that failed."""
+
+    def __init__(self, message: str, step: int):
+        super().__init__(message)
+        self.step = step
+
+
 class NanGuard:
     """Counts consecutive non-finite updates and says when to give up."""
 
@@ -35,10 +44,13 @@ class NanGuard:
         self.in_a_row += 1
         if self.in_a_row > self.retries:
             what = f"loss {loss}" if not math.isfinite(loss) else f"gradient norm {norm}"
-            raise SeqlabError(
+            if not self.retries:
+                raise Diverged(f"{what} at update {step}; train.nan_retries=0, so the run stops here "
+                               f"(lower train.lr or keep train.clip_norm on)", step)
+            raise Diverged(
                 f"{what} at update {step}, non-finite {self.in_a_row} times in a row even after rolling back "
                 f"with the learning rate cut to x{lr_scale:g}; lower train.lr, keep train.clip_norm on, or "
-                f"raise train.nan_retries")
+                f"raise train.nan_retries", step)
 
     def saved(self) -> None:
         """A checkpoint was saved past the rollback point: the run is healthy again."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from typing import Any, Callable
 
 import torch
@@ -29,6 +30,8 @@ from seqlab.train.plots import plot_loss
 from seqlab.train.snapshot import Progress
 from seqlab.train.task import Task
 
+PLOT_EVERY = 10.0          # seconds between redraws of loss.png during training
+
 
 class Session:
     def __init__(self, run: RunDir, cfg: Config, model, task: Task, optimizer, plateau: PlateauDecay,
@@ -42,6 +45,7 @@ class Session:
         self.guard = NanGuard(self.t.nan_retries)
         self.bar = None                     # the tqdm bar, rewound after a rollback
         self._metrics = None                # metrics.jsonl, open for appending on rank 0
+        self._drawn = -math.inf             # when loss.png was last drawn (time.monotonic)
 
     # checkpoints ---------------------------------------------------------------------------
 
@@ -89,9 +93,10 @@ class Session:
 
     # evaluation ----------------------------------------------------------------------------
 
-    def validate_now(self) -> bool:
+    def validate_now(self) -> str:
         """Collective: validate (rank 0), keep the best weights, decay the rate or stop on a
-        plateau, checkpoint. True = stop early (train.early_stop)."""
+        plateau, checkpoint. Returns why training should stop now ('' = go on): the metric
+        reached train.stop_at, or train.early_stop evaluations passed without improvement."""
         t, progress, task = self.t, self.progress, self.task
         result: dict[str, float] = {}
         if self.world.is_main:
@@ -112,11 +117,22 @@ class Session:
         shown = " | ".join(f"{k} {v:.4f}" for k, v in result.items())
         self.say(f"update {progress.step:>6} | valid {shown}{'  (best)' if best else ''}")
         self.save_checkpoint()
-        if self.world.is_main:
-            with writing("loss.png", self.run.path):
-                plot_loss(self.run.file(ck.METRICS), self.run.file(ck.PLOT),
-                          title=f"{self.run.path.name}: {task.name}, {self.cfg.model.name}, on {task.source}")
-        return bool(t.early_stop) and self.plateau.bad_evals >= t.early_stop
+        self.draw_loss()
+        if t.stop_at and (value >= t.stop_at if task.higher_is_better else value <= t.stop_at):
+            return f"valid {task.metric} {value:.4g} reached train.stop_at={t.stop_at:g}"
+        if t.early_stop and self.plateau.bad_evals >= t.early_stop:
+            return f"no improvement in {t.early_stop} evaluations (train.early_stop)"
+        return ""
+
+    def draw_loss(self, now: bool = False) -> None:
+        """loss.png from metrics.jsonl (rank 0): at most every PLOT_EVERY seconds while training,
+        so that frequent evaluations of a small model are not spent drawing; `now` at the end."""
+        if not self.world.is_main or (not now and time.monotonic() - self._drawn < PLOT_EVERY):
+            return
+        with writing("loss.png", self.run.path):
+            plot_loss(self.run.file(ck.METRICS), self.run.file(ck.PLOT),
+                      title=f"{self.run.path.name}: {self.task.name}, {self.cfg.model.name}, on {self.task.source}")
+        self._drawn = time.monotonic()
 
     # non-finite losses ---------------------------------------------------------------------
 
