@@ -8,12 +8,15 @@ gradient g to norm θ when ‖g‖ > θ (torch.nn.utils.clip_grad_norm_): the di
 the step is bounded.
 
 Here an Elman (tanh) RNN whose recurrent matrix starts at `--recurrent-scale` times a random
-orthogonal matrix (Saxe et al. 2014), so its Jacobians start above 1, learns the adding
-problem over T steps (data/synthetic.py; predicting 1 always gives MSE ≈ 0.167) by plain
-SGD. The two runs start from the same weights and see the same batches; the only difference
-is clipping at θ. Every update records the loss, the gradient norm before clipping and the
-norm of the step's gradient actually applied (after clipping). A run whose loss or gradient
-stops being finite is stopped there and marked diverged.
+orthogonal matrix (Saxe et al. 2014; model.recurrent_init=orthogonal, model.recurrent_gain),
+so its Jacobians start above 1, learns the adding problem over T steps (data/synthetic.py;
+predicting 1 always gives MSE ≈ 0.167) by plain SGD. Each run is a `seqlab train
+task=sequence data=adding` run through the engine, with the update-by-update record
+(train.log_every=1) and no rollback (train.nan_retries=0): the two runs start from the same
+weights and see the same batches, and differ only in train.clip_norm (0 = off, or θ). Every
+update records the loss and the gradient norm before clipping; the norm applied is
+min(norm, θ), as clip_grad_norm_ rescales (tests/train/test_clipping.py measures it from the
+weights' change). A run whose loss or gradient stops being finite stops there, marked diverged.
 
 At the defaults (T = 10, hidden 32, scale 1.5, SGD lr 0.1, 1,000 updates of 32) the
 unclipped run's gradient norm grows from ~10 to ~10^18 within 30 updates and the loss
@@ -26,60 +29,61 @@ this rate is unstable.
 """
 from __future__ import annotations
 
+import json
 import math
+import tempfile
 import time
+from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from seqlab import SeqlabError
 from seqlab.analysis import experiments as common
-from seqlab.data.synthetic import adding_problem
-from seqlab.models.body import init_recurrent
+from seqlab.config import load_config
+from seqlab.train.engine import fit
+from seqlab.train.guard import Diverged
 from seqlab.train.plots import pyplot, save_figure
+from seqlab.train.runs import load_trained
+
+VALID_SIZE = 500          # held-out sequences, scored once at the end of a run
 
 
-def make_model(args) -> common.LastStepModel:
-    """The Elman net with its recurrent matrix scaled above the edge of stability."""
-    torch.manual_seed(args.seed)
-    model = common.LastStepModel("rnn", 2, args.hidden)
-    with torch.no_grad():
-        init_recurrent(model.cell.weight_hh, args.hidden, "orthogonal")
-        model.cell.weight_hh.mul_(args.recurrent_scale)                              # (H, H)
-    return model
+def overrides(clip: float, args) -> list[str]:
+    """The `seqlab train` options of one run: clip = 0 means no clipping."""
+    return ["task=sequence", "data=adding", "model=rnn", f"model.hidden_size={args.hidden}", "model.num_layers=1",
+            "model.recurrent_init=orthogonal", f"model.recurrent_gain={args.recurrent_scale}",
+            f"task.length={args.steps}", f"task.train_examples={args.updates * args.batch_size}",
+            f"task.test_examples={VALID_SIZE}", f"train.batch_size={args.batch_size}", "train.optimizer=sgd",
+            "train.momentum=0", f"train.lr={args.lr}", "train.schedule=constant", f"train.max_steps={args.updates}",
+            "train.max_epochs=0", f"train.eval_every={args.updates}", "train.log_every=1", "train.early_stop=0",
+            f"train.clip_norm={clip}", "train.nan_retries=0", f"train.seed={args.seed}",
+            f"train.threads={args.threads}", "train.device=cpu", "train.progress=false"]
 
 
-def train(clip: float, args, initial_state: dict, batches: list) -> dict:
-    """One SGD run from `initial_state` over `batches`; clip = 0 means no clipping."""
-    model = make_model(args)
-    model.load_state_dict(initial_state)
-    optimizer = torch.optim.SGD(model.parameters(), lr=args.lr)
-    trace = {"loss": [], "grad_norm": [], "applied_norm": []}
+def train(clip: float, args, runs: Path) -> dict:
+    """One SGD run through the engine; its update-by-update trace."""
+    run, options = runs / f"clip{clip:g}", overrides(clip, args)
     diverged_at = None
-    for update, (x, y) in enumerate(batches, start=1):
-        loss = F.mse_loss(model(x).squeeze(-1), y)                                  # x (B, T, 2), y (B,)
-        loss_value = loss.item()
-        optimizer.zero_grad()
-        loss.backward()
-        if clip:
-            norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), clip))  # the norm BEFORE clipping
-        else:
-            norm = common.grad_norm(model.parameters())
-        applied = common.grad_norm(model.parameters())
-        trace["loss"].append(common.finite_or_none(loss_value))
-        trace["grad_norm"].append(common.finite_or_none(norm))
-        trace["applied_norm"].append(common.finite_or_none(applied))
-        if not (math.isfinite(loss_value) and math.isfinite(norm)):
-            diverged_at = update
-            break
-        optimizer.step()
+    try:
+        fit(load_config(None, options), run, log=lambda m: None)
+    except Diverged as e:
+        diverged_at = e.step
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    rows = [r for r in rows if r["split"] == "train"]                  # one per update (train.log_every=1)
+    trace = {"loss": [r["loss"] for r in rows], "grad_norm": [r["grad_norm"] for r in rows],
+             "applied_norm": [min(r["grad_norm"], clip) if clip else r["grad_norm"] for r in rows]}
+    if diverged_at is not None:           # the failed update: its loss or norm was not finite
+        for values in trace.values():
+            values.append(None)
     finite = [v for v in trace["loss"] if v is not None]
     tail = finite[-max(1, len(finite) // 10):]
-    return {"clip": clip or None, **trace, "diverged_at": diverged_at,
+    weights = None if diverged_at else load_trained(run, "cpu")[2]        # best = last: one evaluation, at the end
+    return {"clip": clip or None, **trace, "diverged_at": diverged_at, "command": "seqlab train " + " ".join(options),
             "final_loss": sum(tail) / len(tail) if finite and diverged_at is None else None,
             "max_grad_norm": max((v for v in trace["grad_norm"] if v is not None), default=None),
             "updates_over_threshold": sum(v is not None and v > args.clip for v in trace["grad_norm"]),
-            "weight_norm": float(torch.cat([p.detach().flatten() for p in model.parameters()]).norm())}
+            "weight_norm": None if weights is None else
+            float(torch.cat([p.detach().flatten() for p in weights.parameters()]).norm())}
 
 
 def plot(path, results: list[dict], args) -> None:
@@ -123,13 +127,11 @@ def main(argv: list[str]) -> int:
         raise SeqlabError(f"--steps must be at least 2 (the adding problem marks two positions), got {args.steps}")
     torch.set_num_threads(args.threads)
     started = time.perf_counter()
-    x, y = adding_problem(args.steps, args.updates * args.batch_size, seed=args.seed)   # (N, T, 2), (N,)
-    batches = list(zip(x.split(args.batch_size), y.split(args.batch_size)))
-    initial_state = make_model(args).state_dict()
-    with common.progress(2, "clipping", args.progress) as bar:
+    with common.progress(2, "clipping", args.progress) as bar, \
+            tempfile.TemporaryDirectory(prefix="seqlab-clipping-") as folder:
         results = []
         for clip in (0.0, args.clip):
-            results.append(train(clip, args, initial_state, batches))
+            results.append(train(clip, args, Path(folder)))
             bar.update()
     plot(args.out, results, args)
     path = common.write_report(args, argv, "clipping", {
@@ -142,6 +144,6 @@ def main(argv: list[str]) -> int:
         name = f"clip {r['clip']:g}" if r["clip"] else "no clipping"
         final = f"{r['final_loss']:.4f}" if r["final_loss"] is not None else "—"
         print(f"{name:<16}{final:>11}{r['max_grad_norm'] or math.nan:>15.3g}{r['updates_over_threshold']:>13}"
-              f"{r['diverged_at'] or '—':>13}{r['weight_norm']:>11.3g}")
+              f"{r['diverged_at'] or '—':>13}{r['weight_norm'] or math.nan:>11.3g}")
     print(f"wrote {args.out} and {path}")
     return 0

@@ -9,19 +9,24 @@ must write it into its state at the first step and keep it through T − 1 distr
 Bengio et al. show that a state that keeps a bit robustly against such noise is one whose
 Jacobian products ∂h_T/∂h_1 vanish, so gradient descent cannot find it as T grows.
 
-Every (cell, init, T, seed) run: hidden 16, one layer (seqlab's own cells, models/cells.py),
-Adam at 1e-2, global norm clipped to 1 (seqlab's training default), batches of 32 fresh
-sequences, at most `--updates` updates; a validation set of 256 fixed sequences is scored
-every 25 updates and training stops once it is ≥ 99 % right (it could only add to
-a success). A run SUCCEEDS when its accuracy on 2,000 held-out test sequences is
-≥ 95 %; the success rate of a (cell, T) is the fraction of its seeds that succeed.
+Every (cell, init, T, seed) run is a `seqlab train task=sequence data=onebit` run through the
+engine (tasks/sequence.py, data/synthetic.py one_bit): hidden 16, one layer (PyTorch's fused
+nn.RNN / nn.LSTM / nn.GRU through the one recurrent builder), Adam at 1e-2, global norm
+clipped to 1 (seqlab's training default), batches of 32 sequences, each seen once, at most
+`--updates` updates. 2,000 held-out validation sequences are scored every 25 updates and
+training stops once they are ≥ 99 % right (train.stop_at=99; it could only add to a success);
+the best-validated weights are then scored on 2,000 other test sequences. A run SUCCEEDS when
+that test accuracy is ≥ 95 %; the success rate of a (cell, T) is the fraction of its seeds
+that succeed. Seeds change the initial weights and the order of the training sequences; the
+sequences themselves are the same for every seed.
 
 Initialisations (`--inits`): `default` is seqlab's (PyTorch's uniform ±1/√H; the LSTM's
 forget-gate bias 1, Jozefowicz et al. 2015). `chrono` is Tallec & Ollivier's (2018, "Can
-recurrent neural networks warp time?") chrono initialisation of the gated cells, for
-dependencies up to T_max = T steps: the LSTM's forget-gate bias b_f ~ log U[1, T − 1] per
-unit and its input-gate bias −b_f; the GRU's update (keep) gate bias log U[1, T − 1]. The
-Elman RNN has no gate to initialise, so it runs under `default` only.
+recurrent neural networks warp time?") chrono initialisation of the gated cells for
+dependencies up to T_max = T steps (model.chrono=T, models/body.py): the LSTM's forget-gate
+bias b_f ~ log U[1, T − 1] per unit and its input-gate bias −b_f; the GRU's update (keep)
+gate bias log U[1, T − 1]. The Elman RNN has no gate to initialise, so it runs under
+`default` only.
 
 What was chosen and why (the committed gallery run): σ = 0.5 after trying 0.2, 0.5 and 1.
 At σ = 0.2 the Elman net latched the bit in 3 of 3 seeds even at T = 200 (the noise is too
@@ -38,76 +43,45 @@ win only when their bias makes remembering the default, which is the figure's po
 """
 from __future__ import annotations
 
+import json
 import math
+import tempfile
 import time
+from pathlib import Path
 
 import torch
-import torch.nn.functional as F
-from torch import Tensor
 
 from seqlab import SeqlabError
 from seqlab.analysis import experiments as common
-from seqlab.models.body import chrono_timescales
+from seqlab.config import load_config
+from seqlab.train.engine import fit
 from seqlab.train.plots import pyplot, save_figure
 
-VALID_SIZE, TEST_SIZE, EVAL_EVERY, STOP_AT, SUCCESS_AT = 256, 2000, 25, 0.99, 0.95
-LSTM_INPUT, LSTM_FORGET, GRU_UPDATE = 0, 1, 1                 # gate blocks: LSTM i f g o; GRU r u n
+HELD_OUT, EVAL_EVERY, STOP_AT, SUCCESS_AT = 2000, 25, 0.99, 0.95
 
 
-def onebit_batch(n: int, T: int, noise: float, generator: torch.Generator) -> tuple[Tensor, Tensor]:
-    """n latching sequences: x (n, T, 1) float32 with x[:, 0] = ±1 and N(0, noise²) after it;
-    y (n,) float32, 1.0 where the first input is +1 and 0.0 where it is −1."""
-    if n < 1 or T < 1 or noise < 0:
-        raise SeqlabError(f"the one-bit task needs n >= 1, T >= 1 and noise >= 0; got {n}, {T}, {noise}")
-    bit = torch.randint(0, 2, (n,), generator=generator).float() * 2 - 1        # (n,) ±1
-    x = torch.randn(n, T, 1, generator=generator) * noise                       # (n, T, 1)
-    x[:, 0, 0] = bit
-    return x, (bit > 0).float()
+def overrides(cell: str, init: str, T: int, seed: int, args) -> list[str]:
+    """The `seqlab train` options of one run."""
+    return ["task=sequence", "data=onebit", f"model={cell}", f"model.hidden_size={args.hidden}", "model.num_layers=1",
+            *([f"model.chrono={T}"] if init == "chrono" else []), f"task.length={T}", f"task.noise={args.noise}",
+            f"task.train_examples={args.updates * args.batch_size}", f"task.test_examples={HELD_OUT}",
+            f"train.batch_size={args.batch_size}", f"train.lr={args.lr}", "train.schedule=constant",
+            f"train.max_steps={args.updates}", "train.max_epochs=0", f"train.eval_every={EVAL_EVERY}",
+            f"train.log_every={EVAL_EVERY}", "train.early_stop=0", "train.clip_norm=1", f"train.stop_at={100 * STOP_AT:g}",
+            f"train.seed={seed}", f"train.threads={args.threads}", "train.device=cpu", "train.progress=false"]
 
 
-@torch.no_grad()
-def chrono_init(model: common.LastStepModel, T: int, generator: torch.Generator) -> None:
-    """Tallec & Ollivier (2018): gate biases that give each unit a memory time drawn from [1, T − 1]."""
-    cell, H = model.cell, model.hidden_size
-    timescale = chrono_timescales(H, T, generator)                              # (H,) log U[1, T−1]
-    if model.cell_name == "lstm":
-        common.set_gate_bias(cell, LSTM_FORGET, timescale)
-        common.set_gate_bias(cell, LSTM_INPUT, -timescale)
-    elif model.cell_name == "gru":
-        common.set_gate_bias(cell, GRU_UPDATE, timescale)     # h_t = (1 − u) n + u h_{t−1}: u keeps
-
-
-@torch.no_grad()
-def accuracy(model, x: Tensor, y: Tensor) -> float:
-    return float(((model(x).squeeze(-1) > 0).float() == y).float().mean())
-
-
-def train_one(cell: str, init: str, T: int, seed: int, args) -> dict:
-    """Train one net on the task of length T; its test accuracy and the updates it used."""
-    torch.manual_seed(seed)
-    model = common.LastStepModel(cell, 1, args.hidden)
-    if init == "chrono":
-        chrono_init(model, T, torch.Generator().manual_seed(seed))
-    optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
-    batches = torch.Generator().manual_seed(1_000_003 * seed + T)
-    x_valid, y_valid = onebit_batch(VALID_SIZE, T, args.noise, torch.Generator().manual_seed(10_000 + T))
-    start, update, valid = time.perf_counter(), 0, 0.0
-    while update < args.updates:
-        x, y = onebit_batch(args.batch_size, T, args.noise, batches)            # (B, T, 1), (B,)
-        loss = F.binary_cross_entropy_with_logits(model(x).squeeze(-1), y)
-        optimizer.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        update += 1
-        if update % EVAL_EVERY == 0:
-            valid = accuracy(model, x_valid, y_valid)
-            if valid >= STOP_AT:
-                break
-    x_test, y_test = onebit_batch(TEST_SIZE, T, args.noise, torch.Generator().manual_seed(20_000 + T))
-    test = accuracy(model, x_test, y_test)
+def train_one(cell: str, init: str, T: int, seed: int, args, runs: Path) -> dict:
+    """Train one net on the task of length T through the engine; its test accuracy and the updates it used."""
+    options, start = overrides(cell, init, T, seed, args), time.perf_counter()
+    run = runs / f"{cell}-{init}-T{T}-seed{seed}"
+    result = fit(load_config(None, options), run, log=lambda m: None)
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    valid = [r for r in rows if r["split"] == "valid"]
+    test = result["test_accuracy"] / 100
     return {"cell": cell, "init": init, "T": T, "seed": seed, "test_accuracy": test,
-            "success": test >= SUCCESS_AT, "updates": update, "valid_accuracy": valid,
+            "success": test >= SUCCESS_AT, "updates": max(r["step"] for r in rows),
+            "valid_accuracy": max(r["accuracy"] for r in valid) / 100, "command": "seqlab train " + " ".join(options),
             "seconds": round(time.perf_counter() - start, 2)}
 
 
@@ -185,17 +159,18 @@ def main(argv: list[str]) -> int:
     jobs = [(c, i, T, args.seed + k) for T in sorted(set(args.lengths)) for c, i in variants(args.cells, args.inits)
             for k in range(args.seeds)]
     runs = []
-    with common.progress(len(jobs), "onebit", args.progress) as bar:
+    with common.progress(len(jobs), "onebit", args.progress) as bar, \
+            tempfile.TemporaryDirectory(prefix="seqlab-onebit-") as folder:
         for cell, init, T, seed in jobs:
             bar.set_postfix_str(f"{cell} {init} T={T}")
-            runs.append(train_one(cell, init, T, seed, args))
+            runs.append(train_one(cell, init, T, seed, args, Path(folder)))
             bar.update()
     summary = summarise(runs)
     plot(args.out, summary, runs, args)
     path = common.write_report(args, argv, "onebit", {
         "task": {"first_input": "±1", "noise_sigma": args.noise, "loss": "logistic on h_T",
-                 "valid_sequences": VALID_SIZE, "stop_at_valid_accuracy": STOP_AT, "eval_every": EVAL_EVERY,
-                 "test_sequences": TEST_SIZE, "success": f"test accuracy >= {SUCCESS_AT}",
+                 "valid_sequences": HELD_OUT, "stop_at_valid_accuracy": STOP_AT, "eval_every": EVAL_EVERY,
+                 "test_sequences": HELD_OUT, "success": f"test accuracy >= {SUCCESS_AT}",
                  "optimizer": f"Adam lr {args.lr:g}, clip 1.0"},
         "summary": summary, "runs": runs}, started)
     print(table(summary))

@@ -8,32 +8,26 @@
                                 (Gers, Schmidhuber & Cummins 2000; Jozefowicz, Zaremba & Sutskever 2015)
 
 Each writes one PNG and, beside it, a JSON file with the same stem holding every number,
-the command, the commit and the machine. This module holds what the three share: the
-read-out model over seqlab's own recurrent layers, the argument-parser conventions and the
-report writer; each experiment lives in its own module (exp_onebit.py, exp_clipping.py,
-exp_forget_bias.py).
+the command, the commit and the machine. Every run in them is a `seqlab train task=sequence`
+run through the one engine (train/engine.py); this module holds what the three share: the
+argument-parser conventions and the report writer. Each experiment lives in its own module
+(exp_onebit.py, exp_clipping.py, exp_forget_bias.py).
 
-Dimension legend: B batch, T time, I input size, H hidden units, K outputs.
 """
 from __future__ import annotations
 
 import argparse
 import importlib
 import json
-import math
 import sys
 import time
 from datetime import date
 from pathlib import Path
 
-import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from seqlab import SeqlabError
-from seqlab.config import ModelConfig
 from seqlab.io import atomic_write_text, check_output
-from seqlab.models.body import cell_factory
-from seqlab.models.stack import RecurrentStack
 from seqlab.provenance import commit, machine
 
 EXPERIMENTS = {
@@ -44,55 +38,11 @@ EXPERIMENTS = {
 CELLS = ("rnn", "lstm", "gru")
 
 
-class LastStepModel(nn.Module):
-    """One layer of a seqlab cell read out at the last step:
-
-        x (B, T, I) -> RecurrentStack (seqlab's cell, fast path) (B, T, H) -> h_T (B, H)
-                    -> linear (B, K)
-
-    The cell is built exactly as `seqlab train model.name=...` builds it (models/recurrent.py
-    `cell_factory`), so the LSTM's forget-gate bias is ModelConfig.forget_bias."""
-
-    def __init__(self, cell: str, input_size: int, hidden_size: int, outputs: int = 1,
-                 forget_bias: float = 1.0):
-        super().__init__()
-        if cell not in CELLS:
-            raise SeqlabError(f"unknown cell {cell!r}; valid: {', '.join(CELLS)}")
-        if hidden_size < 1:
-            raise SeqlabError(f"--hidden must be at least 1, got {hidden_size}")
-        self.cell_name, self.hidden_size = cell, hidden_size
-        cfg = ModelConfig(name=cell, forget_bias=forget_bias, num_layers=1, dropout=0.0)
-        self.rnn = RecurrentStack(cell_factory(cfg), input_size, hidden_size, num_layers=1)
-        self.head = nn.Linear(hidden_size, outputs)
-
-    @property
-    def cell(self):
-        return self.rnn.layers[0].cell
-
-    def forward(self, x: Tensor) -> Tensor:
-        out, _ = self.rnn(x)                                                # (B, T, H)
-        return self.head(out[:, -1])                                        # (B, K)
-
-
 def gate_bias(cell, gate: int) -> Tensor:
-    """The effective bias of gate block `gate` (b_ih + b_hh, both feed it): (H,)."""
+    """The effective bias of gate block `gate` of a seqlab cell (b_ih + b_hh, both feed it): (H,).
+    Gate blocks: LSTM i, f, g, o; GRU r, u, n."""
     H = cell.hidden_size
     return (cell.bias_ih[gate * H:(gate + 1) * H] + cell.bias_hh[gate * H:(gate + 1) * H]).detach()
-
-
-@torch.no_grad()
-def set_gate_bias(cell, gate: int, value: Tensor | float) -> None:
-    """Make the effective bias of gate block `gate` equal `value`, split evenly between b_ih and
-    b_hh as LSTMCell.set_forget_bias does. Gate blocks: LSTM i, f, g, o; GRU r, u, n."""
-    H = cell.hidden_size
-    for bias in (cell.bias_ih, cell.bias_hh):
-        bias[gate * H:(gate + 1) * H] = torch.as_tensor(value, dtype=bias.dtype) / 2
-
-
-def grad_norm(parameters) -> float:
-    """The global L2 norm of the gradients, as clip_grad_norm_ measures it."""
-    norms = [p.grad.detach().norm() for p in parameters if p.grad is not None]
-    return float(torch.stack(norms).norm()) if norms else 0.0
 
 
 # -- command-line conventions ------------------------------------------------------------------
@@ -133,11 +83,6 @@ def check_options(args, positive: tuple[str, ...] = ()) -> None:
 def progress(total: int, desc: str, enabled: bool):
     from tqdm import tqdm
     return tqdm(total=total, desc=desc, unit="run", file=sys.stderr, dynamic_ncols=True, disable=not enabled)
-
-
-def finite_or_none(x: float) -> float | None:
-    """JSON has no NaN or infinity: a diverged value is written as null."""
-    return x if math.isfinite(x) else None
 
 
 def write_report(args, argv: list[str], experiment: str, report: dict, started: float) -> Path:
