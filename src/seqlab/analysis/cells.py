@@ -203,7 +203,7 @@ def plot_cell_text(path, text: str, values: np.ndarray, title: str = "", width: 
                    max_lines: int = 12, scale: float = 1.0) -> None:
     """Each character on a background from blue (-scale) through white to red (+scale), as the
     paper's figures; lines wrap at `width`. Written atomically."""
-    from matplotlib.colors import LinearSegmentedColormap
+    from matplotlib.colors import LinearSegmentedColormap     # matplotlib loads on first plot (train/plots.py)
 
     rows, row, col = [], [], 0
     for ch, v in zip(text, values):

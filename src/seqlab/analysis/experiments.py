@@ -25,6 +25,7 @@ from datetime import date
 from pathlib import Path
 
 from torch import Tensor
+from tqdm import tqdm
 
 from seqlab import SeqlabError
 from seqlab.io import atomic_write_text, check_output
@@ -81,7 +82,6 @@ def check_options(args, positive: tuple[str, ...] = ()) -> None:
 
 
 def progress(total: int, desc: str, enabled: bool):
-    from tqdm import tqdm
     return tqdm(total=total, desc=desc, unit="run", file=sys.stderr, dynamic_ncols=True, disable=not enabled)
 
 

@@ -28,8 +28,11 @@ for 10 epochs.
 """
 from __future__ import annotations
 
+import json
 import math
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 
 from seqlab.api import train
 from seqlab.bench.karpathy2016 import lm_cell
@@ -166,9 +169,6 @@ def task_overrides(task: str, spec: Spec, profile: str, options: Options) -> lis
 
 def task_cell(task: str, spec: Spec, profile: str, options: Options) -> dict:
     """One row: a `seqlab train task=sequence` run through the engine, scored on the test split."""
-    import json
-    import tempfile
-    from pathlib import Path
 
     args = task_overrides(task, spec, profile, options)
     with tempfile.TemporaryDirectory() as tmp:

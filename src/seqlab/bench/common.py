@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 from seqlab.io import atomic_write_text
@@ -27,8 +28,6 @@ def result_path(out: str) -> Path:
 
 def write_report(out: str, report: dict, markdown) -> dict:
     """DIR/results/NAME.json (everything) and `out`.md (the table), both atomic; print the table."""
-    import json
-
     path = result_path(out)
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, json.dumps(report, indent=2) + "\n")

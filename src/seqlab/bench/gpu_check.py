@@ -21,6 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import torch
+
 from seqlab import api
 from seqlab.bench import suite
 from seqlab.bench.common import bench_parser, commit, machine, provenance, write_report
@@ -54,8 +56,6 @@ def precision_rows(device: str, updates: int, sizes: dict, log) -> list[dict]:
 
 
 def run_gpu_check(out: str, dry_run: bool, command: str) -> dict:
-    import torch
-
     if not dry_run and not torch.cuda.is_available():
         raise SystemExit("seqlab bench gpu-check: no CUDA GPU here; run it where one is, or try --dry-run")
     device = "cpu" if dry_run else "cuda"

@@ -44,7 +44,7 @@ def build_order20(train: np.ndarray, vocab_size: int, repeats: int) -> list[floa
 def against_nltk(train: np.ndarray, held_out: np.ndarray, vocab_size: int, order: int = 3,
                  smoothing: str = "witten_bell") -> dict:
     try:
-        from nltk.lm import Vocabulary
+        from nltk.lm import Vocabulary               # optional: only this comparison needs nltk
         from nltk.lm.counter import NgramCounter
         from nltk.lm.models import InterpolatedLanguageModel
         from nltk.lm.smoothing import KneserNey, WittenBell

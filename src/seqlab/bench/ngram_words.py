@@ -87,7 +87,7 @@ def _name(i: int) -> str:
 
 def _nltk():
     try:
-        from nltk.lm import Vocabulary
+        from nltk.lm import Vocabulary               # optional: only this comparison needs nltk
         from nltk.lm.counter import NgramCounter
         from nltk.lm.models import InterpolatedLanguageModel
         from nltk.lm.smoothing import KneserNey, WittenBell

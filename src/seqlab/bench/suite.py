@@ -25,11 +25,14 @@ import argparse
 import json
 import os
 import sys
+import tempfile
 import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
+
+import torch
 
 from seqlab import SeqlabError
 from seqlab.bench.common import commit, machine
@@ -123,8 +126,6 @@ def select(cells: list[Cell], only: list[str] | None) -> list[Cell]:
 # -- running -------------------------------------------------------------------------------------
 
 def run_cell(bench: Benchmark, cell: Cell, profile: str, options: Options) -> dict:
-    import torch
-
     torch.set_num_threads(options.threads)
     started = time.perf_counter()
     result = cell.run(options)
@@ -300,7 +301,6 @@ def main(argv: list[str] | None = None) -> int:
         list_benchmarks(Path(args.out))
         return 0
     if args.device == "cuda":
-        import torch
         if not torch.cuda.is_available():
             raise SeqlabError("--device cuda but no CUDA GPU is available; use --device cpu")
     return run(args.name, args.profile, args.only, args.rerun, args.out,
@@ -311,8 +311,6 @@ def main(argv: list[str] | None = None) -> int:
 
 def _speed_paths(options: Options) -> dict:
     """bench/speed.py in one run: every recurrent path, forward + backward, against nn.RNN/LSTM/GRU."""
-    import tempfile
-
     with tempfile.TemporaryDirectory() as tmp:
         r = run_speed(str(Path(tmp) / "speed"), repeats=7, device=options.device)
     return {"value": r["ratios"]["vs_own_module"]["fast lstm"], "config": r["settings"],
@@ -322,8 +320,6 @@ def _speed_paths(options: Options) -> dict:
 
 def _speed_trainer(options: Options) -> dict:
     """bench/trainer_speed.py: seqlab's whole training loop against a bare PyTorch loop, same LSTM."""
-    import tempfile
-
     with tempfile.TemporaryDirectory() as tmp:
         r = run_benchmark(str(Path(tmp) / "trainer"), repeats=7, updates=10)
     return {"value": r["ratio"], "config": {"model": r["model"], "train": r["train"]}, "data": r["data"],

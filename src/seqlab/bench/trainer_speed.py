@@ -17,6 +17,7 @@ import contextlib
 import copy
 import io
 import json
+import random
 import statistics
 import sys
 import tempfile
@@ -36,7 +37,6 @@ STAND_IN_CHARS = 1_000_000
 
 def stand_in_text(n_chars: int = STAND_IN_CHARS) -> str:
     """Generated English-like text (speed does not depend on what the characters say)."""
-    import random
     rng = random.Random(0)
     words = ("the king queen shall speak now and my lord of thee sweet love night death crown "
              "what is honour a word good sir madam come go hence").split()

@@ -21,6 +21,8 @@ import tarfile
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
+from tqdm import tqdm
+
 from seqlab import SeqlabError
 from seqlab.data.rdata import RVector, read_lazyload_db
 
@@ -117,7 +119,6 @@ def kernel_sources(tarball: BinaryIO, total: int | None = None) -> tuple[str, di
     Files are decoded as UTF-8; the few that are not valid UTF-8 have their undecodable
     bytes replaced by U+FFFD (counted in the returned stats) rather than being dropped.
     """
-    from tqdm import tqdm
 
     wanted = re.compile(r"[^/]+/kernel/.+\.[ch]")
     files: dict[str, bytes] = {}

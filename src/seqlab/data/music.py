@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Iterable
 
 import numpy as np
+from tqdm import tqdm
 
 from seqlab import SeqlabError
 from seqlab.data.arrays import ArrayDataset, add, run
@@ -105,13 +106,12 @@ def _import_music21(tmp: Path, log):
             "then run: seqlab data fetch chorales")
         sys.path.insert(0, str(target))     # taken out again by _build: the folder is temporary
         importlib.invalidate_caches()
-    import music21
+    import music21          # optional: installed by `seqlab data fetch chorales`, found only then
     from music21 import corpus
     return music21, corpus
 
 
 def _build(tmp: Path, log) -> tuple[dict, dict]:
-    from tqdm import tqdm
 
     path_before = list(sys.path)
     kept: dict[int, np.ndarray] = {}

@@ -29,6 +29,7 @@ from typing import Any, Callable, Sequence
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.nn.utils.rnn import pack_padded_sequence
 
 from seqlab import SeqlabError
 from seqlab.config import Config
@@ -54,7 +55,6 @@ class CharWords(nn.Module):
         self.rnn = fused.LSTM(size, size, batch_first=True, bidirectional=True)
 
     def forward(self, chars: Tensor, lengths: Tensor) -> Tensor:
-        from torch.nn.utils.rnn import pack_padded_sequence
         packed = pack_padded_sequence(self.embedding(chars), lengths.cpu(), batch_first=True, enforce_sorted=False)
         _, (h, _) = self.rnn(packed)                                           # h (2, U, C)
         return torch.cat([h[0], h[1]], dim=-1)                                 # (U, 2C)

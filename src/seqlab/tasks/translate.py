@@ -176,7 +176,7 @@ class TranslateTask(ExampleTask):
 def bleu(hypotheses: list[str], references: list[str]) -> float:
     """sacrebleu's corpus BLEU (0-100) with one reference per sentence."""
     try:
-        import sacrebleu
+        import sacrebleu         # optional outside `make venv`: only BLEU needs it, and says how to install it
     except ImportError:
         raise SeqlabError("BLEU needs sacrebleu: pip install sacrebleu==2.6.0 (make venv installs it)") from None
     return float(sacrebleu.corpus_bleu(hypotheses, [references], force=True).score)   # our own tokens, knowingly

@@ -40,6 +40,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import torch
 from safetensors import SafetensorError, safe_open
+from safetensors.numpy import load_file, save_file
 from safetensors.torch import load_model, save_model
 from torch import nn
 
@@ -164,13 +165,11 @@ class RunDir:
 
     def save_arrays(self, name: str, arrays: dict[str, Any], metadata: dict[str, Any]) -> None:
         """Numeric arrays of a count-based model (n-gram counts), as safetensors."""
-        from safetensors.numpy import save_file
         with atomic_path(self.file(name)) as tmp:
             save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()}, str(tmp),
                       metadata={"seqlab": json.dumps(metadata)})
 
     def load_arrays(self, name: str = BEST) -> dict[str, Any]:
-        from safetensors.numpy import load_file
         path = self.file(name)
         if not path.is_file():
             raise SeqlabError(f"{path} is missing; the run has no saved model yet")

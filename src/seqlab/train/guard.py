@@ -20,6 +20,7 @@ from typing import Iterator
 
 from seqlab import SeqlabError
 from seqlab.config import TrainConfig
+from seqlab.train.checkpoint import RunDir
 from seqlab.train.optim import scheduled_lr
 
 
@@ -91,7 +92,6 @@ def writing(what: str, run: Path) -> Iterator[None]:
 
 
 def _has_checkpoint(run: Path) -> bool:
-    from seqlab.train.checkpoint import RunDir     # checkpoint.py's own writes report through `writing`
     try:
         return bool(RunDir(run).checkpoints())
     except OSError:

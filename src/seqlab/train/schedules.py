@@ -14,6 +14,7 @@ default the other formulas are exactly the paper's. `none` is teacher forcing, Î
 """
 from __future__ import annotations
 
+import inspect
 import math
 from typing import Callable
 
@@ -70,7 +71,6 @@ def teacher_forcing_prob(schedule: str, step: int, eps_min: float = 0.0, **param
     try:
         eps = SCHEDULES[schedule](step, **params)
     except TypeError:
-        import inspect
         valid = [p for p in inspect.signature(SCHEDULES[schedule]).parameters if p != "i"] + ["eps_min"]
         raise SeqlabError(f"{schedule} schedule takes {', '.join(valid)}; got {', '.join(params) or 'nothing'}") \
             from None

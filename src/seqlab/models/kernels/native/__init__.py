@@ -42,7 +42,7 @@ _state: dict = {"loaded": False, "tried": False, "reason": "", "on": True}
 
 
 def _flags() -> list[str]:
-    from torch.utils import cpp_extension
+    from torch.utils import cpp_extension     # slow to import (setuptools): only when the kernels are built
     flags = ["-O3", "-std=c++17", "-fPIC", "-shared", "-fopenmp-simd", "-fno-math-errno", "-fno-trapping-math",
              f"-D_GLIBCXX_USE_CXX11_ABI={int(torch._C._GLIBCXX_USE_CXX11_ABI)}",
              "-DTORCH_EXTENSION_NAME=seqlab_native"]
