@@ -32,13 +32,13 @@ What was chosen and why (the committed gallery run): σ = 0.5 after trying 0.2, 
 At σ = 0.2 the Elman net latched the bit in 3 of 3 seeds even at T = 200 (the noise is too
 weak to flip a bistable unit, so the problem is not the one Bengio et al. pose); at σ = 1
 even chrono-initialised LSTMs failed at T = 200 within the budget (one seed each; the
-gallery run was the first and only full run at σ = 0.5). Measured at the defaults (5 seeds):
-success rates for T = 5, 10, 20, 50, 100, 200 were rnn 100 100 80 20 0 40 %, lstm default
-100 100 100 0 0 0 %, lstm chrono 100 100 100 100 100 60 %, gru default 100 100 40 0 0 0 %,
-gru chrono 100 % throughout. With the `default` init the gated cells' forget/keep gates start
+gallery run was the first and only full run at σ = 0.5). Measured at the defaults (5 seeds,
+through the engine): success rates for T = 5, 10, 20, 50, 100, 200 were rnn 100 100 100 40
+40 20 %, lstm default 100 100 100 0 0 0 %, lstm chrono 100 100 100 100 100 40 %, gru default
+100 100 80 0 0 0 %, gru chrono 100 % throughout. With the `default` init the gated cells' forget/keep gates start
 near σ(1) ≈ 0.73 and σ(0) = 0.5, a memory of a few steps, and on this fixed-lag task (no
-shorter lags to learn from first) they fail at T ≥ 50 like the RNN; the RNN's 2 of 5 at
-T = 200 are unexplained (not inspected; a guess: weights grown into a bistable regime). The gates
+shorter lags to learn from first) they fail at T ≥ 50 like the RNN; the RNN's 1–2 of 5 at
+T ≥ 50 are unexplained (not inspected; a guess: weights grown into a bistable regime). The gates
 win only when their bias makes remembering the default, which is the figure's point.
 """
 from __future__ import annotations
