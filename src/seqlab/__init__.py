@@ -1,7 +1,25 @@
-"""seqlab: deep sequence modelling on PyTorch — data, models, training, decoding, analysis."""
+"""seqlab: deep sequence modelling on PyTorch — data, models, training, decoding, analysis.
+
+From Python (seqlab.api has the details):
+
+    import seqlab
+    run = seqlab.train(["data=shakespeare", "train.max_steps=200"], out="runs/tiny")
+    run = seqlab.load("runs/tiny")
+    run.sample("ROMEO:", length=100), run.score("To be, or not to be")
+"""
 
 __version__ = "0.1.0"
+__all__ = ["Run", "SeqlabError", "load", "train", "__version__"]
 
 
 class SeqlabError(Exception):
     """An error the user can fix: printed as one line by the CLI, never as a traceback."""
+
+
+def __getattr__(name: str):
+    """seqlab.load, seqlab.train and seqlab.Run, imported on first use: `import seqlab` (and
+    the command line's start-up) stays free of torch until they are asked for."""
+    if name in ("load", "train", "Run"):
+        from seqlab import api
+        return getattr(api, name)
+    raise AttributeError(f"module 'seqlab' has no attribute {name!r}")

@@ -1,7 +1,7 @@
 """Checking a config's values: what no run could use, refused with what to do instead.
 
 Typed values are config.py's; their ranges and combinations are judged here (and each model
-family, then each task, judges what it honours: models/, train/task.py). It imports nothing
+family, then each task, judges what it honours: models/, training/task.py). It imports nothing
 of config.py (the annotations name its classes as text), so config.py can import it.
 """
 from __future__ import annotations

@@ -16,7 +16,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from seqlab import SeqlabError, __version__, api
+from seqlab import SeqlabError, __version__
 from seqlab.cli_bench import BENCHES, add_bench_parser, cmd_bench
 from seqlab.cli_sample import cmd_sample
 from seqlab.cli_tasks import _eval_task, _task_of, cmd_classify, cmd_forecast, cmd_tag, cmd_translate
@@ -77,7 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run", metavar="RUN", help="run directory made by `seqlab train`")
     p.add_argument("--split", default="test", choices=["train", "valid", "test"], help="split of the run's corpus (default: test)")
     p.add_argument("--file", metavar="PATH", help="evaluate on this UTF-8 text file instead of a split")
-    p.add_argument("--batch-size", type=int, default=32, help="parallel streams (default: 32)")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="parallel streams (default: 32 for a split, as in training; 1 for --file, the exact "
+                        "left-to-right score)")
     p.add_argument("--device", default="auto", help="cpu, cuda or auto (default: auto)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a sentence")
 
@@ -171,61 +173,39 @@ def _module_main(argv: list[str]):
 # -- commands ---------------------------------------------------------------------------------
 
 def cmd_train(args) -> int:
-    from seqlab.config import load_config
+    from seqlab.api.training import run_training
 
     if args.resume:
         if args.config or args.out:
             raise SeqlabError("--resume takes its config and directory from the run; drop --config/--out")
-        from seqlab.config import apply, parse_overrides
-        from seqlab.train.checkpoint import RunDir
-
-        cfg = RunDir(Path(args.resume)).require().config()
-        if args.overrides:
-            from seqlab.config import validate
-            apply(cfg, parse_overrides(args.overrides))
-            validate(cfg)
-        api.train(None, args.resume, resume=True, overrides=cfg)
+        run_training(args.overrides, args.resume, resume=True)
         return 0
-    cfg = load_config(args.config, args.overrides)
-    source = Path(cfg.data.path).stem if cfg.data.path else cfg.data.corpus
-    task = "" if cfg.task.name == "lm" else f"{cfg.task.name}-"
-    out = args.out or f"runs/{task}{cfg.model.name}-{source}"
-    api.train(cfg, out, overwrite=args.overwrite)
+    from seqlab.config import load_config
+    run_training(load_config(args.config, args.overrides), args.out, overwrite=args.overwrite)
     return 0
 
 
 def cmd_eval(args) -> int:
-    from seqlab.data.sources import read_path
-    from seqlab.data.text import load_splits
-    from seqlab.tasks.tbptt import evaluate, summary
+    from seqlab.api import load
 
-    if args.batch_size <= 0:
+    if args.batch_size is not None and args.batch_size <= 0:
         raise SeqlabError(f"--batch-size must be greater than 0, got {args.batch_size}")
     if _task_of(args.run) != "lm":
         return _eval_task(args)
-    from seqlab.train.runs import load_run     # imported here: `seqlab --help` need not load torch
-    cfg, vocab, model, device = load_run(args.run, args.device)
-    if args.file:
-        text = read_path(args.file, log=lambda m: print(m, file=sys.stderr))
-        ids, what = vocab.encode(text), args.file
-        unknown = vocab.unknown(text)
-        if unknown:
-            print(f"warning: {len(unknown)} distinct tokens in {args.file} are not in the run's vocabulary "
-                  f"and count as <unk> (e.g. {unknown[:5]})", file=sys.stderr)
-    else:
-        splits = load_splits(cfg.data, log=lambda m: print(m, file=sys.stderr))
-        if splits.vocab != vocab:
-            raise SeqlabError(f"the corpus has changed since {args.run} was trained (its vocabulary differs)")
-        ids, what = splits.get(args.split), f"{args.split} split of {splits.source}"
-    if len(ids) < 2:
-        raise SeqlabError(f"{what} has {len(ids)} tokens; need at least 2 to score")
-    nats, count = evaluate(model, ids, args.batch_size, cfg.train.bptt_steps, device)
-    result = {"run": args.run, "data": what, "tokens": count, **summary(nats, cfg.data.level)}
+    run = load(args.run, args.device)
+    say = lambda m: print(m, file=sys.stderr)                           # noqa: E731
+    result = run.evaluate(args.split, file=args.file, streams=args.batch_size, log=say)
+    unknown = result.pop("unknown", [])
+    if unknown:
+        say(f"warning: {len(unknown)} distinct tokens in {args.file} are not in the run's vocabulary "
+            f"and count as <unk> (e.g. {unknown[:5]})")
+    result = {"run": args.run, **result}
     if args.json:
         print(json.dumps(result))
     else:
-        key = "bpc" if cfg.data.level == "char" else "bits_per_token"
-        print(f"{what}: {count:,} tokens | loss {nats:.4f} nats | ppl {result['ppl']:.3f} | {key} {result[key]:.4f}")
+        key = "bpc" if "bpc" in result else "bits_per_token"
+        print(f"{result['data']}: {result['tokens']:,} tokens | loss {result['loss']:.4f} nats | "
+              f"ppl {result['ppl']:.3f} | {key} {result[key]:.4f}")
     return 0
 
 
@@ -295,7 +275,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _guarded(command) -> int:
     """Run a command, turning seqlab's errors and Ctrl-C into one line and an exit status."""
-    from seqlab.train.control import Interrupted
+    from seqlab.training.control import Interrupted
 
     try:
         return command()

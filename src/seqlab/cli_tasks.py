@@ -57,26 +57,22 @@ def add_task_parsers(sub, fmt) -> None:
 
 
 def _task_of(run_path: str) -> str:
-    from seqlab.train.runs import task_of
+    from seqlab.training.runs import task_of
     return task_of(run_path)
 
 
 def _eval_task(args) -> int:
-    from seqlab.train.runs import evaluate_run
-    if _task_of(args.run) == "forecast":
-        from seqlab.tasks.forecast import load_forecaster
-        _, meta, _ = load_forecaster(args.run)
-        if args.split != "test":
-            raise SeqlabError("a forecast run is scored on its test horizon only; use --split test")
-        result = {"horizon": meta["horizon"], **meta["test"],
-                  **{f"seasonal_naive_{k}": v for k, v in meta["seasonal_naive_test"].items()}}
-        print(json.dumps({"run": args.run, **result}) if args.json else
-              " | ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in result.items()))
-        return 0
+    from seqlab.api import load
     if args.file:
         raise SeqlabError("--file evaluates language models; a task run is evaluated on --split of its data")
-    result = evaluate_run(args.run, args.split, args.device, log=lambda m: print(m, file=sys.stderr))
-    if args.json:
+    if _task_of(args.run) == "forecast" and args.split != "test":
+        raise SeqlabError("a forecast run is scored on its test horizon only; use --split test")
+    run = load(args.run, args.device)
+    result = run.evaluate(args.split, log=lambda m: print(m, file=sys.stderr))
+    if run.task == "forecast":
+        print(json.dumps({"run": args.run, **result}) if args.json else
+              " | ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in result.items()))
+    elif args.json:
         print(json.dumps({"run": args.run, "split": args.split, **result}))
     else:
         print(f"{args.split} split: " + " | ".join(f"{k} {v:.4f}" for k, v in result.items()))
@@ -96,28 +92,20 @@ def _sentences(args) -> list[str]:
 
 
 def _load_task_run(args, verb: str):
-    from seqlab.train.runs import load_trained
+    from seqlab.api import load
     name = _task_of(args.run)
     if name != verb:
         raise SeqlabError(f"{args.run} is a task.name={name} run; `seqlab {verb}` needs a task.name={verb} run")
-    return load_trained(args.run, args.device)
+    return load(args.run, getattr(args, "device", "auto"))
 
 
 def cmd_classify(args) -> int:
-    import torch
     sentences = _sentences(args)
-    cfg, task, model, device = _load_task_run(args, "classify")
-    with torch.no_grad():
-        out = task.predict(model, [(task.encode_text(s), 0) for s in sentences], device)
-    for sentence, row in zip(sentences, out):
-        if task.regression:
-            result = {"score": float(row)}
-        else:
-            best = int(row.argmax())
-            result = {"label": task.labels[best], "probability": float(row[best])}
+    run = _load_task_run(args, "classify")
+    for sentence, result in zip(sentences, run.classify(sentences)):
         if args.json:
             print(json.dumps({"text": sentence, **result}, ensure_ascii=False))
-        elif task.regression:
+        elif "score" in result:
             print(f"{result['score']:+.3f}\t{sentence}")
         else:
             print(f"{result['label']}\t{result['probability']:.3f}\t{sentence}")
@@ -125,103 +113,52 @@ def cmd_classify(args) -> int:
 
 
 def cmd_tag(args) -> int:
-    import torch
-    from seqlab.tasks.base import words
     sentences = _sentences(args)
-    cfg, task, model, device = _load_task_run(args, "tag")
-    tokens = [s.split() if " " in s.strip() else words(s) for s in sentences]
-    with torch.no_grad():
-        tags = task.predict(model, [task.encode_words(t) for t in tokens], device)
-    for toks, ids in zip(tokens, tags):
+    run = _load_task_run(args, "tag")
+    for result in run.tag(sentences):
         if args.json:
-            print(json.dumps({"tokens": toks, "tags": [task.tags[i] for i in ids]}, ensure_ascii=False))
+            print(json.dumps(result, ensure_ascii=False))
         else:
-            print(" ".join(f"{w}/{task.tags[i]}" for w, i in zip(toks, ids)))
+            print(" ".join(f"{w}/{t}" for w, t in zip(result["tokens"], result["tags"])))
     return 0
 
 
 def cmd_translate(args) -> int:
-    import torch
     if args.beam < 0:
         raise SeqlabError(f"--beam must be 1 or more (0 = the run's own), got {args.beam}")
+    if args.alpha is not None and not math.isfinite(args.alpha):
+        raise SeqlabError(f"--alpha must be a finite number, got {args.alpha}")
     check_output(args.attention, "--attention")
     sentences = _sentences(args)
-    cfg, task, model, device = _load_task_run(args, "translate")
-    beam = args.beam or cfg.task.beam_size
-    alpha = cfg.task.length_penalty if args.alpha is None else args.alpha
-    if not math.isfinite(alpha):
-        raise SeqlabError(f"--alpha must be a finite number, got {alpha}")
-    if beam > len(task.tgt_vocab):
-        raise SeqlabError(f"--beam {beam} is wider than the target vocabulary ({len(task.tgt_vocab)} tokens); "
-                          f"use at most {len(task.tgt_vocab)} (5 to 10 is usual)")
-    sources = [task.encode_text(s) for s in sentences]
-    with torch.no_grad():
-        outputs = task.translate(model, sources, device, beam, alpha)
-    for sentence, ids in zip(sentences, outputs):
-        text = task.tgt_vocab.decode(ids)
+    run = _load_task_run(args, "translate")
+    for sentence, text in zip(sentences, run.translate(sentences, beam=args.beam or None, alpha=args.alpha)):
         print(json.dumps({"source": sentence, "translation": text}, ensure_ascii=False) if args.json else text)
     if args.attention:
         from seqlab.analysis.attention import plot_attention
-        from seqlab.data.sequences import seq2seq_batch as make_batch
-        src, lengths, tgt_in, _ = make_batch([(sources[0], outputs[0])], device)
-        with torch.no_grad():
-            _, weights = model(src, lengths, tgt_in)                           # (1, U, S)
-        plot_attention(args.attention, weights[0].cpu().numpy(), [task.src_vocab.itos[i] for i in sources[0]],
-                       [task.tgt_vocab.itos[i] for i in outputs[0]] + ["<eos>"],
-                       title=f"{Path(args.run).name}: attention ({cfg.task.attention})")
+        drawn = run.attention(sentences[0], beam=args.beam or None)
+        plot_attention(args.attention, drawn["weights"], drawn["source"], drawn["target"],
+                       title=f"{Path(args.run).name}: attention ({run.config['task']['attention']})")
         print(f"attention map: {args.attention}", file=sys.stderr)
     return 0
 
 
 def cmd_forecast(args) -> int:
-    from seqlab.tasks.forecast import forecast_future
     if args.steps <= 0:
         raise SeqlabError(f"--steps must be greater than 0, got {args.steps}")
     check_output(args.plot, "--plot")
-    name = _task_of(args.run)
-    if name != "forecast":
-        raise SeqlabError(f"{args.run} is a task.name={name} run; `seqlab forecast` needs a task.name=forecast run")
-    meta, future = forecast_future(args.run, args.steps)
+    run = _load_task_run(args, "forecast")
+    future = run.forecast(args.steps)
+    series = run._meta["series"]
     if args.plot:
         import numpy as np
 
         from seqlab.tasks.forecast_eval import plot_forecast
-        history = np.asarray(meta["values"])
+        history = np.asarray(run._meta["values"])
         plot_forecast(args.plot, history, None, None, {"forecast": future}, show_last=4 * args.steps,
-                      title=f"{meta['series']}: the next {args.steps} values, fed back step by step")
+                      title=f"{series}: the next {args.steps} values, fed back step by step")
         print(f"plot: {args.plot}", file=sys.stderr)
     if args.json:
-        print(json.dumps({"series": meta["series"], "forecast": future.tolist()}))
+        print(json.dumps({"series": series, "forecast": future.tolist()}))
     else:
         print("\n".join(f"{v:.6g}" for v in future))
-    return 0
-
-
-def _sample_conditional(args) -> int:
-    import torch
-
-    from seqlab.data.vocab import BOS, EOS, PAD, UNK
-    from seqlab.decode.beam import beam_search
-    from seqlab.decode.sampling import generate
-    from seqlab.tasks.conditional import Conditioned
-    from seqlab.train.runs import load_trained
-
-    cfg, task, model, device = load_trained(args.run, args.device)
-    if args.condition not in task.labels:
-        raise SeqlabError(f"--condition must be one of {', '.join(task.labels)}; got {args.condition!r}")
-    lm = Conditioned(model, task.labels.index(args.condition)).eval()
-    prime = [BOS] + ([task.vocab.stoi.get(w, UNK) for w in args.prime.split()] if args.prime else [])
-    banned = (PAD, UNK, BOS)
-    if args.beam:
-        ids = beam_search(lm, prime, args.length, args.beam, alpha=args.alpha, banned=banned, eos_id=EOS)[0].tokens
-    else:
-        generator = torch.Generator().manual_seed(args.seed) if args.seed is not None else None
-        ids = []
-        for token in generate(lm, prime, args.length, greedy=args.greedy, temperature=args.temperature,
-                              top_k=args.top_k, top_p=args.top_p, banned=banned, generator=generator):
-            if token == EOS:
-                break
-            ids.append(token)
-    words = [task.vocab.itos[i] for i in prime[1:] + [i for i in ids if i != EOS]]
-    print(" ".join(words))
     return 0

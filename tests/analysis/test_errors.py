@@ -16,7 +16,7 @@ from seqlab.config import ModelConfig, load_config
 from seqlab.data.vocab import Vocab
 from seqlab.models import build_model
 from seqlab.models.ngram import NGramLM, perplexity
-from seqlab.train.engine import fit
+from seqlab.training.engine import fit
 from seqlab.tasks.tbptt import evaluate
 
 from conftest import TINY, make_text

@@ -2,7 +2,7 @@
 forget-gate bias, the clipping runs' traces, a learning check that can fail, and a tiny
 end-to-end run of each command. (The one-bit data: tests/data/test_synthetic.py; chrono
 initialisation: tests/tasks/test_sequence.py; the engine's clipping measured from the
-weights: tests/train/test_clipping.py.)"""
+weights: tests/training/test_clipping.py.)"""
 from __future__ import annotations
 
 import argparse

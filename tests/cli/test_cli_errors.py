@@ -5,7 +5,7 @@ import pytest
 
 from seqlab.cli import main
 from seqlab.config import load_config
-from seqlab.train.engine import fit
+from seqlab.training.engine import fit
 
 from conftest import TINY
 
@@ -113,7 +113,7 @@ def test_resume_a_run_that_does_not_exist(capsys, tmp_path):
 @pytest.mark.parametrize("name", ["model.safetensors", "weights.safetensors", "state.pt"])
 @pytest.mark.parametrize("damage", ["truncate", "garbage"])
 def test_truncated_or_corrupted_checkpoint(capsys, trained, name, damage):
-    # a damaged newest checkpoint falls back to the previous one (tests/train/test_faults.py);
+    # a damaged newest checkpoint falls back to the previous one (tests/training/test_faults.py);
     # here every checkpoint is damaged, so there is nothing left to resume from
     paths = [trained / name] if name == "model.safetensors" else sorted(trained.glob(f"checkpoints/step-*/{name}"))
     assert paths

@@ -56,7 +56,7 @@ def test_a_presets_values_the_chosen_model_would_not_use_go_back_to_defaults_and
     """`--config sentiment model=bow`: the preset's encoder sizes and pooling do not apply to the
     bag of words; they are put back to the defaults (config.json stays true) and named, while
     the same values typed on the command line are refused."""
-    from seqlab.train.engine import make_task
+    from seqlab.training.engine import make_task
     cfg = load_config(Path(__file__).parents[2] / "configs" / "sentiment.toml", ["model.name=bow", "train.lr=0.01"])
     assert cfg.notes == ["model.dropout=0.5", "model.embedding_size=128", "model.hidden_size=128",
                          "model.num_layers=1", "task.pooling='max'"]

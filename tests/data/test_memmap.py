@@ -14,7 +14,7 @@ from seqlab.config import load_config
 from seqlab.data import memmap
 from seqlab.data.text import batchify, batchify_view, build_splits, load_splits
 from seqlab.data.sources import read_path
-from seqlab.train.engine import fit
+from seqlab.training.engine import fit
 
 from conftest import TINY, make_text
 

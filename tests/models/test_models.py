@@ -6,7 +6,7 @@ from seqlab.config import ModelConfig
 from seqlab.models import build_model
 from seqlab.models.base import SequenceModel, detach_state, is_count_model
 from seqlab.registry import names
-from seqlab.train.checkpoint import RunDir
+from seqlab.training.checkpoint import RunDir
 from seqlab.tasks.tbptt import tbptt_windows, train_step
 
 V = 23

@@ -19,7 +19,7 @@ from seqlab.decode import seq2seq as decode
 from seqlab.decode.beam import length_penalty
 from seqlab.models.seq2seq import (ATTENTIONS, BANNED, Seq2Seq, mix_tokens, sequence_loss,
                                    strip_eos)
-from seqlab.train.schedules import sampling_prob, teacher_forcing_prob
+from seqlab.training.schedules import sampling_prob, teacher_forcing_prob
 
 ALPHABET = 5
 V = synthetic_vocab_size(ALPHABET)

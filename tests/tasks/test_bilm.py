@@ -14,8 +14,8 @@ from seqlab.cli import main
 from seqlab.config import load_config
 from seqlab.data.sequences import pad
 from seqlab.models.bilm import BiLM, ScalarMix, reverse_padded
-from seqlab.train.engine import fit
-from seqlab.train.runs import load_trained
+from seqlab.training.engine import fit
+from seqlab.training.runs import load_trained
 
 FAST = ["model.hidden_size=16", "model.embedding_size=16", "model.num_layers=2", "model.dropout=0.0",
         "train.batch_size=16", "train.log_every=5", "train.eval_every=20", "train.progress=false",

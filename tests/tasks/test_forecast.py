@@ -19,8 +19,8 @@ from seqlab.config import load_config
 from seqlab.tasks.forecast import build_forecaster
 from seqlab.tasks.forecast_eval import plot_forecast, validation_loss
 from seqlab.tasks.forecast_fit import forecasts
-from seqlab.train.checkpoint import RunDir
-from seqlab.train.engine import fit
+from seqlab.training.checkpoint import RunDir
+from seqlab.training.engine import fit
 from seqlab.tasks.metrics import mae, mase, rmse, seasonal_naive
 
 

@@ -10,7 +10,7 @@ from seqlab import SeqlabError
 from seqlab.config import load_config
 from seqlab.tasks import sequence
 from seqlab.tasks.sequence import SequenceTask
-from seqlab.train.engine import fit
+from seqlab.training.engine import fit
 
 QUIET = ["train.progress=false", "train.threads=1", "train.max_epochs=0", "train.schedule=constant",
          "train.early_stop=0", "train.log_every=50", "train.seed=0"]

@@ -13,10 +13,10 @@ from seqlab import SeqlabError
 from seqlab.cli import main
 from seqlab.config import load_config
 from seqlab.data.sequences import make_batches, pad, padding_share, split_indices
-from seqlab.train.engine import fit
+from seqlab.training.engine import fit
 
 from helpers import seasonal_csv, sentiment_file, tagged_file
-from seqlab.train.runs import evaluate_run
+from seqlab.training.runs import evaluate_run
 
 NET = ["model.hidden_size=24", "model.embedding_size=16", "model.num_layers=1", "model.dropout=0.0"]
 TRAIN = ["train.batch_size=16", "train.log_every=5", "train.eval_every=10", "train.progress=false",
@@ -226,7 +226,7 @@ def test_translation_learns_reversal_and_the_cli_translates_with_an_attention_ma
 
 def test_the_scheduled_sampling_probability_used_in_training_follows_the_schedule():
     from seqlab.tasks.translate import _schedule_params
-    from seqlab.train.schedules import sampling_prob
+    from seqlab.training.schedules import sampling_prob
     cfg = load_config(None, ["task=translate", "data=reverse", "model=lstm", "task.sampling=linear",
                              "task.sampling_min=0.25", "train.max_steps=100"])
     probs = [sampling_prob("linear", i, 0.25, **_schedule_params(cfg)) for i in (0, 50, 100, 200)]

@@ -11,7 +11,7 @@ from typing import Sequence
 import numpy as np
 
 from seqlab import SeqlabError
-from seqlab.train.plots import pyplot, save_figure
+from seqlab.training.plots import pyplot, save_figure
 
 
 def plot_attention(path: str | Path, weights, src_tokens: Sequence[str], tgt_tokens: Sequence[str],

@@ -38,8 +38,8 @@ from seqlab.analysis.gates import lstm_gates
 from seqlab.data.sources import read_path
 from seqlab.data.text import load_splits
 from seqlab.io import check_output
-from seqlab.train.plots import pyplot, save_figure
-from seqlab.train.runs import load_run
+from seqlab.training.plots import pyplot, save_figure
+from seqlab.training.runs import load_run
 
 KINDS = ("lstm", "gru", "rnn", "jordan")
 
@@ -203,7 +203,7 @@ def plot_cell_text(path, text: str, values: np.ndarray, title: str = "", width: 
                    max_lines: int = 12, scale: float = 1.0) -> None:
     """Each character on a background from blue (-scale) through white to red (+scale), as the
     paper's figures; lines wrap at `width`. Written atomically."""
-    from matplotlib.colors import LinearSegmentedColormap     # matplotlib loads on first plot (train/plots.py)
+    from matplotlib.colors import LinearSegmentedColormap     # matplotlib loads on first plot (training/plots.py)
 
     rows, row, col = [], [], 0
     for ch, v in zip(text, values):

@@ -55,8 +55,8 @@ from seqlab.io import atomic_write_text, check_output
 from seqlab.models.base import hook
 from seqlab.models.ngram import MAX_ORDER, SMOOTHINGS, NGramLM
 from seqlab.tasks.tbptt import summary
-from seqlab.train.plots import pyplot, save_figure
-from seqlab.train.runs import load_run
+from seqlab.training.plots import pyplot, save_figure
+from seqlab.training.runs import load_run
 
 OPENERS = {"(": ")", "[": "]", "{": "}"}
 CLOSERS = {close: open_ for open_, close in OPENERS.items()}

@@ -15,7 +15,7 @@ task=sequence data=adding` run through the engine, with the update-by-update rec
 (train.log_every=1) and no rollback (train.nan_retries=0): the two runs start from the same
 weights and see the same batches, and differ only in train.clip_norm (0 = off, or θ). Every
 update records the loss and the gradient norm before clipping; the norm applied is
-min(norm, θ), as clip_grad_norm_ rescales (tests/train/test_clipping.py measures it from the
+min(norm, θ), as clip_grad_norm_ rescales (tests/training/test_clipping.py measures it from the
 weights' change). A run whose loss or gradient stops being finite stops there, marked diverged.
 
 At the defaults (T = 10, hidden 32, scale 1.5, SGD lr 0.1, 1,000 updates of 32) the
@@ -40,10 +40,10 @@ import torch
 from seqlab import SeqlabError
 from seqlab.analysis import experiments as common
 from seqlab.config import load_config
-from seqlab.train.engine import fit
-from seqlab.train.guard import Diverged
-from seqlab.train.plots import pyplot, save_figure
-from seqlab.train.runs import load_trained
+from seqlab.training.engine import fit
+from seqlab.training.guard import Diverged
+from seqlab.training.plots import pyplot, save_figure
+from seqlab.training.runs import load_trained
 
 VALID_SIZE = 500          # held-out sequences, scored once at the end of a run
 

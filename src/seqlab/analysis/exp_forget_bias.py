@@ -30,8 +30,8 @@ from seqlab import SeqlabError
 from seqlab.analysis import experiments as common
 from seqlab.config import load_config
 from seqlab.tasks.sequence import SequenceTask
-from seqlab.train.engine import fit
-from seqlab.train.plots import pyplot, save_figure
+from seqlab.training.engine import fit
+from seqlab.training.plots import pyplot, save_figure
 
 TEST_SIZE, BASELINE = 1000, 1 / 6
 LEARNT = BASELINE / 10               # a seed has learnt the task below a tenth of the always-1 MSE

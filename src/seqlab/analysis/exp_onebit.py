@@ -54,8 +54,8 @@ import torch
 from seqlab import SeqlabError
 from seqlab.analysis import experiments as common
 from seqlab.config import load_config
-from seqlab.train.engine import fit
-from seqlab.train.plots import pyplot, save_figure
+from seqlab.training.engine import fit
+from seqlab.training.plots import pyplot, save_figure
 
 HELD_OUT, EVAL_EVERY, STOP_AT, SUCCESS_AT = 2000, 25, 0.99, 0.95
 

@@ -9,7 +9,7 @@
 
 Each writes one PNG and, beside it, a JSON file with the same stem holding every number,
 the command, the commit and the machine. Every run in them is a `seqlab train task=sequence`
-run through the one engine (train/engine.py); this module holds what the three share: the
+run through the one engine (training/engine.py); this module holds what the three share: the
 argument-parser conventions and the report writer. Each experiment lives in its own module
 (exp_onebit.py, exp_clipping.py, exp_forget_bias.py).
 

@@ -30,8 +30,8 @@ from seqlab.data.sources import read_path
 from seqlab.data.text import batchify, load_splits
 from seqlab.io import check_output
 from seqlab.models.body import to_layer_first as _to_layer_first
-from seqlab.train.plots import pyplot, save_figure
-from seqlab.train.runs import load_run
+from seqlab.training.plots import pyplot, save_figure
+from seqlab.training.runs import load_run
 
 LEFT, RIGHT = 0.1, 0.9
 

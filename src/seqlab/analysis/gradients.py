@@ -26,7 +26,7 @@ from seqlab import SeqlabError
 from seqlab.config import ModelConfig
 from seqlab.io import check_output
 from seqlab.models.body import cell_factory, init_recurrent
-from seqlab.train.plots import pyplot, save_figure
+from seqlab.training.plots import pyplot, save_figure
 
 CELLS = ("rnn", "lstm", "gru")
 

@@ -34,11 +34,11 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from seqlab.api import train
 from seqlab.bench.karpathy2016 import lm_cell
 from seqlab.bench.suite import Benchmark, Cell, Options, add
 from seqlab.config import load_config
 from seqlab.tasks.sequence import SequenceTask
+from seqlab.training.engine import fit
 
 SOURCE = ("Bai, Kolter & Koltun 2018, \"An Empirical Evaluation of Generic Convolutional and Recurrent "
           "Networks for Sequence Modeling\", arXiv:1803.01271, Table 1 (settings: Tables 2 and 3)")
@@ -172,7 +172,7 @@ def task_cell(task: str, spec: Spec, profile: str, options: Options) -> dict:
 
     args = task_overrides(task, spec, profile, options)
     with tempfile.TemporaryDirectory() as tmp:
-        result = train(load_config(None, args), Path(tmp) / "run", log=options.log)
+        result = fit(load_config(None, args), Path(tmp) / "run", log=options.log)
         rows = [json.loads(line) for line in (Path(tmp) / "run" / "metrics.jsonl").read_text().splitlines()]
         config = json.loads((Path(tmp) / "run" / "config.json").read_text())
     train_rows = [r for r in rows if r["split"] == "train"]

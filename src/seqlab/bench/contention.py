@@ -6,7 +6,7 @@ process (`python -c "while True: pass"`), in rounds that interleave every progra
 conditions. The tokens/s of a program is the median over rounds; the ratio busy / quiet is
 what a user sees when something else runs. Programs:
 
-- `seqlab train` as shipped: train.threads=0, the cores other work leaves free (train/threads.py);
+- `seqlab train` as shipped: train.threads=0, the cores other work leaves free (training/threads.py);
 - `seqlab train train.threads=N` (N = all cores): what seqlab did before, PyTorch's default team;
 - a bare PyTorch loop over the same model and batches (embedding, nn.LSTM, linear, Adam,
   clipping), torch's default threads: what plain PyTorch gets.

@@ -35,7 +35,7 @@ from safetensors.torch import load_file
 
 from seqlab import SeqlabError
 from seqlab.bench.common import bench_parser, commit, machine, write_report
-from seqlab.train.checkpoint import RunDir
+from seqlab.training.checkpoint import RunDir
 
 WORDS = ["the", "king", "queen", "shall", "speak", "now", "and", "my", "lord", "of", "thee",
          "sweet", "love", "night", "death", "crown", "what", "is", "honour", "a", "word"]

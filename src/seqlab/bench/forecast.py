@@ -50,8 +50,8 @@ from seqlab.tasks.forecast import ForecastTask, build_forecaster, spelled
 from seqlab.tasks.forecast_eval import plot_forecast
 from seqlab.tasks.forecast_fit import Settings, fit_ar, forecasts, scores, transforms
 from seqlab.tasks.metrics import seasonal_naive
-from seqlab.train.checkpoint import RunDir
-from seqlab.train.engine import fit
+from seqlab.training.checkpoint import RunDir
+from seqlab.training.engine import fit
 
 # (test, valid) horizons per series; any other series holds out 10% and 10%
 HORIZONS = {"airline": (24, 24), "co2": (36, 36), "sunspots": (30, 30), "nile": (10, 10), "msft": (250, 250)}

@@ -23,12 +23,12 @@ from pathlib import Path
 
 import torch
 
-from seqlab import api
 from seqlab.bench import suite
 from seqlab.bench.common import bench_parser, commit, machine, provenance, write_report
 from seqlab.bench.speed import run_speed
 from seqlab.config import load_config
 from seqlab.data import sources
+from seqlab.training.engine import fit
 
 
 def precision_rows(device: str, updates: int, sizes: dict, log) -> list[dict]:
@@ -43,7 +43,7 @@ def precision_rows(device: str, updates: int, sizes: dict, log) -> list[dict]:
                                      f"train.eval_every={updates}", "train.eval_tokens=2000", "train.progress=false",
                                      f"train.device={device}", *extra])
             started = time.perf_counter()
-            api.train(cfg, Path(tmp) / "run", log=lambda m: None)
+            fit(cfg, Path(tmp) / "run", log=lambda m: None)
             wall = time.perf_counter() - started
             logged = [json.loads(line) for line in (Path(tmp) / "run" / "metrics.jsonl").read_text().splitlines()]
             train = [r for r in logged if r.get("split") == "train"]

@@ -20,7 +20,7 @@ from seqlab.data import sources
 from seqlab.models import build_model
 from seqlab.models.base import is_count_model
 from seqlab.registry import get
-from seqlab.train.engine import fit
+from seqlab.training.engine import fit
 
 SHARED = ["train.batch_size=32", "train.bptt_steps=50", "train.lr=5e-3", "train.max_epochs=0",
           "train.eval_every=100000", "train.eval_tokens=20000", "train.progress=false"]

@@ -10,7 +10,7 @@ against n-NN (a feed-forward net over the last n characters) for growing n, on t
 Here: the `linux` corpus (DATA.md: the kernel/ .c/.h files of linux-source-6.1, 11.7M chars,
 more and newer than the paper's 6.2M) and `austen` (Jane Austen's novels, the stand-in for War
 and Peace, which cannot be had here), both cut 80/10/10 as in the paper. Every cell is one
-`seqlab train` run (seqlab.train.engine.fit) followed by `seqlab eval --split test`; n-grams are
+`seqlab train` run (seqlab.training.engine.fit) followed by `seqlab eval --split test`; n-grams are
 interpolated Kneser-Ney (model.name=ngram), n-NN is seqlab's fixed-window MLP (model.name=window,
 one tanh layer of 512 over n embedded characters). The recurrent sizes are the hidden sizes
 64/128/256/512 — the paper chose sizes so that each column has about the same number of
@@ -35,9 +35,9 @@ from seqlab.data.text import load_splits
 from seqlab.models import build_model
 from seqlab.models.base import is_count_model
 from seqlab.tasks.tbptt import evaluate, summary
-from seqlab.train.engine import fit
-from seqlab.train.plots import pyplot, save_figure
-from seqlab.train.runs import load_run
+from seqlab.training.engine import fit
+from seqlab.training.plots import pyplot, save_figure
+from seqlab.training.runs import load_run
 
 SOURCE = ("Karpathy, Johnson & Fei-Fei 2016, \"Visualizing and Understanding Recurrent Networks\", "
           "arXiv:1506.02078, Table 1 (test cross-entropy, nats/char) and Table 2 / Figure 5 (n-gram vs n-NN)")

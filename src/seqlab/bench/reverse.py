@@ -34,8 +34,8 @@ import torch
 from seqlab.analysis.attention import plot_attention
 from seqlab.bench.common import bench_parser, commit, machine, provenance, write_report
 from seqlab.config import load_config
-from seqlab.train.engine import fit
-from seqlab.train.runs import load_trained
+from seqlab.training.engine import fit
+from seqlab.training.runs import load_trained
 
 NAMES = {"bahdanau": "Bahdanau (additive) attention", "luong_general": "Luong (general) attention, input feeding",
          "luong_dot": "Luong (dot) attention, input feeding", "none": "no attention (Sutskever et al. 2014)"}

@@ -13,12 +13,13 @@ import os
 import time
 from pathlib import Path
 
-from seqlab import SeqlabError, api
+from seqlab import SeqlabError
 from seqlab.bench.common import bench_parser, commit, machine
 from seqlab.config import load_config, to_dict
 from seqlab.io import atomic_write_text
-from seqlab.train.checkpoint import RunDir
-from seqlab.train.runs import evaluate_run
+from seqlab.training.checkpoint import RunDir
+from seqlab.training.engine import fit
+from seqlab.training.runs import evaluate_run
 
 # row -> (config preset, overrides, the paper / lecture anchor to print beside it)
 ROWS: dict[str, tuple[str, list[str], str]] = {
@@ -51,7 +52,7 @@ def run_row(row: str, reuse: str | None = None, log=print) -> dict:
             raise SeqlabError(f"{out} was not trained by this row's command ({commands(row)[0]}); retrain it")
         seconds = None
     else:
-        api.train(cfg, out, overwrite=True, log=log)
+        fit(cfg, out, overwrite=True, log=log)
         seconds = time.perf_counter() - started
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     train_seconds = max((r.get("elapsed", 0.0) for r in rows), default=0.0)

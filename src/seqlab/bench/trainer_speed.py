@@ -30,7 +30,7 @@ from torch import nn
 from seqlab.bench.common import bench_parser, commit, machine, provenance, write_report
 from seqlab.config import Config, DataConfig, validate
 from seqlab.data.text import batchify, build_splits
-from seqlab.train.engine import fit
+from seqlab.training.engine import fit
 
 STAND_IN_CHARS = 1_000_000
 

@@ -21,7 +21,7 @@ Papers:
   Recurrent Neural Networks": `forward(..., sampling_prob=p)` feeds, per example and step,
   the model's own token (a SAMPLE from its softmax, as the paper does; `own_token="argmax"`
   feeds the most likely one instead) with probability p, else the true token. No gradient
-  flows through the choice. The schedules for p live in train/schedules.py.
+  flows through the choice. The schedules for p live in training/schedules.py.
 - Wu et al. (2016), GNMT: beam search scored by log P(Y|X) / lp(Y), lp = ((5 + |Y|) / 6)^α
   (decode/seq2seq.py: greedy and beam search over this model's `encode` and `step`).
 

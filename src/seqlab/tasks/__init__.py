@@ -8,6 +8,6 @@
     lm         next token on one stream, TBPTT (the default)
     conditional, bilm   language models of sentences given a label / in both directions
 
-Every one of them trains through the one engine (train/engine.py), which knows only the
-task protocol (train/task.py).
+Every one of them trains through the one engine (training/engine.py), which knows only the
+task protocol (training/task.py).
 """

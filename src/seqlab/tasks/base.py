@@ -1,7 +1,7 @@
 """What the example-based tasks (classify, tag, translate, conditional, bilm) share: their
 batches for the engine, word and label vocabularies, encoding.
 
-The protocol every task implements, `Task`, is the engine's: it lives in train/task.py (its
+The protocol every task implements, `Task`, is the engine's: it lives in training/task.py (its
 docstring tells what a task provides).
 
 Each epoch groups the training examples into mini-batches (data/sequences.py: shuffled,
@@ -22,7 +22,7 @@ import torch
 from seqlab import SeqlabError
 from seqlab.data.sequences import make_batches, padding_share
 from seqlab.data.vocab import UNK, Vocab
-from seqlab.train.task import Example, Task
+from seqlab.training.task import Example, Task
 
 BATCHING_OPTIONS = ("batching", "max_tokens")
 

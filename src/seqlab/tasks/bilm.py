@@ -40,8 +40,8 @@ from seqlab.models.bilm import BiLM, Elmo
 from seqlab.models.body import body_options
 from seqlab.registry import register
 from seqlab.tasks.base import BATCHING_OPTIONS, ExampleTask, batched, encode_words, word_vocab, words
-from seqlab.train.checkpoint import RunDir
-from seqlab.train.runs import load_task, load_trained
+from seqlab.training.checkpoint import RunDir
+from seqlab.training.runs import load_task, load_trained
 
 
 @register("task", "bilm")

@@ -15,7 +15,7 @@ candidate with the best validation MASE; early stopping on the validation loss. 
 horizon is forecast once, one-step and closed-loop, and scored with MAE, RMSE and MASE
 beside the seasonal naive forecast.
 
-The networks train through the one engine (train/engine.py), resumable like any run: each
+The networks train through the one engine (training/engine.py), resumable like any run: each
 update draws train.batch_size chunks of `warmup + 24 + 1` consecutive training values from
 (train.seed, epoch, update), reads the first `warmup + 24` from a fresh state (warmup: the
 season, or the window's W - 1, only fills the state) and scores the last 24 predictions by
@@ -50,8 +50,8 @@ from seqlab.registry import register
 from seqlab.tasks.forecast_eval import plot_forecast, validation_loss
 from seqlab.tasks.forecast_fit import fit_ar, forecasts, scores, transforms
 from seqlab.tasks.metrics import seasonal_naive
-from seqlab.train.checkpoint import RunDir
-from seqlab.train.task import Task
+from seqlab.training.checkpoint import RunDir
+from seqlab.training.task import Task
 
 SERIES = ("airline", "co2", "sunspots", "nile", "msft")
 DEFAULT_HORIZON = {"airline": 24, "co2": 36, "sunspots": 30, "nile": 10, "msft": 250}

@@ -14,7 +14,7 @@ from torch import nn
 
 from seqlab import SeqlabError
 from seqlab.models.forecasters import closed_loop_forecast, one_step_forecast
-from seqlab.train.plots import pyplot, save_figure
+from seqlab.training.plots import pyplot, save_figure
 
 
 def validation_loss(model: nn.Module, train_series: np.ndarray, valid_series: np.ndarray,

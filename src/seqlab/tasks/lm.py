@@ -29,8 +29,8 @@ from seqlab.data.vocab import Vocab
 from seqlab.models import build_model
 from seqlab.registry import get, register
 from seqlab.tasks.tbptt import Window, evaluate, summary, tbptt_windows, train_step
-from seqlab.train.checkpoint import BEST, METRICS
-from seqlab.train.task import STREAM_OPTIONS, Task
+from seqlab.training.checkpoint import BEST, METRICS
+from seqlab.training.task import STREAM_OPTIONS, Task
 
 # what a model fitted by counting (n-gram, HMM) uses of train.*: its evaluation in chunks
 COUNTING_USES = ("bptt_steps", "eval_batch_size", "device", "threads", "progress")

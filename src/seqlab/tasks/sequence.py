@@ -49,7 +49,7 @@ from seqlab.data.synthetic import adding_problem, copy_memory, one_bit
 from seqlab.models.body import body_options, build_recurrent, init_recurrent_weights, run_recurrent
 from seqlab.models.tcn import TemporalConvNet
 from seqlab.registry import register
-from seqlab.train.task import Task
+from seqlab.training.task import Task
 
 SETS = ("adding", "onebit", "copy", "seqmnist", "pmnist", "chorales")
 KIND = {"adding": "regression_last", "onebit": "bit_last", "copy": "class_step", "seqmnist": "class_last", "pmnist": "class_last",

@@ -136,3 +136,46 @@ def summary(nats: float, level: str) -> dict[str, float]:
     key = "bpc" if level == "char" else "bits_per_token"
     return {"loss": nats, "ppl": math.exp(min(nats, 700.0)), key: bits}
 
+
+
+@torch.no_grad()
+def token_log_probs(model: nn.Module, ids: Tensor, start: int | None, device: torch.device, streams: int = 1,
+                    chunk: int = 256) -> np.ndarray:
+    """log p(token | everything before it), in nats, for every token of a text: (N,) float64.
+
+    The first token is predicted from `start` (a line break, say) and a fresh state; with
+    start=None it has no prediction and its entry is NaN. streams=1 is the exact
+    left-to-right score of the whole text. streams=S > 1 cuts the text into S contiguous
+    segments of near-equal length, scored side by side as one batch: each segment starts
+    from a fresh state (reading the token before it), so it forgets what came before it —
+    faster, and a little pessimistic at the S − 1 cuts."""
+    ids = torch.as_tensor(ids, dtype=torch.long).flatten()
+    n = len(ids)
+    out = np.full(n, np.nan)
+    if n == 0 or (start is None and n < 2):
+        return out
+    first = 0 if start is not None else 1
+    inputs = torch.cat([torch.tensor([start if start is not None else 0]), ids[:-1]])[first:]     # (M,)
+    targets = ids[first:]                                                                          # (M,)
+    M = len(targets)
+    S = max(1, min(streams, M))
+    L = -(-M // S)                                                       # segment length
+    pad = S * L - M
+    grid_in = torch.cat([inputs, inputs.new_zeros(pad)]).view(S, L)      # (S, L)
+    grid_tg = torch.cat([targets, targets.new_zeros(pad)]).view(S, L)    # (S, L)
+    was_training = model.training
+    model.eval()
+    state = model.init_state(S)
+    score_targets = hook(model, "target_log_probs")
+    scores = []
+    for i in range(0, L, chunk):
+        x, y = grid_in[:, i:i + chunk].to(device), grid_tg[:, i:i + chunk].to(device)           # (S, T)
+        if score_targets is not None:
+            log_probs, state = score_targets(x, y, state)                                           # (S, T)
+        else:
+            logits, state = model(x, state)                                                         # (S, T, V)
+            log_probs = F.log_softmax(logits.float(), -1).gather(-1, y.unsqueeze(-1)).squeeze(-1)   # (S, T)
+        scores.append(log_probs.double().cpu())
+    model.train(was_training)
+    out[first:] = torch.cat(scores, 1).reshape(-1)[:M].numpy()
+    return out

@@ -10,7 +10,7 @@ generated, nothing to fetch); or your own tab-separated file with data.path=FILE
 per line: `SOURCE<TAB>TARGET`.
 
 Training is teacher-forced; with `task.sampling` the decoder is fed its own sampled token
-with the scheduled probability (Bengio et al. 2015; train/schedules.py). During training
+with the scheduled probability (Bengio et al. 2015; training/schedules.py). During training
 the validation split is decoded greedily; `seqlab eval` and `seqlab translate` use beam
 search (task.beam_size, GNMT length penalty task.length_penalty). BLEU is sacrebleu's
 corpus BLEU (Post 2018) over the space-joined tokens (its default 13a tokenisation);
@@ -36,7 +36,7 @@ from seqlab.decode import seq2seq as decode
 from seqlab.models.seq2seq import ATTENTIONS, DECODER_CELLS, Seq2Seq, sequence_loss, strip_eos
 from seqlab.registry import register
 from seqlab.tasks.base import BATCHING_OPTIONS, ExampleTask, batched, encode_words, word_vocab, words
-from seqlab.train.schedules import sampling_prob
+from seqlab.training.schedules import sampling_prob
 
 SYNTHETIC = ("reverse", "sort")
 SYNTHETIC_PAIRS = 20000
@@ -183,7 +183,7 @@ def bleu(hypotheses: list[str], references: list[str]) -> float:
 
 
 def _schedule_params(cfg: Config) -> dict[str, float]:
-    """task.sampling_* -> the keyword arguments of train/schedules.py (0 = the default)."""
+    """task.sampling_* -> the keyword arguments of training/schedules.py (0 = the default)."""
     t = cfg.task
     if t.sampling == "linear":
         c = t.sampling_c or (1.0 - t.sampling_min) / max(cfg.train.max_steps, 1)

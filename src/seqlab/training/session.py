@@ -1,6 +1,6 @@
 """What a run keeps between its updates, and what it does besides updating: restore the
 newest checkpoint, save one, validate and keep the best weights, log a training record, and
-roll back after a non-finite loss. train/engine.py builds one Session per run and drives the
+roll back after a non-finite loss. training/engine.py builds one Session per run and drives the
 update loop through it.
 
 The mutable state lives here, read and written through the session by the loop: `progress`
@@ -21,14 +21,14 @@ import torch
 from seqlab import SeqlabError
 from seqlab.config import Config
 from seqlab.models.base import State
-from seqlab.train import checkpoint as ck, distributed, snapshot
-from seqlab.train.checkpoint import RunDir
-from seqlab.train.control import truncate_metrics
-from seqlab.train.guard import NanGuard, writing
-from seqlab.train.optim import PlateauDecay
-from seqlab.train.plots import plot_loss
-from seqlab.train.snapshot import Progress
-from seqlab.train.task import Task
+from seqlab.training import checkpoint as ck, distributed, snapshot
+from seqlab.training.checkpoint import RunDir
+from seqlab.training.control import truncate_metrics
+from seqlab.training.guard import NanGuard, writing
+from seqlab.training.optim import PlateauDecay
+from seqlab.training.plots import plot_loss
+from seqlab.training.snapshot import Progress
+from seqlab.training.task import Task
 
 PLOT_EVERY = 10.0          # seconds between redraws of loss.png during training
 

@@ -11,8 +11,8 @@ import torch
 
 from seqlab.config import load_config
 from seqlab.tasks import lm as fit_module    # the language model task: its train_step
-from seqlab.train.control import Interrupted
-from seqlab.train.engine import fit
+from seqlab.training.control import Interrupted
+from seqlab.training.engine import fit
 
 from conftest import TINY
 

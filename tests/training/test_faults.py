@@ -10,11 +10,11 @@ import torch
 from seqlab import SeqlabError
 from seqlab.config import load_config
 from seqlab.models import build_model
-from seqlab.train import checkpoint as ck
+from seqlab.training import checkpoint as ck
 from seqlab.tasks import lm as fit_module    # the language model task: its train_step
-from seqlab.train import session as session_module     # where metrics.jsonl is written
-from seqlab.train.checkpoint import RunDir
-from seqlab.train.engine import fit
+from seqlab.training import session as session_module     # where metrics.jsonl is written
+from seqlab.training.checkpoint import RunDir
+from seqlab.training.engine import fit
 
 from conftest import TINY
 

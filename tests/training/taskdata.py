@@ -1,4 +1,4 @@
-"""Small generated datasets for every task, shared by the engine's tests (tests/train/)."""
+"""Small generated datasets for every task, shared by the engine's tests (tests/training/)."""
 from __future__ import annotations
 
 import random

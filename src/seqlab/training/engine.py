@@ -1,4 +1,4 @@
-"""`seqlab train`: THE engine. Any task (train/task.py's protocol) from config to run
+"""`seqlab train`: THE engine. Any task (training/task.py's protocol) from config to run
 directory, resumable exactly.
 
     1. resolve the config (or the run's saved one, on resume), the task, the device and the processes
@@ -6,7 +6,7 @@ directory, resumable exactly.
        in one pass, saved and reported (nothing to resume)
     3. restore weights, optimiser, schedule, RNG, data position and carried state (resume)
     4. loop over the task's batches: update, log, evaluate, checkpoint, stop on a limit (the
-       checkpoint, evaluation and rollback steps are a Session's: train/session.py)
+       checkpoint, evaluation and rollback steps are a Session's: training/session.py)
     5. the task reports on the best weights
 
 Ctrl-C finishes the current update, saves a checkpoint and exits; SIGKILL at any instant loses
@@ -33,18 +33,18 @@ from seqlab.io import atomic_write_text
 from seqlab.models.kernels import fused
 from seqlab.models.base import hook, is_count_model
 from seqlab.registry import get
-from seqlab.train import checkpoint as ck, distributed
-from seqlab.train.checkpoint import RunDir
-from seqlab.train.control import Interrupted, ctrl_c_flag, prepare_out, resolve_device, truncate_metrics
-from seqlab.train.guard import is_finite, learning_rate, writing
-from seqlab.train.optim import PlateauDecay, make_optimizer
-from seqlab.train.plots import read_metrics
-from seqlab.train.runfolder import check_out, writing_run
-from seqlab.train.select import fit_candidates, write_result
-from seqlab.train.session import Session
-from seqlab.train.snapshot import Progress
-from seqlab.train.task import TASK_META, Task
-from seqlab.train.threads import ThreadPolicy
+from seqlab.training import checkpoint as ck, distributed
+from seqlab.training.checkpoint import RunDir
+from seqlab.training.control import Interrupted, ctrl_c_flag, prepare_out, resolve_device, truncate_metrics
+from seqlab.training.guard import is_finite, learning_rate, writing
+from seqlab.training.optim import PlateauDecay, make_optimizer
+from seqlab.training.plots import read_metrics
+from seqlab.training.runfolder import check_out, writing_run
+from seqlab.training.select import fit_candidates, write_result
+from seqlab.training.session import Session
+from seqlab.training.snapshot import Progress
+from seqlab.training.task import TASK_META, Task
+from seqlab.training.threads import ThreadPolicy
 
 __all__ = ["Interrupted", "fit", "make_task", "resolve_device"]
 
@@ -255,7 +255,7 @@ def train(run: RunDir, cfg: Config, task: Task, device: torch.device, world: dis
                     progress.norm_count += 1
                     bar.update(1)
                     if threads is not None and device.type == "cpu":
-                        threads.check()             # a fair share of a busy CPU (train/threads.py)
+                        threads.check()             # a fair share of a busy CPU (training/threads.py)
                     if progress.step % t.log_every == 0:
                         now = time.perf_counter()
                         progress.elapsed += now - started

@@ -1,7 +1,7 @@
 import torch
 
 from seqlab.config import TrainConfig
-from seqlab.train.optim import PlateauDecay, make_optimizer
+from seqlab.training.optim import PlateauDecay, make_optimizer
 
 
 def test_plateau_decays_after_patience_and_counts_for_early_stopping():
@@ -27,7 +27,7 @@ def test_optimizers():
 
 
 def test_cosine_schedule_with_warmup():
-    from seqlab.train.optim import scheduled_lr
+    from seqlab.training.optim import scheduled_lr
     cfg = TrainConfig(lr=1.0, schedule="cosine", max_steps=100, warmup_steps=10)
     lrs = [scheduled_lr(cfg, s, 123.0) for s in range(100)]
     assert lrs[0] == 0.1 * 0.5 * (1 + __import__("math").cos(0.0))     # warm-up ramp

@@ -20,8 +20,8 @@ from typing import Iterator
 
 from seqlab import SeqlabError
 from seqlab.config import TrainConfig
-from seqlab.train.checkpoint import RunDir
-from seqlab.train.optim import scheduled_lr
+from seqlab.training.checkpoint import RunDir
+from seqlab.training.optim import scheduled_lr
 
 
 class Diverged(SeqlabError):

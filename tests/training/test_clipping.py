@@ -7,10 +7,10 @@ import torch
 
 from seqlab.config import load_config
 from seqlab.tasks.sequence import SequenceTask
-from seqlab.train.checkpoint import RunDir
-from seqlab.train.distributed import World
-from seqlab.train.engine import fit
-from seqlab.train.guard import Diverged
+from seqlab.training.checkpoint import RunDir
+from seqlab.training.distributed import World
+from seqlab.training.engine import fit
+from seqlab.training.guard import Diverged
 
 BASE = ["task=sequence", "data=adding", "model=rnn", "model.hidden_size=8", "model.num_layers=1", "task.length=6",
         "task.train_examples=64", "task.test_examples=16", "train.batch_size=16", "train.optimizer=sgd",

@@ -22,10 +22,10 @@ from seqlab import SeqlabError
 from seqlab.config import Config
 from seqlab.data.vocab import Vocab
 from seqlab.io import atomic_path, atomic_write_text
-from seqlab.train.checkpoint import CONFIG, RunDir
-from seqlab.train.control import prepare_out
-from seqlab.train.guard import writing
-from seqlab.train.task import Task
+from seqlab.training.checkpoint import CONFIG, RunDir
+from seqlab.training.control import prepare_out
+from seqlab.training.guard import writing
+from seqlab.training.task import Task
 
 RESULT = "result.json"
 CANDIDATES = "candidates"

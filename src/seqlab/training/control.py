@@ -12,9 +12,9 @@ import torch
 
 from seqlab import SeqlabError
 from seqlab.io import atomic_write_text
-from seqlab.train.guard import writing
-from seqlab.train.plots import read_metrics
-from seqlab.train.runfolder import check_out, clear_run
+from seqlab.training.guard import writing
+from seqlab.training.plots import read_metrics
+from seqlab.training.runfolder import check_out, clear_run
 
 
 class Interrupted(Exception):

@@ -1,4 +1,4 @@
-"""The task protocol the one engine drives (train/engine.py). It lives in train/, below the
+"""The task protocol the one engine drives (training/engine.py). It lives in train/, below the
 tasks that implement it (tasks/lm.py, tasks/classify.py, ...), so the engine imports no task.
 
 A task owns its data (read, split, vocabularies from the training split only), its model,
@@ -122,7 +122,7 @@ class Task:
         raise NotImplementedError
 
     def candidates(self) -> list[tuple[str, Config]]:
-        """Configs to train as runs of their own, the best by `select_metric` kept (train/select.py);
+        """Configs to train as runs of their own, the best by `select_metric` kept (training/select.py);
         [] = train this config."""
         return []
 
@@ -161,14 +161,14 @@ class Task:
         raise NotImplementedError
 
     def fit_counts(self, model: nn.Module, run, log: Callable[[str], None]) -> dict[str, float]:
-        """Fit a count-based model in one pass, save it in `run` (train/checkpoint.RunDir) with a
+        """Fit a count-based model in one pass, save it in `run` (training/checkpoint.RunDir) with a
         record in its metrics.jsonl; returns its validation metrics."""
         raise SeqlabError(f"task.name={self.name} has no model fitted by counting")
 
     # -- what the engine drives -----------------------------------------------------------------
 
     def setup_training(self, world, device: torch.device) -> None:
-        """Take this rank's share of the training data (`world`: train/distributed.World)."""
+        """Take this rank's share of the training data (`world`: training/distributed.World)."""
         self.world = world
 
     def epoch_length(self, epoch: int) -> int:

@@ -15,8 +15,8 @@ from safetensors.torch import load_file
 
 from seqlab.config import load_config
 from seqlab.registry import get, names
-from seqlab.train.control import Interrupted
-from seqlab.train.engine import fit
+from seqlab.training.control import Interrupted
+from seqlab.training.engine import fit
 
 from taskdata import TASKS, TRAIN, data_for
 

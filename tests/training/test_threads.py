@@ -1,4 +1,4 @@
-"""train/threads.py: PyTorch's thread count follows the cores other work leaves free (issue 14,
+"""training/threads.py: PyTorch's thread count follows the cores other work leaves free (issue 14,
 point 2). The policy is checked with readings fed to it; CpuShare against a real busy process."""
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import time
 import pytest
 import torch
 
-from seqlab.train import threads as th
+from seqlab.training import threads as th
 
 
 class Readings:

@@ -49,8 +49,8 @@ from seqlab import SeqlabError
 from seqlab.config import Config, from_dict, to_dict
 from seqlab.data.vocab import Vocab
 from seqlab.io import atomic_path, atomic_write_text
-from seqlab.train.runfolder import require_regular
-from seqlab.train.weights_check import ModelMismatch, check_shapes, require_finite
+from seqlab.training.runfolder import require_regular
+from seqlab.training.weights_check import ModelMismatch, check_shapes, require_finite
 
 CONFIG, VOCAB, BEST, LAST, STATE, METRICS, PLOT = (
     "config.json", "vocab.json", "model.safetensors", "last.safetensors", "state.pt", "metrics.jsonl", "loss.png")

@@ -17,10 +17,10 @@ from seqlab.config import Config
 from seqlab.models import build_model
 from seqlab.models.base import is_count_model
 from seqlab.registry import get
-from seqlab.train.checkpoint import RunDir
-from seqlab.train.control import resolve_device
-from seqlab.train.task import TASK_META, Task
-from seqlab.train.threads import ThreadPolicy
+from seqlab.training.checkpoint import RunDir
+from seqlab.training.control import resolve_device
+from seqlab.training.task import TASK_META, Task
+from seqlab.training.threads import ThreadPolicy
 
 
 def task_of(run_path: str | Path) -> str:

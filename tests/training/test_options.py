@@ -7,7 +7,7 @@ task's vocabularies and labels, the loss and gradient of the first training batc
 validation (and, for the example tasks, final-decoding) metrics. An option none of these
 see is dropped silently, and the test names it.
 
-(The other train.* options are the engine's and apply to every task alike: tests/train/.)"""
+(The other train.* options are the engine's and apply to every task alike: tests/training/.)"""
 from __future__ import annotations
 
 import dataclasses
@@ -21,10 +21,10 @@ from seqlab import SeqlabError
 from seqlab.config import Config, ModelConfig, TaskConfig, apply, load_config, parse_overrides
 from seqlab.models.base import is_count_model
 from seqlab.registry import get, names
-from seqlab.train.checkpoint import RunDir
-from seqlab.train.distributed import World
-from seqlab.train.engine import make_task
-from seqlab.train.task import STREAM_OPTIONS
+from seqlab.training.checkpoint import RunDir
+from seqlab.training.distributed import World
+from seqlab.training.engine import make_task
+from seqlab.training.task import STREAM_OPTIONS
 
 from taskdata import TASKS, data_for
 

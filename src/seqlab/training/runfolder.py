@@ -64,7 +64,7 @@ def foreign_entries(folder: Path) -> list[str]:
         elif name == "checkpoints" and entry.is_dir():
             found += [f"checkpoints/{e.name}" for e in sorted(entry.iterdir())
                       if e.is_symlink() or not (e.is_dir() and (_CHECKPOINT.match(e.name) or _CHECKPOINT_LEFTOVER.match(e.name)))]
-        elif name == "candidates" and entry.is_dir():        # runs of their own (train/select.py)
+        elif name == "candidates" and entry.is_dir():        # runs of their own (training/select.py)
             for e in sorted(entry.iterdir()):
                 if e.is_symlink() or not e.is_dir() or not is_seqlab_run(e):
                     found.append(f"candidates/{e.name}")

@@ -24,8 +24,8 @@ import torch
 
 from seqlab import SeqlabError
 from seqlab.models.base import State
-from seqlab.train.distributed import World
-from seqlab.train.optim import PlateauDecay
+from seqlab.training.distributed import World
+from seqlab.training.optim import PlateauDecay
 
 
 @dataclass

@@ -8,8 +8,8 @@ from safetensors.torch import load_file
 
 from seqlab import SeqlabError
 from seqlab.config import load_config
-from seqlab.train.distributed import World
-from seqlab.train.engine import fit
+from seqlab.training.distributed import World
+from seqlab.training.engine import fit
 
 # dropout off: each rank draws its own masks, which one process cannot reproduce
 SMALL = ["model.embedding_size=16", "model.hidden_size=32", "model.num_layers=2", "model.dropout=0",

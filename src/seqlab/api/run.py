@@ -1,0 +1,275 @@
+"""`seqlab.load(path)` -> a `Run`: a trained run folder, opened for use from Python.
+
+What a Run gives is plain Python, NumPy and torch: the config as nested dicts, the
+vocabulary as a list of tokens, the model as a torch module with the best weights, scores
+as NumPy arrays. The language-model verbs (sample, score, evaluate) live here; the task
+verbs (classify, tag, translate, forecast) in verbs.py. The command line calls the same
+methods.
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import numpy as np
+import torch
+
+from seqlab import SeqlabError
+from seqlab.api import verbs
+from seqlab.config import to_dict
+from seqlab.data.sources import read_path
+from seqlab.data.text import load_splits
+from seqlab.data.vocab import BOS, EOS, PAD, SPECIALS, UNK
+from seqlab.decode.beam import beam_search
+from seqlab.decode.sampling import generate, generate_batch
+from seqlab.tasks.forecast import load_forecaster
+from seqlab.tasks.tbptt import evaluate, summary, token_log_probs
+from seqlab.training.checkpoint import RunDir
+from seqlab.training.plots import read_metrics
+from seqlab.training.runs import load_run, load_trained
+
+LM_TASKS = ("lm", "conditional")
+
+
+def load(path: str | Path, device: str = "auto") -> "Run":
+    """Open the run folder `path` (made by `seqlab train` or `seqlab.training`) with its best weights
+    on `device` ('cpu', 'cuda', 'cuda:N' or 'auto')."""
+    return Run(path, device)
+
+
+def plain(name: str) -> str:
+    """How the Python API names a parameter in its messages (the command line names its flags)."""
+    return name
+
+
+class Run:
+    """A trained run: `.config`, `.vocab`, `.model`, `.metrics`, `.result`, and its task's verbs."""
+
+    def __init__(self, path: str | Path, device: str = "auto"):
+        self.path = Path(path)
+        folder = RunDir(self.path).require()
+        self._cfg = folder.config()
+        self.task: str = self._cfg.task.name
+        self._task = self._vocab = self._meta = None
+        if self.task == "lm":
+            self._cfg, self._vocab, self.model, self.device = load_run(str(self.path), device)
+        elif self.task == "forecast":
+            self._cfg, self._meta, self.model = load_forecaster(self.path)
+            self.device = torch.device("cpu")
+        else:
+            self._cfg, self._task, self.model, self.device = load_trained(self.path, device)
+
+    def __repr__(self) -> str:
+        return f"<seqlab.Run {str(self.path)!r}: task {self.task}, model {self._cfg.model.name}>"
+
+    # -- what the run is ------------------------------------------------------------------------
+
+    @property
+    def config(self) -> dict[str, dict[str, Any]]:
+        """The run's options, {"model": {"hidden_size": 512, ...}, "train": {...}, ...}."""
+        return to_dict(self._cfg)
+
+    @property
+    def vocab(self) -> list[str]:
+        """The tokens by id (a task run: its input vocabulary; a forecast run has none: [])."""
+        if self._vocab is not None:
+            return list(self._vocab.itos)
+        if self.task == "forecast":
+            return []
+        return list(RunDir(self.path).vocab().itos)
+
+    @property
+    def metrics(self) -> list[dict[str, Any]]:
+        """The training records of metrics.jsonl: one dict per logged update or evaluation."""
+        return read_metrics(RunDir(self.path).file("metrics.jsonl"))
+
+    @property
+    def result(self) -> dict[str, Any]:
+        """The best model's final report (result.json), or {} for a run that has not finished."""
+        try:
+            return json.loads(RunDir(self.path).file("result.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+
+    def _need(self, verb: str, *tasks: str) -> None:
+        if self.task not in tasks:
+            instead = {"classify": "classify", "tag": "tag", "translate": "translate", "forecast": "forecast",
+                       "lm": "sample / score", "conditional": "sample"}.get(self.task, "evaluate")
+            raise SeqlabError(f"{self.path} is a task.name={self.task} run; {verb} needs a "
+                              f"task.name={' or '.join(tasks)} run (this one offers {instead})")
+
+    # -- language models ------------------------------------------------------------------------
+
+    def sample(self, prime: str | None = None, length: int = 200, *, temperature: float = 1.0, top_k: int = 0,
+               top_p: float = 1.0, greedy: bool = False, beam: int = 0, alpha: float = 0.6, num_samples: int = 1,
+               seed: int | None = None, condition: str | None = None) -> str | list[str]:
+        """The continuation of `prime` (without the prime): `length` tokens drawn with the given
+        temperature / top-k / top-p (or greedily, or by beam search). num_samples > 1 returns a
+        list, drawn as one batch. A conditional run writes a sentence of class `condition`."""
+        check_sampling(length, temperature, top_k, top_p, beam, greedy, num_samples, alpha, plain)
+        if num_samples > 1:
+            self._need("sampling several continuations", "lm")
+            ids, banned, vocab, _ = self._lm_prime(prime, plain)
+            generator = torch.Generator().manual_seed(seed) if seed is not None else None
+            samples = generate_batch(self.model, ids, length, num_samples, temperature=temperature, top_k=top_k,
+                                     top_p=top_p, banned=banned, generator=generator)
+            return [vocab.decode(s) for s in samples]
+        return "".join(self.stream(prime, length, temperature=temperature, top_k=top_k, top_p=top_p, greedy=greedy,
+                                   beam=beam, alpha=alpha, seed=seed, condition=condition))
+
+    def stream(self, prime: str | None = None, length: int = 200, *, temperature: float = 1.0, top_k: int = 0,
+               top_p: float = 1.0, greedy: bool = False, beam: int = 0, alpha: float = 0.6, seed: int | None = None,
+               condition: str | None = None, name: Callable[[str], str] = plain) -> Iterator[str]:
+        """`sample`, piece by piece as it is drawn (a beam search yields once, at the end)."""
+        check_sampling(length, temperature, top_k, top_p, beam, greedy, 1, alpha, name)
+        self._need("sampling", *LM_TASKS)
+        generator = torch.Generator().manual_seed(seed) if seed is not None else None
+        if self.task == "conditional":
+            yield from verbs.sample_conditional(self, prime, length, temperature, top_k, top_p, greedy, beam, alpha,
+                                                generator, condition, name)
+            return
+        if condition:
+            raise SeqlabError(f"{name('condition')} applies to task.name=conditional runs")
+        ids, banned, vocab, _ = self._lm_prime(prime, name)
+        if beam:
+            yield vocab.decode(beam_search(self.model, ids, length, beam, alpha=alpha, banned=banned)[0].tokens)
+            return
+        sep = "" if vocab.level == "char" else " "
+        for token in generate(self.model, ids, length, greedy=greedy, temperature=temperature, top_k=top_k,
+                              top_p=top_p, banned=banned, generator=generator):
+            piece = vocab.decode([token])
+            yield piece if sep == "" or piece == "\n" else piece + sep
+
+    def _lm_prime(self, prime: str | None, name: Callable[[str], str]):
+        """(prime ids, banned ids, vocab, prime text) of a language model's sampling."""
+        vocab = self._vocab
+        if prime is None:
+            ids, text = ([EOS] if vocab.level == "word" else vocab.encode("\n").tolist()), ""
+        else:
+            if prime == "":
+                raise SeqlabError(f"{name('prime')} is empty; give some text, or leave {name('prime')} out")
+            specials = [t for t in SPECIALS if vocab.level == "word" and t in prime.split()]
+            if specials:
+                raise SeqlabError(f"{name('prime')} contains {' '.join(specials)}, seqlab's own markers, which the "
+                                  f"model never reads as text; write the words alone (a new line stands for <eos>)")
+            missing = vocab.unknown(prime)
+            if missing:
+                raise SeqlabError(f"{name('prime')} has {len(missing)} token(s) the model never saw: "
+                                  f"{' '.join(repr(m) for m in missing[:10])}; remove them")
+            ids, text = vocab.encode(prime).tolist(), prime
+        # a character stream never contains <eos>; a word stream ends lines with it
+        banned = (PAD, UNK, BOS, EOS) if vocab.level == "char" else (PAD, BOS)
+        return ids, banned, vocab, text
+
+    def score(self, text: str, *, streams: int = 1) -> dict[str, Any]:
+        """How well the model predicts `text`: per-token log-probabilities (nats, a NumPy array;
+        the first token is predicted after a line break), their mean loss, total bits and bits per
+        token. Tokens outside the vocabulary count as <unk> and are listed under "unknown".
+        streams=S > 1 scores S contiguous segments side by side (faster; each starts afresh)."""
+        self._need("score", "lm")
+        if not isinstance(text, str):
+            raise SeqlabError(f"score takes a str, got {type(text).__name__}")
+        if streams < 1:
+            raise SeqlabError(f"streams must be 1 or more, got {streams}")
+        vocab = self._vocab
+        ids = torch.as_tensor(vocab.encode(text), dtype=torch.long)
+        start = int(vocab.encode("\n")[0]) if vocab.level == "char" and "\n" in vocab.stoi else \
+            (EOS if vocab.level == "word" else None)
+        log_probs = token_log_probs(self.model, ids, start, self.device, streams, max(self._cfg.train.bptt_steps, 1))
+        scored = log_probs[~np.isnan(log_probs)]
+        if not len(scored):
+            raise SeqlabError(f"the text has {len(ids)} token(s); nothing to score (need at least "
+                              f"{1 if start is not None else 2})")
+        nats = float(-scored.mean())
+        bits = float(-scored.sum() / math.log(2))
+        return {"tokens": int(len(scored)), "log_probs": log_probs, "loss": nats, "ppl": math.exp(min(nats, 700.0)),
+                "bits": bits, "bits_per_token": bits / len(scored), "unknown": vocab.unknown(text)}
+
+    def evaluate(self, split: str = "test", *, file: str | Path | None = None, streams: int | None = None,
+                 log: Callable[[str], None] | None = None) -> dict[str, Any]:
+        """Loss (and the task's metrics) on a split of the run's data, or (language models) on
+        a text file: the file is scored as `score` does (one stream unless `streams`), a split
+        in 32 parallel streams as during training unless `streams`."""
+        say = log or (lambda m: None)
+        if split not in ("train", "valid", "test"):
+            raise SeqlabError(f"split must be train, valid or test; got {split!r}")
+        if self.task != "lm":
+            if file is not None:
+                raise SeqlabError("file= evaluates language models; a task run is evaluated on a split of its data")
+            return verbs.evaluate_task(self, split, say)
+        if file is not None:
+            text = read_path(str(file), log=say)
+            scored = self.score(text, streams=streams or 1)
+            result = {"data": str(file), "tokens": scored["tokens"], **summary(scored["loss"], self._vocab.level)}
+            if scored["unknown"]:
+                result["unknown"] = scored["unknown"]
+            return result
+        splits = load_splits(self._cfg.data, log=say)
+        if splits.vocab != self._vocab:
+            raise SeqlabError(f"the corpus has changed since {self.path} was trained (its vocabulary differs)")
+        ids, what = splits.get(split), f"{split} split of {splits.source}"
+        if len(ids) < 2:
+            raise SeqlabError(f"{what} has {len(ids)} tokens; need at least 2 to score")
+        nats, count = evaluate(self.model, ids, streams or 32, self._cfg.train.bptt_steps, self.device)
+        return {"data": what, "tokens": count, **summary(nats, self._cfg.data.level)}
+
+    # -- the task verbs (verbs.py) --------------------------------------------------------------
+
+    def classify(self, texts: str | list[str]) -> list[dict[str, Any]]:
+        """Each text's label and its probability ({"label", "probability"}), or {"score"} for a
+        regression run."""
+        self._need("classify", "classify")
+        return verbs.classify(self, texts)
+
+    def tag(self, sentences: str | list[str] | list[list[str]]) -> list[dict[str, list[str]]]:
+        """Each sentence's tokens and their tags ({"tokens", "tags"}); a sentence is a string
+        (split on spaces, or into words) or a list of tokens."""
+        self._need("tag", "tag")
+        return verbs.tag(self, sentences)
+
+    def translate(self, sentences: str | list[str], *, beam: int | None = None,
+                  alpha: float | None = None) -> list[str]:
+        """Each sentence translated by beam search (beam=1: greedy; default: the run's own width
+        and length penalty)."""
+        self._need("translate", "translate")
+        return verbs.translate(self, sentences, beam, alpha)
+
+    def attention(self, sentence: str, *, beam: int | None = None) -> dict[str, Any]:
+        """The attention weights of one translation: {"weights": (target + 1, source) array,
+        "source": tokens, "target": tokens + ['<eos>'], "translation": text}."""
+        self._need("attention", "translate")
+        return verbs.attention(self, sentence, beam)
+
+    def forecast(self, steps: int = 12) -> np.ndarray:
+        """The next `steps` values after the end of the run's series, each prediction fed back
+        as the next input (closed loop)."""
+        self._need("forecast", "forecast")
+        return verbs.forecast(self, steps)
+
+
+def check_sampling(length: int, temperature: float, top_k: int, top_p: float, beam: int, greedy: bool,
+                   num_samples: int, alpha: float, name: Callable[[str], str]) -> None:
+    """One-line errors for sampling options; `name` says how the caller spells an option."""
+    if length <= 0:
+        raise SeqlabError(f"{name('length')} must be greater than 0, got {length}")
+    for key, value in (("temperature", temperature), ("top_p", top_p), ("alpha", alpha)):
+        if not math.isfinite(value):
+            raise SeqlabError(f"{name(key)} must be a finite number, got {value}")
+    if temperature <= 0:
+        raise SeqlabError(f"{name('temperature')} must be greater than 0, got {temperature} "
+                          f"(use {name('greedy')} for T -> 0)")
+    if top_k < 0:
+        raise SeqlabError(f"{name('top_k')} must be 0 (off) or more, got {top_k}")
+    if not 0 < top_p <= 1:
+        raise SeqlabError(f"{name('top_p')} must be in (0, 1], got {top_p}")
+    if beam < 0:
+        raise SeqlabError(f"{name('beam')} must be 0 (off) or more, got {beam}")
+    if beam and greedy:
+        raise SeqlabError(f"choose one of {name('greedy')} and {name('beam')}")
+    if not 1 <= num_samples <= 100_000:
+        raise SeqlabError(f"{name('num_samples')} must be between 1 and 100000, got {num_samples}")
+    if num_samples > 1 and (beam or greedy):
+        raise SeqlabError(f"{name('num_samples')} draws different samples; {name('greedy')} and {name('beam')} "
+                          f"give one continuation")

@@ -1,0 +1,128 @@
+"""The task verbs of a loaded Run (run.py): classify, tag, translate, attention, forecast,
+a task run's evaluation, and a conditional LM's sentence of a class. Each takes the Run and
+returns plain Python and NumPy values."""
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, Iterator
+
+import numpy as np
+import torch
+
+from seqlab import SeqlabError
+from seqlab.data.sequences import seq2seq_batch
+from seqlab.data.vocab import BOS, EOS, PAD, UNK
+from seqlab.decode.beam import beam_search
+from seqlab.decode.sampling import generate
+from seqlab.tasks.base import words
+from seqlab.tasks.conditional import Conditioned
+from seqlab.tasks.forecast import forecast_future
+from seqlab.training.runs import evaluate_run
+
+Run = Any          # a seqlab.api.run.Run: it imports this module, so this one names it only
+
+
+def sentences_of(given: str | list, what: str = "texts") -> list:
+    """A single string or a list of them, none empty."""
+    items = [given] if isinstance(given, str) else list(given)
+    if not items:
+        raise SeqlabError(f"{what}: give at least one sentence")
+    for item in items:
+        if isinstance(item, str) and not item.strip():
+            raise SeqlabError(f"{what}: an empty sentence; give some words, e.g. 'the cat sat'")
+    return items
+
+
+def classify(run: Run, texts: str | list[str]) -> list[dict[str, Any]]:
+    task, items = run._task, sentences_of(texts)
+    with torch.no_grad():
+        out = task.predict(run.model, [(task.encode_text(s), 0) for s in items], run.device)
+    if task.regression:
+        return [{"score": float(row)} for row in out]
+    return [{"label": task.labels[int(row.argmax())], "probability": float(row.max())} for row in out]
+
+
+def tag(run: Run, sentences) -> list[dict[str, list[str]]]:
+    task = run._task
+    tokens = [s.split() if " " in s.strip() else words(s) if isinstance(s, str) else list(s)
+              for s in sentences_of(sentences, "sentences")]
+    if any(not t for t in tokens):
+        raise SeqlabError("sentences: an empty list of tokens")
+    with torch.no_grad():
+        tags = task.predict(run.model, [task.encode_words(t) for t in tokens], run.device)
+    return [{"tokens": t, "tags": [task.tags[i] for i in ids]} for t, ids in zip(tokens, tags)]
+
+
+def _beam_and_alpha(run: Run, beam: int | None, alpha: float | None) -> tuple[int, float]:
+    cfg, task = run._cfg, run._task
+    beam = beam or cfg.task.beam_size
+    alpha = cfg.task.length_penalty if alpha is None else alpha
+    if beam < 1:
+        raise SeqlabError(f"beam must be 1 or more, got {beam}")
+    if not math.isfinite(alpha):
+        raise SeqlabError(f"alpha must be a finite number, got {alpha}")
+    if beam > len(task.tgt_vocab):
+        raise SeqlabError(f"beam {beam} is wider than the target vocabulary ({len(task.tgt_vocab)} tokens); "
+                          f"use at most {len(task.tgt_vocab)} (5 to 10 is usual)")
+    return beam, alpha
+
+
+def _translate_ids(run: Run, items: list[str], beam: int | None, alpha: float | None):
+    beam, alpha = _beam_and_alpha(run, beam, alpha)
+    sources = [run._task.encode_text(s) for s in items]
+    with torch.no_grad():
+        return sources, run._task.translate(run.model, sources, run.device, beam, alpha)
+
+
+def translate(run: Run, sentences, beam: int | None, alpha: float | None) -> list[str]:
+    _, outputs = _translate_ids(run, sentences_of(sentences, "sentences"), beam, alpha)
+    return [run._task.tgt_vocab.decode(ids) for ids in outputs]
+
+
+def attention(run: Run, sentence: str, beam: int | None) -> dict[str, Any]:
+    task = run._task
+    sources, outputs = _translate_ids(run, sentences_of(sentence, "sentence")[:1], beam, None)
+    src, lengths, tgt_in, _ = seq2seq_batch([(sources[0], outputs[0])], run.device)
+    with torch.no_grad():
+        _, weights = run.model(src, lengths, tgt_in)                                 # (1, U, S)
+    return {"weights": weights[0].cpu().numpy(), "source": [task.src_vocab.itos[i] for i in sources[0]],
+            "target": [task.tgt_vocab.itos[i] for i in outputs[0]] + ["<eos>"],
+            "translation": task.tgt_vocab.decode(outputs[0])}
+
+
+def forecast(run: Run, steps: int) -> np.ndarray:
+    if not isinstance(steps, int) or steps <= 0:
+        raise SeqlabError(f"steps must be a whole number greater than 0, got {steps}")
+    return forecast_future(run.path, steps)[1]
+
+
+def evaluate_task(run: Run, split: str, log: Callable[[str], None]) -> dict[str, Any]:
+    if run.task == "forecast":
+        meta = run._meta
+        if split != "test":
+            raise SeqlabError("a forecast run is scored on its test horizon only; use split='test'")
+        return {"horizon": meta["horizon"], **meta["test"],
+                **{f"seasonal_naive_{k}": v for k, v in meta["seasonal_naive_test"].items()}}
+    return evaluate_run(run.path, split, str(run.device), log=log)
+
+
+def sample_conditional(run: Run, prime: str | None, length: int, temperature: float, top_k: int, top_p: float,
+                       greedy: bool, beam: int, alpha: float, generator, condition: str | None,
+                       name: Callable[[str], str]) -> Iterator[str]:
+    """The words of a sentence of class `condition` from a conditional LM that follow the prime's words."""
+    task = run._task
+    if condition not in task.labels:
+        raise SeqlabError(f"{name('condition')} must be one of {', '.join(task.labels)}; got {condition!r}")
+    lm = Conditioned(run.model, task.labels.index(condition)).eval()
+    prime_ids = [BOS] + ([task.vocab.stoi.get(w, UNK) for w in prime.split()] if prime else [])
+    banned = (PAD, UNK, BOS)
+    if beam:
+        ids = beam_search(lm, prime_ids, length, beam, alpha=alpha, banned=banned, eos_id=EOS)[0].tokens
+    else:
+        ids = []
+        for token in generate(lm, prime_ids, length, greedy=greedy, temperature=temperature, top_k=top_k,
+                              top_p=top_p, banned=banned, generator=generator):
+            if token == EOS:
+                break
+            ids.append(token)
+    yield " ".join(task.vocab.itos[i] for i in ids if i != EOS)
