@@ -44,7 +44,7 @@ def classify(run: Run, texts: str | list[str]) -> list[dict[str, Any]]:
 
 def tag(run: Run, sentences) -> list[dict[str, list[str]]]:
     task = run._task
-    tokens = [s.split() if " " in s.strip() else words(s) if isinstance(s, str) else list(s)
+    tokens = [[str(t) for t in s] if not isinstance(s, str) else s.split() if " " in s.strip() else words(s)
               for s in sentences_of(sentences, "sentences")]
     if any(not t for t in tokens):
         raise SeqlabError("sentences: an empty list of tokens")
