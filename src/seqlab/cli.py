@@ -17,6 +17,7 @@ import textwrap
 from pathlib import Path
 
 from seqlab import SeqlabError, __version__
+from seqlab.io import check_output
 from seqlab.cli_bench import BENCHES, add_bench_parser, cmd_bench
 from seqlab.cli_sample import cmd_sample
 from seqlab.cli_tasks import _eval_task, _task_of, cmd_classify, cmd_forecast, cmd_tag, cmd_translate
@@ -104,6 +105,19 @@ def build_parser() -> argparse.ArgumentParser:
                         "another, separated by a '----' line (default: 1, streamed as it is generated)")
     p.add_argument("--seed", type=int, default=None, help="random seed for reproducible samples (default: none)")
     p.add_argument("--device", default="auto", help="cpu, cuda or auto (default: auto)")
+
+    # export ----------------------------------------------------------------------------------
+    p = sub.add_parser("export", formatter_class=fmt, help="write a trained language model for other tools: ONNX or ARPA",
+                       description="Write a language-model run for another runtime: --format onnx, the step function\n"
+                                   "(token + state -> logits + state) of a neural model, for onnxruntime and the\n"
+                                   "like; --format arpa, an n-gram model in the back-off format of SRILM and KenLM.\n"
+                                   "The file is written whole or not at all.",
+                       epilog="examples:\n  seqlab export runs/demo -o demo.onnx\n"
+                              "  seqlab export runs/linux-ngram --format arpa -o linux.arpa")
+    p.add_argument("run", metavar="RUN", help="run directory of a task.name=lm run")
+    p.add_argument("-o", "--out", required=True, metavar="FILE", help="the file to write")
+    p.add_argument("--format", default=None, metavar="FORMAT",
+                   help="onnx or arpa (default: from FILE's suffix, .onnx or .arpa)")
 
     # data ------------------------------------------------------------------------------------
     p = sub.add_parser("data", formatter_class=fmt, help="list and fetch corpora",
@@ -209,6 +223,17 @@ def cmd_eval(args) -> int:
     return 0
 
 
+def cmd_export(args) -> int:
+    from seqlab.api import load
+    from seqlab.api.run import export_format
+
+    fmt = export_format(args.out, args.format)        # a bad format or path: refused before loading
+    check_output(args.out, "-o")
+    info = load(args.run, "cpu").export(args.out, fmt)
+    print(f"wrote {args.out}: " + ", ".join(f"{k} {v}" for k, v in info.items()))
+    return 0
+
+
 def cmd_analyze(args) -> int:
     # every analysis parses its own arguments (MODULE_ANALYSES); main() forwards them before here
     raise SeqlabError("name an analysis: seqlab analyze " + " | ".join(MODULE_ANALYSES))
@@ -248,7 +273,7 @@ def cmd_info(args) -> int:
     return info_main(args.build_native)
 
 
-COMMANDS = {"info": cmd_info, "train": cmd_train, "eval": cmd_eval, "sample": cmd_sample, "data": cmd_data, "bench": cmd_bench,
+COMMANDS = {"info": cmd_info, "export": cmd_export, "train": cmd_train, "eval": cmd_eval, "sample": cmd_sample, "data": cmd_data, "bench": cmd_bench,
             "classify": cmd_classify, "tag": cmd_tag, "forecast": cmd_forecast, "translate": cmd_translate,
             "analyze": cmd_analyze}
 

@@ -24,6 +24,9 @@ from seqlab.data.text import load_splits
 from seqlab.data.vocab import BOS, EOS, PAD, SPECIALS, UNK
 from seqlab.decode.beam import beam_search
 from seqlab.decode.sampling import generate, generate_batch
+from seqlab.export.arpa import write_arpa
+from seqlab.export.onnx import export_onnx
+from seqlab.io import check_output
 from seqlab.tasks.forecast import load_forecaster
 from seqlab.tasks.tbptt import evaluate, summary, token_log_probs
 from seqlab.training.checkpoint import RunDir
@@ -31,6 +34,7 @@ from seqlab.training.plots import read_metrics
 from seqlab.training.runs import load_run, load_trained
 
 LM_TASKS = ("lm", "conditional")
+EXPORT_FORMATS = ("onnx", "arpa")
 
 
 def load(path: str | Path, device: str = "auto") -> "Run":
@@ -215,6 +219,22 @@ class Run:
         nats, count = evaluate(self.model, ids, streams or 32, self._cfg.train.bptt_steps, self.device)
         return {"data": what, "tokens": count, **summary(nats, self._cfg.data.level)}
 
+    # -- other tools' formats (export/) -----------------------------------------------------------
+
+    def export(self, path: str | Path, format: str | None = None) -> dict[str, Any]:
+        """Write the model for another tool: 'onnx' (a neural model's step function) or 'arpa'
+        (an n-gram model); the format defaults to the file's suffix. Returns what was written."""
+        fmt = export_format(path, format)
+        self._need("export", "lm")
+        check_output(path, "path")
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        family = self._cfg.model.name
+        if fmt == "arpa":
+            if family != "ngram":
+                raise SeqlabError(f"ARPA holds n-gram models; model.name={family} exports with format onnx")
+            return {"format": "arpa", **write_arpa(self.model, self.vocab, path)}
+        return export_onnx(self.model, family, self.vocab, path)
+
     # -- the task verbs (verbs.py) --------------------------------------------------------------
 
     def classify(self, texts: str | list[str]) -> list[dict[str, Any]]:
@@ -247,6 +267,15 @@ class Run:
         as the next input (closed loop)."""
         self._need("forecast", "forecast")
         return verbs.forecast(self, steps)
+
+
+def export_format(path: str | Path, given: str | None) -> str:
+    """'onnx' or 'arpa': the one given, or the file's suffix; a one-line refusal otherwise."""
+    fmt = (given or {".onnx": "onnx", ".arpa": "arpa"}.get(Path(path).suffix.lower(), "")).lower()
+    if fmt not in EXPORT_FORMATS:
+        raise SeqlabError(f"export format must be one of {', '.join(EXPORT_FORMATS)}; got {given or fmt or 'nothing'}"
+                          + ("" if given else f" (name the file .onnx or .arpa, or give the format)"))
+    return fmt
 
 
 def check_sampling(length: int, temperature: float, top_k: int, top_p: float, beam: int, greedy: bool,
