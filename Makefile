@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-slow bench-trainer gpu-check clean venv chromium
+.PHONY: demo test test-slow bench-trainer gpu-check clean venv chromium docs wheel
 
 venv: $(STAMP)
 
@@ -45,5 +45,13 @@ bench-trainer: $(STAMP)
 gpu-check: $(STAMP)
 	$(BIN)/seqlab bench gpu-check --out benchmarks/gpu
 
+# The Python API's reference, from the docstrings (pdoc): docs/api/index.html
+docs: $(STAMP)
+	$(BIN)/python -m pdoc seqlab.api seqlab.config seqlab.export -o docs/api --docformat google
+
+# A wheel and an sdist in dist/ (the C++ kernel's source and the viz page ship inside)
+wheel: $(STAMP)
+	$(BIN)/python -m build --outdir dist .
+
 clean:
-	rm -rf $(VENV) runs build src/*.egg-info
+	rm -rf $(VENV) runs build dist docs/api src/*.egg-info
