@@ -103,6 +103,9 @@ def test_an_unwritable_path_and_a_failing_exporter_leave_nothing(runs, tmp_path,
     (tmp_path / "folder.onnx").mkdir()
     assert main(["export", str(runs["lstm"]), "-o", str(tmp_path / "folder.onnx")]) == 2
     assert "is a folder" in capsys.readouterr().err
+    assert main(["export", str(runs["lstm"]), "-o", "/proc/seqlab-test.onnx"]) == 2      # a place nothing is written
+    err = capsys.readouterr().err
+    assert "cannot write /proc/seqlab-test.onnx" in err and err.count("\n") == 1
 
     def broken(*args, **kwargs):
         raise RuntimeError("the exporter fell over\nwith a long story")

@@ -115,10 +115,12 @@ def export_onnx(model: nn.Module, family: str, itos: list[str], path: str | Path
     dynamic = ({0: batch}, tuple({0: batch} for _ in flat))      # (token, *state): the varargs are one entry
     names = [f"state_{i}" for i in range(len(flat))]
     target = Path(path)
-    folder = target.parent
-    folder.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
-    os.close(fd)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        os.close(fd)
+    except OSError as e:
+        raise SeqlabError(f"cannot write {target} ({e.strerror or e}); choose another place") from None
     try:
         quiet = logging.getLogger("torch.onnx")
         level, quiet.level = quiet.level, logging.ERROR
@@ -146,8 +148,11 @@ def export_onnx(model: nn.Module, family: str, itos: list[str], path: str | Path
         for key, value in meta.items():
             entry = proto.metadata_props.add()
             entry.key, entry.value = key, value
-        Path(tmp).write_bytes(proto.SerializeToString())
-        os.replace(tmp, target)
+        try:
+            Path(tmp).write_bytes(proto.SerializeToString())
+            os.replace(tmp, target)
+        except OSError as e:
+            raise SeqlabError(f"cannot write {target} ({e.strerror or e}); nothing was written") from None
     except SeqlabError:
         raise
     except Exception as e:                 # the exporter's own failure: one line, nothing left behind
