@@ -16,8 +16,10 @@ def validate(cfg: Config) -> None:
     """Reject values no run could use, with what to do instead."""
     d, m, t = cfg.data, cfg.model, cfg.train
     get("task", cfg.task.name).validate(cfg)     # the task knows its models and options, before any data is read
-    if d.level not in ("char", "word"):
-        raise SeqlabError(f"data.level must be 'char' or 'word', got {d.level!r}")
+    if d.level not in ("char", "word", "byte"):
+        raise SeqlabError(f"data.level must be 'char', 'word' or 'byte', got {d.level!r}")
+    if d.level == "byte" and d.memmap:
+        raise SeqlabError("data.memmap streams text; a byte-level corpus is read whole (drop data.memmap)")
     _validate_cell(m)
     for key, v in (("data.valid_fraction", d.valid_fraction), ("data.test_fraction", d.test_fraction)):
         if not 0.0 <= v < 0.5:

@@ -19,6 +19,7 @@ from pathlib import Path
 from seqlab import SeqlabError, __version__
 from seqlab.io import check_output
 from seqlab.cli_bench import BENCHES, add_bench_parser, cmd_bench
+from seqlab.cli_compress import cmd_compress, cmd_decompress
 from seqlab.cli_sample import cmd_sample
 from seqlab.cli_tasks import _eval_task, _task_of, cmd_classify, cmd_forecast, cmd_tag, cmd_translate
 
@@ -119,6 +120,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", default=None, metavar="FORMAT",
                    help="onnx or arpa (default: from FILE's suffix, .onnx or .arpa)")
 
+    # compress / decompress (cli_compress.py) --------------------------------------------------
+    from seqlab.cli_compress import add_parsers as add_compress_parsers
+    add_compress_parsers(sub, fmt)
+
     # data ------------------------------------------------------------------------------------
     p = sub.add_parser("data", formatter_class=fmt, help="list and fetch corpora",
                        description="Named corpora are fetched once into $SEQLAB_DATA (default ~/.cache/seqlab).\n"
@@ -217,7 +222,7 @@ def cmd_eval(args) -> int:
     if args.json:
         print(json.dumps(result))
     else:
-        key = "bpc" if "bpc" in result else "bits_per_token"
+        key = next(k for k in ("bpc", "bits_per_byte", "bits_per_token") if k in result)
         print(f"{result['data']}: {result['tokens']:,} tokens | loss {result['loss']:.4f} nats | "
               f"ppl {result['ppl']:.3f} | {key} {result[key]:.4f}")
     return 0
@@ -273,7 +278,7 @@ def cmd_info(args) -> int:
     return info_main(args.build_native)
 
 
-COMMANDS = {"info": cmd_info, "export": cmd_export, "train": cmd_train, "eval": cmd_eval, "sample": cmd_sample, "data": cmd_data, "bench": cmd_bench,
+COMMANDS = {"info": cmd_info, "export": cmd_export, "compress": cmd_compress, "decompress": cmd_decompress, "train": cmd_train, "eval": cmd_eval, "sample": cmd_sample, "data": cmd_data, "bench": cmd_bench,
             "classify": cmd_classify, "tag": cmd_tag, "forecast": cmd_forecast, "translate": cmd_translate,
             "analyze": cmd_analyze}
 

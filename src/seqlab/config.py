@@ -30,7 +30,8 @@ def opt(default: Any, help: str, **kw: Any) -> Any:
 class DataConfig:
     corpus: str = opt("shakespeare", "named corpus (see `seqlab data list`); ignored when data.path is set")
     path: str = opt("", "a UTF-8 text file or a folder of them to use as the corpus instead")
-    level: str = opt("char", "tokens: 'char' or 'word' (words split on whitespace, <eos> at each line end)")
+    level: str = opt("char", "tokens: 'char', 'word' (words split on whitespace, <eos> at each line end) or 'byte' "
+                     "(the 256 byte values: any file, binary too)")
     valid_fraction: float = opt(0.05, "share of the token stream (from the end, before test) held out for validation")
     test_fraction: float = opt(0.05, "share of the token stream (at the very end) held out for testing")
     max_vocab: int = opt(0, "word level: keep the most frequent N words, the rest become <unk> (0 = all)")

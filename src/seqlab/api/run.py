@@ -8,6 +8,7 @@ methods.
 """
 from __future__ import annotations
 
+import codecs
 import json
 import math
 from pathlib import Path
@@ -140,11 +141,21 @@ class Run:
         if beam:
             yield vocab.decode(beam_search(self.model, ids, length, beam, alpha=alpha, banned=banned)[0].tokens)
             return
-        sep = "" if vocab.level == "char" else " "
+        sep = " " if vocab.level == "word" else ""
+        utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace") if vocab.level == "byte" else None
         for token in generate(self.model, ids, length, greedy=greedy, temperature=temperature, top_k=top_k,
                               top_p=top_p, banned=banned, generator=generator):
+            if utf8 is not None:                   # bytes: a character may take several of them
+                piece = utf8.decode(vocab.decode_bytes([token]))
+                if piece:
+                    yield piece
+                continue
             piece = vocab.decode([token])
             yield piece if sep == "" or piece == "\n" else piece + sep
+        if utf8 is not None:
+            tail = utf8.decode(b"", final=True)
+            if tail:
+                yield tail
 
     def _lm_prime(self, prime: str | None, name: Callable[[str], str]):
         """(prime ids, banned ids, vocab, prime text) of a language model's sampling."""
@@ -164,7 +175,7 @@ class Run:
                                   f"{' '.join(repr(m) for m in missing[:10])}; remove them")
             ids, text = vocab.encode(prime).tolist(), prime
         # a character stream never contains <eos>; a word stream ends lines with it
-        banned = (PAD, UNK, BOS, EOS) if vocab.level == "char" else (PAD, BOS)
+        banned = (PAD, BOS) if vocab.level == "word" else (PAD, UNK, BOS, EOS)
         return ids, banned, vocab, text
 
     def score(self, text: str, *, streams: int = 1) -> dict[str, Any]:
@@ -179,8 +190,7 @@ class Run:
             raise SeqlabError(f"streams must be 1 or more, got {streams}")
         vocab = self._vocab
         ids = torch.as_tensor(vocab.encode(text), dtype=torch.long)
-        start = int(vocab.encode("\n")[0]) if vocab.level == "char" and "\n" in vocab.stoi else \
-            (EOS if vocab.level == "word" else None)
+        start = EOS if vocab.level == "word" else int(vocab.encode("\n")[0]) if "\n" in vocab.stoi else None
         log_probs = token_log_probs(self.model, ids, start, self.device, streams, max(self._cfg.train.bptt_steps, 1))
         scored = log_probs[~np.isnan(log_probs)]
         if not len(scored):

@@ -202,6 +202,27 @@ def _decode(path: Path, data: bytes) -> str:
     return text
 
 
+def read_bytes(path: str | Path, log: Callable[[str], None] | None = None) -> bytes:
+    """Any file's bytes, or every file under a folder (sorted by path, hidden ones skipped),
+    concatenated: what a byte-level model reads (data.level=byte)."""
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise SeqlabError(f"no such file or folder: {path}")
+    files = [path] if path.is_file() else sorted(
+        p for p in path.rglob("*") if p.is_file() and not any(part.startswith(".") for part in p.relative_to(path).parts))
+    if not path.is_file() and not path.is_dir():
+        raise SeqlabError(f"{path} is not a regular file or a folder (a FIFO, device or socket)")
+    try:
+        data = b"".join(p.read_bytes() for p in files)
+    except OSError as e:
+        raise SeqlabError(f"{e.filename}: cannot read ({e.strerror})") from None
+    if not data:
+        raise SeqlabError(f"{path}: no bytes to read (empty)")
+    if log and path.is_dir():
+        log(f"read {len(files)} files, {len(data):,} bytes, from {path}")
+    return data
+
+
 def read_path(path: str | Path, log: Callable[[str], None] | None = None) -> str:
     """A UTF-8 text file, or every text file under a folder (sorted by path, hidden ones skipped)."""
     path = Path(path).expanduser()

@@ -33,20 +33,25 @@ from seqlab.data.vocab import UNK, Vocab, tokenize
 from seqlab.io import atomic_path, atomic_write_text
 
 
-def corpus_text(cfg: DataConfig, log=print) -> tuple[str, str]:
-    """(text, description) for the configured corpus or path."""
+def corpus_text(cfg: DataConfig, log=print) -> tuple[str | bytes, str]:
+    """(text, description) for the configured corpus or path; bytes at data.level=byte (any
+    file, a named corpus as its UTF-8 encoding)."""
+    if cfg.level == "byte":
+        if cfg.path:
+            return sources.read_bytes(cfg.path, log=log), f"file {cfg.path}"
+        return sources.corpus(cfg.corpus).text().encode("utf-8"), f"corpus {cfg.corpus}"
     if cfg.path:
         return sources.read_path(cfg.path, log=log), f"file {cfg.path}"
     return sources.corpus(cfg.corpus).text(), f"corpus {cfg.corpus}"
 
 
-def build_splits(text: str, cfg: DataConfig, vocab: Vocab | None = None, source: str = "") -> Splits:
+def build_splits(text: str | bytes, cfg: DataConfig, vocab: Vocab | None = None, source: str = "") -> Splits:
     """Tokenise, cut train/valid/test contiguously, and build the vocabulary from train only."""
-    seq = text if cfg.level == "char" else tokenize(text, "word")
+    seq = text if cfg.level in ("char", "byte") else tokenize(text, "word")
     n_train, n_valid, _ = split_sizes(len(seq), cfg.valid_fraction, cfg.test_fraction)
     if vocab is None:
         vocab = Vocab.from_counts(Counter(seq[:n_train]), cfg.level, cfg.max_vocab, cfg.min_count)
-    if cfg.level == "char":
+    if cfg.level in ("char", "byte"):
         ids = vocab.encode(text)
     else:
         ids = np.fromiter((vocab.stoi.get(t, UNK) for t in seq), dtype=np.int64, count=len(seq))

@@ -1,7 +1,12 @@
-"""Vocabulary: characters or words <-> integer ids, with the four specials first.
+"""Vocabulary: characters, words or bytes <-> integer ids, with the four specials first.
 
     <pad>=0  <unk>=1  <bos>=2  <eos>=3, then tokens sorted by (-count, token),
     so the ids are deterministic for a given text.
+
+The byte level is fixed: the 256 byte values in order (id = 4 + byte), whatever the text,
+so any file is a stream of known tokens (binary files too; `seqlab compress`). A str given to
+a byte vocabulary is its UTF-8 encoding; decoding gives back UTF-8 text (undecodable bytes
+shown as U+FFFD) or, with `decode_bytes`, the bytes themselves.
 
 Saved as JSON: {"level": "char", "tokens": [...]} — readable, diff-able, safe to load.
 """
@@ -19,11 +24,17 @@ from seqlab.io import atomic_write_text
 from seqlab.tokens import BOS, EOS, PAD, SPECIALS, UNK  # noqa: F401 - re-exported for data's users
 
 
+LEVELS = ("char", "word", "byte")
+BYTES = [chr(b) for b in range(256)]          # the byte level's tokens, as one-character names
+
+
 class Vocab:
     def __init__(self, tokens: Iterable[str], level: str = "char"):
-        if level not in ("char", "word"):
-            raise SeqlabError(f"vocab level must be 'char' or 'word', got {level!r}")
+        if level not in LEVELS:
+            raise SeqlabError(f"vocab level must be 'char', 'word' or 'byte', got {level!r}")
         self.level = level
+        if level == "byte":
+            tokens = BYTES
         self.itos: list[str] = list(SPECIALS) + [t for t in tokens if t not in SPECIALS]
         self.stoi: dict[str, int] = {t: i for i, t in enumerate(self.itos)}
         if len(self.stoi) != len(self.itos):
@@ -33,11 +44,15 @@ class Vocab:
 
     @classmethod
     def build(cls, text: str, level: str = "char", max_size: int = 0, min_count: int = 1) -> "Vocab":
+        if level == "byte":
+            return cls((), "byte")
         return cls.from_counts(Counter(tokenize(text, level)), level, max_size, min_count)
 
     @classmethod
     def from_counts(cls, counts: Counter, level: str, max_size: int = 0, min_count: int = 1) -> "Vocab":
         """The `max_size` most frequent tokens seen at least `min_count` times (specials aside)."""
+        if level == "byte":
+            return cls((), "byte")
         ranked = sorted(((t, c) for t, c in counts.items() if c >= min_count and t not in SPECIALS),
                         key=lambda tc: (-tc[1], tc[0]))
         if max_size:
@@ -53,8 +68,11 @@ class Vocab:
     def __len__(self) -> int:
         return len(self.itos)
 
-    def encode(self, text: str) -> np.ndarray:
-        """Text -> int64 ids; unknown tokens become <unk>."""
+    def encode(self, text: str | bytes) -> np.ndarray:
+        """Text -> int64 ids; unknown tokens become <unk>. The byte level also takes bytes."""
+        if self.level == "byte":
+            data = text if isinstance(text, (bytes, bytearray, memoryview)) else text.encode("utf-8")
+            return np.frombuffer(data, dtype=np.uint8).astype(np.int64) + len(SPECIALS)
         if self.level == "char":
             return self._encode_chars(text)
         ids = [self.stoi.get(t, UNK) for t in tokenize(text, "word")]
@@ -71,7 +89,15 @@ class Vocab:
                 table[ord(tok)] = i
         return table[codes]
 
+    def decode_bytes(self, ids: Iterable[int]) -> bytes:
+        """A byte vocabulary's ids -> the bytes (specials, which stand for no byte, are dropped)."""
+        if self.level != "byte":
+            raise SeqlabError(f"decode_bytes reads byte-level ids; this vocabulary is {self.level}-level")
+        return bytes(int(i) - len(SPECIALS) for i in ids if int(i) >= len(SPECIALS))
+
     def decode(self, ids: Iterable[int]) -> str:
+        if self.level == "byte":
+            return self.decode_bytes(ids).decode("utf-8", errors="replace")
         tokens = [self.itos[int(i)] for i in ids]
         if self.level == "char":
             return "".join(tokens)
@@ -86,6 +112,8 @@ class Vocab:
 
     def unknown(self, text: str) -> list[str]:
         """Tokens of `text` not in the vocabulary, in order of first appearance."""
+        if self.level == "byte":
+            return []                              # every byte is in it
         seen: dict[str, None] = {}
         for t in tokenize(text, self.level):
             if t not in self.stoi:
@@ -109,8 +137,12 @@ class Vocab:
             raise SeqlabError(f"vocabulary not found: {path}") from None
         except (ValueError, KeyError, TypeError) as e:
             raise SeqlabError(f"{path}: not a seqlab vocabulary ({e.__class__.__name__}: {e})") from None
-        if level not in ("char", "word"):
-            raise SeqlabError(f"{path}: not a seqlab vocabulary (level {level!r}, expected 'char' or 'word')")
+        if level not in LEVELS:
+            raise SeqlabError(f"{path}: not a seqlab vocabulary (level {level!r}, expected 'char', 'word' or 'byte')")
+        if level == "byte":
+            if tokens != BYTES:
+                raise SeqlabError(f"{path}: not a seqlab vocabulary (a byte vocabulary lists the 256 bytes in order)")
+            return cls((), "byte")
         if not isinstance(tokens, list) or not all(isinstance(t, str) and t for t in tokens):
             raise SeqlabError(f"{path}: not a seqlab vocabulary (its tokens must be a list of non-empty strings)")
         if len(set(tokens)) != len(tokens) or set(tokens) & set(SPECIALS):

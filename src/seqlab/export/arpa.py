@@ -55,17 +55,6 @@ def arpa_word(token: str, token_id: int) -> str:
     return token
 
 
-def context_tokens(model: NGramLM) -> list[np.ndarray]:
-    """Per context length j = 0..n−1, the tokens of every context id of that length: (M_j, j),
-    oldest first (the trie's key = id of the newest j−1 tokens · V + the token j back)."""
-    V = model.vocab_size
-    out = [np.zeros((model._levels[0][0].size, 0), np.int64)]
-    for j in range(1, model.order):
-        keys = model._levels[j][0].astype(np.int64)
-        out.append(np.concatenate([(keys % V)[:, None], out[j - 1][keys // V]], axis=1))
-    return out
-
-
 def truncated(model: NGramLM, order: int) -> NGramLM:
     """The same counts up to `order`: P_order exactly as the full model computes it."""
     view = NGramLM.__new__(NGramLM)
@@ -88,7 +77,7 @@ def write_arpa(model: NGramLM, itos: list[str], path: str | Path) -> dict[str, i
     words = [arpa_word(t, i) for i, t in enumerate(itos)]
     if len(set(words)) != len(words):
         raise SeqlabError("two vocabulary tokens map to the same ARPA word; rename them")
-    contexts = context_tokens(model)                       # per length j: (M_j, j)
+    contexts = model.contexts()                            # per length j: (M_j, j), oldest first
     # back-off weights: gamma_{k}(h) for every context h of length k − 1 >= 1 seen at order k
     backoff: dict[tuple[int, ...], float] = {}
     for k in range(2, n + 1):

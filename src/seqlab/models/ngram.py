@@ -1,6 +1,5 @@
-"""Count-based n-gram language model with add-k, Witten–Bell, Kneser–Ney and modified
-Kneser–Ney smoothing (Chen & Goodman 1998, "An empirical study of smoothing techniques for
-language modeling", TR-10-98; Kneser & Ney 1995; Witten & Bell 1991).
+"""Count-based n-gram language model with add-k, Witten–Bell, Kneser–Ney and modified Kneser–Ney
+smoothing (Chen & Goodman 1998, TR-10-98; Kneser & Ney 1995; Witten & Bell 1991).
 
 Dimension legend: N training tokens, n order, V vocabulary size, P query positions, B batch, T time;
 at one order, R positions whose context was seen, U distinct such contexts, E their (h, w) pairs.
@@ -43,12 +42,11 @@ contexts as a trie and their (h, w) pairs as CSR arrays).
 Scoring
 -------
 Each formula above reads P_k(w|h) = alpha_k(h w) + gamma_k(h) · P_lower(w), with P_lower the
-uniform for add-k and P_{k−1}(w|h') otherwise. Both paths evaluate it from order 1 up with
-the same floating-point operations, so they agree to rounding (tests/models/test_ngram_scoring.py
-asks 1e-12; they are in fact equal):
-* the whole distribution (`forward`, `step`, `log_prob_table`: sampling and decoding need
-  every token): per position the dense (V,) table, each seen context's pairs scattered in;
-  positions in chunks so that P·V stays bounded. Cost O(P·V).
+uniform for add-k and P_{k−1}(w|h') otherwise. Both paths evaluate it from order 1 up with the
+same floating-point operations, so they agree (tests/models/test_ngram_scoring.py asks 1e-12):
+* the whole distribution (`forward`, `step`, `log_prob_table`, `next_probabilities`: sampling,
+  decoding, compression): per position the dense (V,) table, each seen context's pairs
+  scattered in, positions in chunks so that P·V stays bounded. Cost O(P·V).
 * the targets only (`stream_log_probs`, `target_log_probs`, `perplexity`, and through
   `target_log_probs` the trainer's `evaluate`): one probability per position. The positions
   are first sorted by reversed context (`np.lexsort`: radix passes over the small context
@@ -100,7 +98,7 @@ class NGramLM(nn.Module):
         if cfg.smoothing == "add_k" and not cfg.add_k > 0:
             raise SeqlabError(f"model.add_k must be greater than 0, got {cfg.add_k}")
         if vocab_size < 4:
-            raise SeqlabError(f"the n-gram model needs the four specials in the vocabulary, got size {vocab_size}")
+            raise SeqlabError(f"the n-gram model needs the four specials in the vocabulary, got {vocab_size}")
         self.order, self.vocab_size = cfg.order, vocab_size
         self.smoothing, self.add_k = cfg.smoothing, float(cfg.add_k)
         self.register_buffer("_anchor", torch.zeros(0), persistent=False)  # `.to()` / device
@@ -111,12 +109,9 @@ class NGramLM(nn.Module):
         self._levels: list[tuple[np.ndarray, ...]] = []
         self.discounts = np.zeros((self.order, 3))   # (n, 3): D1, D2, D3+ of each order (KN forms)
 
-    @property
-    def kneser_ney(self) -> bool:
-        return self.smoothing in ("kneser_ney", "modified_kneser_ney")
+    kneser_ney = property(lambda self: self.smoothing in ("kneser_ney", "modified_kneser_ney"))
 
-    def extra_repr(self) -> str:
-        return f"order={self.order}, vocab_size={self.vocab_size}, smoothing={self.smoothing}"
+    extra_repr = lambda self: f"order={self.order}, vocab_size={self.vocab_size}, smoothing={self.smoothing}"  # noqa: E731
 
     # -- counting ---------------------------------------------------------------------
 
@@ -139,21 +134,21 @@ class NGramLM(nn.Module):
             modified = self.smoothing == "modified_kneser_ney"
             self.discounts = np.stack([estimate_discounts(c, modified) for *_, c in self._levels])
 
+    def contexts(self) -> list[np.ndarray]:
+        """Per context length j = 0..n−1, the tokens of every context id of that length, (M_j, j),
+        oldest first (the trie's key = id of the newest j−1 tokens · V + the token j back)."""
+        V, out = self.vocab_size, [np.zeros((self._levels[0][0].size if self._levels else 0, 0), np.int64)]
+        for j in range(1, len(self._levels)):
+            keys = self._levels[j][0].astype(np.int64)
+            out.append(np.concatenate([(keys % V)[:, None], out[j - 1][keys // V]], axis=1))
+        return out
+
     def counts(self, order: int) -> dict[tuple[int, ...], int]:
         """{(tokens of h..., w): count} of one order, oldest token first: raw counts, or
-        continuation counts N1+(• h w) below the top order for the Kneser–Ney forms.
-        A Python loop over every pair: for inspection and tests on small models."""
-        keys, offsets, words, counts = self._levels[order - 1]
-        out = {}
-        for c in range(keys.size):
-            context, level, node = [], order - 1, c
-            while level > 0:
-                key = int(self._levels[level][0][node])
-                context.append(key % self.vocab_size)
-                node, level = key // self.vocab_size, level - 1
-            for p in range(offsets[c], offsets[c + 1]):
-                out[tuple(context) + (int(words[p]),)] = int(counts[p])
-        return out
+        continuation counts N1+(• h w) below the top order for the Kneser–Ney forms."""
+        _, offsets, words, counts = self._levels[order - 1]
+        rows = np.repeat(self.contexts()[order - 1], np.diff(offsets.astype(np.int64)), axis=0)   # (E, order-1)
+        return {tuple(r) + (int(w),): int(c) for r, w, c in zip(rows.tolist(), words.tolist(), counts.tolist())}
 
     # -- lookups ----------------------------------------------------------------------
 
@@ -307,6 +302,13 @@ class NGramLM(nn.Module):
         recent = context[context.size - (self.order - 1):][::-1]                      # (n-1,)
         return self._log_probs(recent[None, :])[0]
 
+    def next_probabilities(self, contexts: np.ndarray) -> np.ndarray:
+        """(B, L >= n−1) token ids, oldest first -> (B, V) float64 probabilities of each row's next token."""
+        contexts = np.asarray(contexts, np.int64)
+        self._check_ids(contexts)
+        width = self.order - 1
+        return self._probabilities(np.ascontiguousarray(contexts[:, contexts.shape[1] - width:][:, ::-1]))
+
     def stream_log_probs(self, tokens: np.ndarray) -> np.ndarray:
         """(N,) float64 natural-log probability of each token of a 1-D stream given the tokens
         before it, the stream scored from a <bos>-padded start (as `perplexity`)."""
@@ -391,9 +393,7 @@ class NGramLM(nn.Module):
 def perplexity(model: NGramLM, tokens: np.ndarray) -> tuple[float, int]:
     """(mean NLL in nats per token of a 1-D stream scored from a <bos>-padded start, tokens scored)."""
     log_probs = model.stream_log_probs(tokens)                                        # (N,)
-    if log_probs.size == 0:
-        return float("nan"), 0
-    return float(-log_probs.sum() / log_probs.size), int(log_probs.size)
+    return (float(-log_probs.sum() / log_probs.size), int(log_probs.size)) if log_probs.size else (float("nan"), 0)
 
 
 register("model", "ngram")(NGramLM)

@@ -28,7 +28,7 @@ from seqlab.data.text import Splits, batchify, batchify_view, load_splits
 from seqlab.data.vocab import Vocab
 from seqlab.models import build_model
 from seqlab.registry import get, register
-from seqlab.tasks.tbptt import Window, evaluate, summary, tbptt_windows, train_step
+from seqlab.tasks.tbptt import BITS_KEY, Window, evaluate, summary, tbptt_windows, train_step
 from seqlab.training.checkpoint import BEST, METRICS
 from seqlab.training.task import STREAM_OPTIONS, Task
 
@@ -49,7 +49,7 @@ class LanguageModelTask(Task):
         self.data: Tensor | np.ndarray | None = None
         self.windows: tbptt_windows | None = None
         self.level = cfg.data.level
-        self.key = "bpc" if self.level == "char" else "bits_per_token"
+        self.key = BITS_KEY.get(self.level, "bits_per_token")
 
     @classmethod
     def validate(cls, cfg: Config) -> None:

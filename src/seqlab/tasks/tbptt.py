@@ -26,6 +26,9 @@ from seqlab.data.text import batchify, batchify_view
 from seqlab.models.base import State, detach_state, hook
 
 
+BITS_KEY = {"char": "bpc", "byte": "bits_per_byte"}      # what a level's bits per token are called
+
+
 @dataclass(frozen=True)
 class Window:
     start: int       # s: first input position run forward (state is known here)
@@ -133,7 +136,7 @@ def evaluate(model: nn.Module, ids, batch_size: int, bptt_steps: int, device: to
 def summary(nats: float, level: str) -> dict[str, float]:
     """Loss in nats, perplexity, and bits per token (bits per character at char level)."""
     bits = nats / math.log(2)
-    key = "bpc" if level == "char" else "bits_per_token"
+    key = BITS_KEY.get(level, "bits_per_token")
     return {"loss": nats, "ppl": math.exp(min(nats, 700.0)), key: bits}
 
 

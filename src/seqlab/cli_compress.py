@@ -1,0 +1,146 @@
+"""`seqlab compress` / `seqlab decompress` (compress/): the command-line side.
+
+Imports inside the command functions are deliberate: only the command that runs pays for
+torch and the modules it needs, so `seqlab --help` and a mistyped option answer at once.
+"""
+from __future__ import annotations
+
+import hashlib
+import sys
+import time
+from pathlib import Path
+
+from seqlab import SeqlabError
+from seqlab.io import atomic_path, check_output
+
+EXAMPLES = """examples:
+  seqlab compress notes.txt                          # adaptive n-gram -> notes.txt.sqz
+  seqlab compress notes.txt --adaptive lstm          # an LSTM that learns as it codes
+  seqlab compress notes.txt --model runs/bytes-lm    # a trained byte-level run (data.level=byte)
+  seqlab decompress notes.txt.sqz -o notes.copy.txt
+"""
+
+
+def add_parsers(sub, fmt) -> None:
+    p = sub.add_parser("compress", formatter_class=fmt, help="compress a file with a sequence model (.sqz)",
+                       description="Code a file with an arithmetic coder driven by a model's next-byte\n"
+                                   "probabilities: bits per byte become file size. Adaptive (the default): no\n"
+                                   "model is stored, it learns as it codes and the decoder replays it. Static\n"
+                                   "(--model RUN): a trained byte-level run, needed again to decompress.\n"
+                                   "Decompress on the same kind of machine (CPU type, torch version).",
+                       epilog=EXAMPLES)
+    p.add_argument("file", metavar="FILE", help="the file to compress (any bytes)")
+    p.add_argument("-o", "--out", metavar="OUT", help="where to write (default: FILE.sqz)")
+    p.add_argument("--adaptive", default="ngram", metavar="MODEL",
+                   help="the model that learns as it codes: ngram (fast) or lstm (default: ngram)")
+    p.add_argument("--model", metavar="RUN", help="code with this trained byte-level run instead (static mode)")
+    p.add_argument("--order", type=int, default=6, help="--adaptive ngram: its order (default: 6)")
+    p.add_argument("--hidden", type=int, default=256, help="--adaptive lstm: its hidden size (default: 256)")
+    p.add_argument("--streams", type=int, default=256, help="segments coded side by side (default: 256)")
+    p.add_argument("--chunk", type=int, default=64, help="steps between two updates of an adaptive model (default: 64)")
+    p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
+    p.add_argument("--progress", action="store_true", default=sys.stderr.isatty(), help="show a progress bar")
+
+    p = sub.add_parser("decompress", formatter_class=fmt, help="restore a file made by `seqlab compress`",
+                       description="Decode a .sqz file; it is checked against the original's checksum before\n"
+                                   "anything is written.", epilog=EXAMPLES)
+    p.add_argument("file", metavar="FILE.sqz", help="a file made by seqlab compress")
+    p.add_argument("-o", "--out", metavar="OUT", help="where to write (default: FILE without .sqz)")
+    p.add_argument("--model", metavar="RUN", help="the run a static-mode file was compressed with")
+    p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
+    p.add_argument("--progress", action="store_true", default=sys.stderr.isatty(), help="show a progress bar")
+
+
+def _read(path: str) -> bytes:
+    p = Path(path)
+    if not p.is_file():
+        raise SeqlabError(f"{path}: no such file" if not p.exists() else f"{path} is not a regular file")
+    return p.read_bytes()
+
+
+def _target(out: str, overwrite: bool) -> Path:
+    check_output(out, "-o")
+    if Path(out).exists() and not overwrite:
+        raise SeqlabError(f"{out} exists; add --overwrite to replace it, or choose another -o")
+    return Path(out)
+
+
+def _write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        Path(tmp).write_bytes(data)
+
+
+def _static(run_path: str):
+    """(predictor, description) of a trained byte-level run."""
+    from seqlab.compress.predictors import StaticPredictor
+    from seqlab.training.checkpoint import RunDir
+    from seqlab.training.runs import load_run
+
+    run = RunDir(Path(run_path)).require()
+    if run.config().data.level != "byte" or run.config().task.name != "lm":
+        raise SeqlabError(f"{run_path} is not a byte-level language model; train one with "
+                          f"`seqlab train data.level=byte ...`, or compress without --model")
+    weights = run.file("model.safetensors")
+    checksum = hashlib.sha256(weights.read_bytes()).hexdigest() if weights.is_file() else ""
+    cfg, _, model, _ = load_run(run_path, "cpu")
+    return StaticPredictor(model, {"family": "run", "run": Path(run_path).name, "model": cfg.model.name,
+                                   "weights_sha256": checksum})
+
+
+def cmd_compress(args) -> int:
+    from seqlab.compress.codec import compress
+    from seqlab.compress.predictors import ADAPTIVE, adaptive
+
+    for flag, value in (("--streams", args.streams), ("--chunk", args.chunk), ("--order", args.order),
+                        ("--hidden", args.hidden)):
+        if value < 1:
+            raise SeqlabError(f"{flag} must be 1 or more, got {value}")
+    if args.adaptive not in ADAPTIVE:
+        raise SeqlabError(f"--adaptive must be one of {', '.join(ADAPTIVE)}; got {args.adaptive!r}")
+    out = _target(args.out or args.file + ".sqz", args.overwrite)
+    data = _read(args.file)
+    if args.model:
+        predictor, mode = _static(args.model), "static"
+    else:
+        options = {"order": args.order} if args.adaptive == "ngram" else {"hidden": args.hidden}
+        predictor, mode = adaptive(args.adaptive, **options), "adaptive"
+    started = time.perf_counter()
+    blob = compress(data, predictor, mode=mode, streams=args.streams, chunk=args.chunk, progress=args.progress)
+    _write(out, blob)
+    seconds = time.perf_counter() - started
+    bits = 8 * len(blob) / max(len(data), 1)
+    print(f"{args.file}: {len(data):,} -> {len(blob):,} bytes ({bits:.3f} bits per byte, {mode} "
+          f"{predictor.description['family']}) in {seconds:.1f} s -> {out}")
+    return 0
+
+
+def cmd_decompress(args) -> int:
+    from seqlab.compress.codec import decompress
+    from seqlab.compress.predictors import adaptive
+
+    blob = _read(args.file)
+    default = args.file[:-4] if args.file.endswith(".sqz") else args.file + ".out"
+    out = _target(args.out or default, args.overwrite)
+
+    def predictor_for(header: dict):
+        model = header.get("model", {})
+        if header["mode"] == "static":
+            if not args.model:
+                raise SeqlabError(f"{args.file} was compressed with the run {model.get('run')!r}; "
+                                  f"give it with --model RUN")
+            predictor = _static(args.model)
+            if predictor.description["weights_sha256"] != model.get("weights_sha256"):
+                raise SeqlabError(f"{args.model} is not the run {args.file} was compressed with "
+                                  f"({model.get('run')!r}: its weights differ)")
+            return predictor
+        if args.model:
+            raise SeqlabError(f"{args.file} was compressed adaptively; it needs no --model")
+        options = {k: v for k, v in model.items() if k != "family"}
+        return adaptive(str(model.get("family")), **options)
+
+    started = time.perf_counter()
+    data = decompress(blob, predictor_for, name=args.file, progress=args.progress)
+    _write(out, data)
+    print(f"{args.file}: {len(blob):,} -> {len(data):,} bytes in {time.perf_counter() - started:.1f} s -> {out}")
+    return 0

@@ -1,0 +1,136 @@
+"""What predicts the next byte of each of B streams, for the coder.
+
+Every predictor answers `reset(B)`, `probs()` -> (B, 256) float64 (the next byte of each
+stream), `advance(bytes (B,))` (the bytes just coded), and `learn(chunk (B, K), lengths)`
+(after each chunk: an adaptive model learns from it; a static one does nothing). The
+encoder and the decoder drive the same calls in the same order, so they see the same
+probabilities. Byte b is token id 4 + b in a byte-level vocabulary (data/vocab.py).
+
+    StaticPredictor     a trained byte-level run (`seqlab train data.level=byte`), unchanged
+    NGramPredictor      an n-gram model (models/ngram.py) refitted on everything coded so far,
+                        each time the coded data has grown by a quarter
+    LSTMPredictor       an LSTM that starts from a fixed seed and takes one Adam step on each
+                        chunk as soon as it is coded (NNCP-style: no model is stored)
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from seqlab import SeqlabError
+from seqlab.config import ModelConfig, TrainConfig
+from seqlab.models import build_model
+from seqlab.models.ngram import NGramLM
+from seqlab.tokens import SPECIALS
+from seqlab.training.optim import make_optimizer
+
+OFFSET = len(SPECIALS)                   # byte b is token OFFSET + b
+VOCAB = OFFSET + 256
+NEWLINE = OFFSET + ord("\n")             # what every stream starts after, as Run.score does
+
+
+class StaticPredictor:
+    """A trained model, stepped over the B streams; it never changes."""
+
+    def __init__(self, model: torch.nn.Module, description: dict):
+        self.model, self.description = model.eval(), description
+
+    def reset(self, streams: int) -> None:
+        self.state = self.model.init_state(streams)
+        self._step(torch.full((streams,), NEWLINE, dtype=torch.long))
+
+    @torch.no_grad()
+    def _step(self, tokens: torch.Tensor) -> None:
+        logits, self.state = self.model.step(tokens, self.state)                        # (B, V)
+        self._probs = torch.softmax(logits[:, OFFSET:OFFSET + 256].double(), -1).numpy()
+
+    def probs(self) -> np.ndarray:
+        return self._probs
+
+    def advance(self, symbols: np.ndarray) -> None:
+        self._step(torch.as_tensor(symbols, dtype=torch.long) + OFFSET)
+
+    def learn(self, chunk: np.ndarray, lengths: np.ndarray) -> None:
+        pass
+
+
+class LSTMPredictor(StaticPredictor):
+    """An LSTM language model over bytes that learns online: after each coded chunk, one Adam
+    step (clipped at norm 1) on that chunk, back-propagated through it from the state the
+    chunk started in."""
+
+    def __init__(self, hidden: int = 256, layers: int = 1, lr: float = 3e-3, seed: int = 0):
+        torch.manual_seed(seed)
+        cfg = ModelConfig(name="lstm", hidden_size=hidden, num_layers=layers, embedding_size=32, dropout=0.0)
+        super().__init__(build_model(cfg, VOCAB), {"family": "lstm", "hidden": hidden, "layers": layers, "lr": lr,
+                                                   "seed": seed, "optimizer": "adam", "clip": 1.0})
+        self.optimizer = make_optimizer(self.model, TrainConfig(lr=lr, optimizer="adam"))
+
+    def reset(self, streams: int) -> None:
+        super().reset(streams)
+        self.train_state = self.model.init_state(streams)
+        self.last = torch.full((streams,), NEWLINE, dtype=torch.long)      # the input before the chunk
+
+    def learn(self, chunk: np.ndarray, lengths: np.ndarray) -> None:
+        tokens = torch.as_tensor(chunk, dtype=torch.long) + OFFSET                      # (B, K)
+        inputs = torch.cat([self.last[:, None], tokens[:, :-1]], 1)                    # (B, K)
+        live = torch.as_tensor(np.asarray(lengths)[:, None] > 0) & torch.ones_like(tokens, dtype=torch.bool)
+        live &= torch.as_tensor(chunk >= 0)
+        self.model.train()
+        logits, state = self.model(inputs, self.train_state)                           # (B, K, V)
+        loss = F.cross_entropy(logits[live], tokens[live]) if live.any() else logits.sum() * 0
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
+        self.optimizer.step()
+        self.model.eval()
+        self.train_state = tuple(s.detach() for s in state) if isinstance(state, tuple) else state.detach()
+        self.last = tokens[:, -1]
+
+
+class NGramPredictor:
+    """An n-gram model of the bytes coded so far, refitted whenever they have grown by a
+    quarter (from 256 bytes on): before the first fit, every byte is equally likely."""
+
+    def __init__(self, order: int = 6, smoothing: str = "kneser_ney"):
+        self.order, self.smoothing = order, smoothing
+        self.description = {"family": "ngram", "order": order, "smoothing": smoothing, "refit": "x1.25"}
+
+    def reset(self, streams: int) -> None:
+        self.seen = [[] for _ in range(streams)]                      # per stream, its coded chunks
+        self.context = np.full((streams, max(self.order - 1, 0)), 2, np.int64)   # <bos> ids
+        self.model, self.fitted_on, self.total = None, 0, 0
+
+    def probs(self) -> np.ndarray:
+        if self.model is None:
+            return np.full((self.context.shape[0], 256), 1 / 256)
+        return self.model.next_probabilities(self.context)[:, OFFSET:]
+
+    def advance(self, symbols: np.ndarray) -> None:
+        if self.context.shape[1]:
+            self.context = np.concatenate([self.context[:, 1:], np.asarray(symbols, np.int64)[:, None] + OFFSET], 1)
+
+    def learn(self, chunk: np.ndarray, lengths: np.ndarray) -> None:
+        for b, row in enumerate(chunk):
+            part = row[row >= 0]
+            if part.size:
+                self.seen[b].append(part.astype(np.int64) + OFFSET)
+                self.total += part.size
+        if self.total >= max(256, int(self.fitted_on * 1.25)):
+            stream = np.concatenate([np.concatenate(parts) for parts in self.seen if parts])
+            cfg = ModelConfig(name="ngram", order=self.order, smoothing=self.smoothing)
+            self.model, self.fitted_on = NGramLM(cfg, VOCAB).fit(stream), self.total
+
+
+ADAPTIVE = ("ngram", "lstm")
+
+
+def adaptive(name: str, **options) -> "NGramPredictor | LSTMPredictor":
+    """The adaptive predictor called `name`, with its options (from a header: its description)."""
+    if name == "ngram":
+        return NGramPredictor(int(options.get("order", 6)), str(options.get("smoothing", "kneser_ney")))
+    if name == "lstm":
+        return LSTMPredictor(int(options.get("hidden", 256)), int(options.get("layers", 1)),
+                             float(options.get("lr", 3e-3)), int(options.get("seed", 0)))
+    raise SeqlabError(f"unknown adaptive model {name!r}; one of {', '.join(ADAPTIVE)}")
