@@ -54,7 +54,7 @@ def load_file(name: str) -> tuple[bytes, str]:
         lib = Path(sysconfig.get_config_var("LIBDIR") or "") / (sysconfig.get_config_var("LDLIBRARY") or "")
         path = next((p for p in (Path("/usr/bin/python3.11"), Path("/usr/bin/python3"), lib, Path(sys.executable))
                      if p.is_file() and p.stat().st_size > 100_000), Path(sys.executable)).resolve()
-        return path.read_bytes(), f"binary: {path} (a Python interpreter, x86-64 ELF)"
+        return path.read_bytes(), f"{path} (a Python interpreter, x86-64 ELF)"
     raise SeqlabError(f"unknown file {name!r}; one of {', '.join(FILES)}")
 
 
