@@ -1,9 +1,6 @@
 """seqlab compress / decompress (compress/): bit-exact round trips on awkward inputs, sizes that
 match the model's cross-entropy, static runs checked by their weights, and one-line refusals
 of damaged or foreign files that leave nothing behind."""
-import hashlib
-import math
-import os
 import random
 
 import numpy as np

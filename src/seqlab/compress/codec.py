@@ -22,7 +22,7 @@ from tqdm import tqdm
 import seqlab
 from seqlab import SeqlabError
 from seqlab.compress import container
-from seqlab.compress.coder import Decoder, Encoder, fingerprint, quantize
+from seqlab.compress.coder import Decoder, Encoder, quantize
 
 CHECKED_CHUNKS = 2                # the fingerprint covers the frequencies of the first chunks
 

@@ -7,8 +7,6 @@ so encoder and decoder agree whenever they computed the same probabilities.
 """
 from __future__ import annotations
 
-import hashlib
-
 import numpy as np
 
 from seqlab import SeqlabError
@@ -26,11 +24,6 @@ def quantize(probs: np.ndarray) -> np.ndarray:
     total = p.sum(axis=1, keepdims=True)
     p = np.divide(p, total, out=np.full_like(p, 1.0 / p.shape[1]), where=total > 0)
     return np.floor(p * float((1 << BITS) - p.shape[1])) + 1.0
-
-
-def fingerprint(freqs: np.ndarray) -> str:
-    """A short hash of quantised frequencies: what the decoder must reproduce, checked early."""
-    return hashlib.sha256(np.ascontiguousarray(freqs, dtype=np.float64).tobytes()).hexdigest()[:16]
 
 
 def _family():
