@@ -14,8 +14,9 @@ from seqlab import SeqlabError
 from seqlab.io import atomic_path, check_output
 
 EXAMPLES = """examples:
-  seqlab compress notes.txt                          # adaptive n-gram -> notes.txt.sqz
-  seqlab compress notes.txt --adaptive lstm          # an LSTM that learns as it codes
+  seqlab compress notes.txt                          # adaptive n-gram + match model, mixed -> notes.txt.sqz
+  seqlab compress notes.txt --adaptive ngram         # the n-gram alone (faster)
+  seqlab compress notes.txt --adaptive mix-lstm      # an LSTM that learns as it codes, mixed in too
   seqlab compress notes.txt --model runs/bytes-lm    # a trained byte-level run (data.level=byte)
   seqlab decompress notes.txt.sqz -o notes.copy.txt
 """
@@ -31,13 +32,15 @@ def add_parsers(sub, fmt) -> None:
                        epilog=EXAMPLES)
     p.add_argument("file", metavar="FILE", help="the file to compress (any bytes)")
     p.add_argument("-o", "--out", metavar="OUT", help="where to write (default: FILE.sqz)")
-    p.add_argument("--adaptive", default="ngram", metavar="MODEL",
-                   help="the model that learns as it codes: ngram (fast) or lstm (default: ngram)")
+    p.add_argument("--adaptive", default="mix", metavar="MODEL",
+                   help="the model that learns as it codes: mix (an n-gram and a match model, mixed), ngram "
+                        "(alone; faster), lstm, or mix-lstm (all three; slowest) (default: mix)")
     p.add_argument("--model", metavar="RUN", help="code with this trained byte-level run instead (static mode)")
-    p.add_argument("--order", type=int, default=6, help="--adaptive ngram: its order (default: 6)")
-    p.add_argument("--hidden", type=int, default=256, help="--adaptive lstm: its hidden size (default: 256)")
-    p.add_argument("--streams", type=int, default=256, help="segments coded side by side (default: 256)")
-    p.add_argument("--chunk", type=int, default=64, help="steps between two updates of an adaptive model (default: 64)")
+    p.add_argument("--order", type=int, help="the n-gram's order (default: 6 alone, 8 in a mix)")
+    p.add_argument("--hidden", type=int, help="the LSTM's hidden size (default: 256 alone, 128 in a mix)")
+    p.add_argument("--streams", type=int, help="segments coded side by side (default: 256; 32 for lstm, 128 for mix-lstm)")
+    p.add_argument("--chunk", type=int, help="steps between two updates of an adaptive model (default: 64; 16 "
+                                             "where an LSTM learns)")
     p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     p.add_argument("--progress", action="store_true", default=sys.stderr.isatty(), help="show a progress bar")
 
@@ -90,11 +93,11 @@ def _static(run_path: str):
 
 def cmd_compress(args) -> int:
     from seqlab.compress.codec import compress
-    from seqlab.compress.predictors import ADAPTIVE, adaptive
+    from seqlab.compress.predictors import ADAPTIVE, LAYOUT, adaptive
 
     for flag, value in (("--streams", args.streams), ("--chunk", args.chunk), ("--order", args.order),
                         ("--hidden", args.hidden)):
-        if value < 1:
+        if value is not None and value < 1:
             raise SeqlabError(f"{flag} must be 1 or more, got {value}")
     if args.adaptive not in ADAPTIVE:
         raise SeqlabError(f"--adaptive must be one of {', '.join(ADAPTIVE)}; got {args.adaptive!r}")
@@ -103,21 +106,24 @@ def cmd_compress(args) -> int:
     if args.model:
         predictor, mode = _static(args.model), "static"
     else:
-        options = {"order": args.order} if args.adaptive == "ngram" else {"hidden": args.hidden}
+        options = {"order": args.order, "hidden": args.hidden}
+        options = {k: v for k, v in options.items() if v is not None}
         predictor, mode = adaptive(args.adaptive, **options), "adaptive"
     started = time.perf_counter()
-    blob = compress(data, predictor, mode=mode, streams=args.streams, chunk=args.chunk, progress=args.progress)
+    streams, chunk = LAYOUT.get(args.adaptive if mode == "adaptive" else "static", (256, 64))
+    blob = compress(data, predictor, mode=mode, streams=args.streams or streams, chunk=args.chunk or chunk,
+                    progress=args.progress)
     _write(out, blob)
     seconds = time.perf_counter() - started
     bits = 8 * len(blob) / max(len(data), 1)
     print(f"{args.file}: {len(data):,} -> {len(blob):,} bytes ({bits:.3f} bits per byte, {mode} "
-          f"{predictor.description['family']}) in {seconds:.1f} s -> {out}")
+          f"{args.adaptive if mode == 'adaptive' else 'run ' + Path(args.model).name}) in {seconds:.1f} s -> {out}")
     return 0
 
 
 def cmd_decompress(args) -> int:
     from seqlab.compress.codec import decompress
-    from seqlab.compress.predictors import adaptive
+    from seqlab.compress.predictors import from_description
 
     blob = _read(args.file)
     default = args.file[:-4] if args.file.endswith(".sqz") else args.file + ".out"
@@ -136,8 +142,7 @@ def cmd_decompress(args) -> int:
             return predictor
         if args.model:
             raise SeqlabError(f"{args.file} was compressed adaptively; it needs no --model")
-        options = {k: v for k, v in model.items() if k != "family"}
-        return adaptive(str(model.get("family")), **options)
+        return from_description(model)
 
     started = time.perf_counter()
     data = decompress(blob, predictor_for, name=args.file, progress=args.progress)

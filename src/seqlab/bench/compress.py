@@ -26,14 +26,15 @@ import torch
 
 from seqlab import SeqlabError
 from seqlab.bench.common import bench_parser, commit, machine, provenance, write_report
+from seqlab.compress import container
 from seqlab.compress.codec import compress, decompress
-from seqlab.compress.predictors import adaptive
+from seqlab.compress.predictors import ADAPTIVE, LAYOUT, adaptive, from_description
 from seqlab.data import datasets, sources
 
 TOOLS = {"gzip -9": (["gzip", "-9", "-c"], ["gzip", "-d", "-c"]), "bzip2 -9": (["bzip2", "-9", "-c"], ["bzip2", "-d", "-c"]),
          "xz -9e": (["xz", "-9e", "-c"], ["xz", "-d", "-c"]), "zstd -19": (["zstd", "-19", "-q", "-c"], ["zstd", "-d", "-q", "-c"])}
-# seqlab's adaptive modes: (predictor options, streams, chunk)
-MODES = {"ngram": ({"order": 6}, 256, 64), "lstm": ({"hidden": 256}, 32, 16)}
+# seqlab's adaptive modes: (predictor options, streams, chunk), the command line's defaults
+MODES = {name: ({}, *LAYOUT[name]) for name in ADAPTIVE}
 FILES = ("shakespeare", "linux", "austen", "en-es", "binary")
 
 
@@ -73,10 +74,25 @@ def seqlab_mode(mode: str, data: bytes) -> dict:
     started = time.perf_counter()
     blob = compress(data, adaptive(mode, **options), mode="adaptive", streams=streams, chunk=chunk)
     middle = time.perf_counter()
-    back = decompress(blob, lambda header: adaptive(mode, **options))
+    back = decompress(blob, lambda header: from_description(header["model"]))
     done = time.perf_counter()
     return {"size": len(blob), "compress_s": middle - started, "decompress_s": done - middle, "exact": back == data,
-            "options": {**options, "streams": streams, "chunk": chunk}}
+            "options": {**options, "streams": streams, "chunk": chunk}, "model": container.unpack(blob)[0]["model"]}
+
+
+def describe(r: dict, mode: str) -> str:
+    """The model a mode used, in words, from the first file's header."""
+    model = r["files"][0]["results"][f"seqlab {mode}"]["model"]
+    if model["family"] == "ngram":
+        return f"{model['order']}-gram ({model['smoothing']}, refitted as the data grows by a quarter)"
+    if model["family"] == "lstm":
+        return f"LSTM {model['hidden']} units, {model['optimizer']} lr {model['lr']}"
+    parts = " + ".join(describe_part(p) for p in model["parts"])
+    return f"{parts} + a match model (min {model['min_len']} bytes), mixed (rate {model['rate']})"
+
+
+def describe_part(p: dict) -> str:
+    return f"{p['order']}-gram" if p["family"] == "ngram" else f"LSTM {p['hidden']}"
 
 
 def markdown(r: dict) -> str:
@@ -97,8 +113,8 @@ def markdown(r: dict) -> str:
                          f"{c['compress_s']:.1f} / {c['decompress_s']:.1f} s)")
         lines.append(f"| {row['file']} | {row['bytes']:,} | " + " | ".join(cells) + " |")
     lines += ["", "Files: " + "; ".join(f"{row['file']}: {row['what']}" for row in r["files"]) + ".", "",
-              "seqlab modes: " + "; ".join(f"{m}: {MODES[m][0]}, {MODES[m][1]} streams, update every {MODES[m][2]} steps"
-                                           for m in r["modes"]) + ". Every round trip was checked byte for byte "
+              "seqlab modes: " + "; ".join(f"{m}: {describe(r, m)}, {MODES[m][1]} streams, update every "
+                                           f"{MODES[m][2]} steps" for m in r["modes"]) + ". Every round trip was checked byte for byte "
               f"({'all exact' if r['all_exact'] else 'NOT ALL EXACT'}).", "",
               provenance(r, threads=r["threads"])]
     return "\n".join(lines)
@@ -109,12 +125,16 @@ def main(argv: list[str]) -> int:
     p.add_argument("--files", nargs="+", default=list(FILES), choices=FILES, help="which files")
     p.add_argument("--modes", nargs="+", default=list(MODES), choices=list(MODES), help="seqlab's adaptive modes")
     p.add_argument("--threads", type=int, default=2, help="torch threads for seqlab's modes")
+    p.add_argument("--limit", type=int, help="only each file's first LIMIT bytes (a quick look; the table is "
+                                             "made without it)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     rows = []
     with tempfile.TemporaryDirectory(prefix="seqlab-compress-") as tmp:
         for name in args.files:
             data, what = load_file(name)
+            if args.limit:
+                data, what = data[:args.limit], f"{what}, its first {args.limit:,} bytes only"
             row = {"file": name, "what": what, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest(),
                    "results": {}}
             for tool in TOOLS:

@@ -7,6 +7,8 @@ A model that predicts the next byte with p(x_t | x_<t) stores a file in about
                    range-coded by `constriction`
     predictors.py  what predicts: a trained run (static), or a model that learns as it codes
                    (adaptive: an n-gram refitted on what was coded, an LSTM trained on it)
+    mixing.py      a match model (long repeats) and an integer mixer that learns online how
+                   far to trust each predictor: `mix` (the default), `mix-lstm`
     container.py   the .sqz file: magic, version, mode, model, length, checksum, fingerprint
     codec.py       the loop both directions share: B streams side by side, step by step
 

@@ -57,7 +57,7 @@ def run_loop(predictor, n: int, streams: int, chunk: int, encoder: Encoder | Non
                     encoder.encode(grid[live, t], freqs)
                 else:
                     grid[live, t] = decoder.decode(freqs)
-                predictor.advance(np.where(live, grid[:, t], 0))
+                predictor.advance(np.where(live, grid[:, t], 0), live)
                 bar.update(int(live.sum()))
             predictor.learn(grid[:, start:stop], lengths)
             if expect is not None and (c == CHECKED_CHUNKS - 1 or stop == L):
