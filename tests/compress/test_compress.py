@@ -82,9 +82,12 @@ def test_the_size_is_the_models_cross_entropy(made):
             bits -= np.log2(p[np.arange(live.sum()), grid[live, t]]).sum()
             predictor.advance(np.where(live, grid[:, t], 0), live)
         predictor.learn(grid[:, start:start + 16], lengths)
-    blob = compress(data, made(), mode="adaptive", streams=8, chunk=16)
+    stats = {}
+    blob = compress(data, made(), mode="adaptive", streams=8, chunk=16, stats=stats)
     header, payload = container.unpack(blob)
     assert header["mode"] == "adaptive"
+    assert abs(stats["model_bits"] - bits) <= 1e-9 * bits                   # what the bench reports for real files
+    assert stats["payload_bytes"] == len(payload) and stats["header_bytes"] == len(blob) - len(payload)
     assert bits / 8 <= len(payload) <= bits / 8 * 1.005 + 16, (len(payload), bits / 8)
 
 

@@ -115,3 +115,12 @@ def test_the_benchmark_at_a_tiny_size(tmp_path):
     text = out.with_suffix(".md").read_text()
     assert "6-gram (kneser_ney" in text and "8-gram + a match model (min 10 bytes)" in text
     assert "first 6,000 bytes only" in text
+
+
+def test_the_integer_tables_are_the_ones_files_were_written_with():
+    """LN and EXP are rounded to integers from float logarithms once per process; a machine
+    whose libm rounded one of them across a half would code differently. These checksums
+    are the tables every .sqz of mixing.py's version was written with."""
+    import hashlib
+    assert hashlib.sha256(LN.tobytes()).hexdigest()[:16] == "bfac7b51147eadb0"
+    assert hashlib.sha256(EXP.tobytes()).hexdigest()[:16] == "d8638e2373faa93e"

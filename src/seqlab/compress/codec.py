@@ -36,25 +36,32 @@ def layout(n: int, streams: int) -> tuple[int, np.ndarray]:
 
 def run_loop(predictor, n: int, streams: int, chunk: int, encoder: Encoder | None, decoder: Decoder | None,
              grid: np.ndarray | None, progress: bool, what: str,
-             expect: Callable[[str], None] | None = None) -> tuple[np.ndarray, str]:
+             expect: Callable[[str], None] | None = None, stats: dict | None = None) -> tuple[np.ndarray, str]:
     """Code (or decode) the (B, L) grid of bytes; returns the grid and the fingerprint, which
-    `expect` (decoding) checks as soon as it is complete."""
+    `expect` (decoding) checks as soon as it is complete. Encoding fills `stats` with the
+    model's cross-entropy, Σ −log2 p(x), in bits ("model_bits", from its probabilities before
+    quantisation), what the coder should come to."""
     L, lengths = layout(n, streams)
     B = len(lengths)
     if grid is None:
         grid = np.full((B, L), -1, np.int64)
     digest = hashlib.sha256()
+    model_bits = 0.0
     predictor.reset(B)
     with tqdm(total=n, unit="B", unit_scale=True, desc=what, disable=not progress, mininterval=0.5) as bar:
         for c, start in enumerate(range(0, L, chunk)):
             stop = min(start + chunk, L)
             for t in range(start, stop):
                 live = lengths > t                                                     # (B,)
-                freqs = quantize(predictor.probs()[live])                              # (live, 256)
+                probs = predictor.probs()[live]                                        # (live, 256)
+                freqs = quantize(probs)
                 if c < CHECKED_CHUNKS:
                     digest.update(freqs.tobytes())
                 if encoder is not None:
                     encoder.encode(grid[live, t], freqs)
+                    if stats is not None:
+                        chosen = probs[np.arange(len(probs)), grid[live, t]] / probs.sum(1)
+                        model_bits -= float(np.log2(chosen).sum())
                 else:
                     grid[live, t] = decoder.decode(freqs)
                 predictor.advance(np.where(live, grid[:, t], 0), live)
@@ -63,12 +70,16 @@ def run_loop(predictor, n: int, streams: int, chunk: int, encoder: Encoder | Non
             if expect is not None and (c == CHECKED_CHUNKS - 1 or stop == L):
                 expect(digest.hexdigest()[:16])
                 expect = None
+    if stats is not None:
+        stats["model_bits"] = model_bits
     return grid, digest.hexdigest()[:16]
 
 
 def compress(data: bytes, predictor, *, mode: str, streams: int = 256, chunk: int = 64, progress: bool = False,
-             extra: dict | None = None) -> bytes:
-    """The .sqz bytes of `data`, coded with `predictor` (see predictors.py)."""
+             extra: dict | None = None, stats: dict | None = None) -> bytes:
+    """The .sqz bytes of `data`, coded with `predictor` (see predictors.py). `stats`, when
+    given, receives "model_bits" (the model's cross-entropy of the data), "payload_bytes" and
+    "header_bytes"."""
     n = len(data)
     header = {"mode": mode, "model": predictor.description, "length": n, "sha256": hashlib.sha256(data).hexdigest(),
               "streams": streams, "chunk": chunk, "threads": torch.get_num_threads(), "torch": torch.__version__,
@@ -79,12 +90,16 @@ def compress(data: bytes, predictor, *, mode: str, streams: int = 256, chunk: in
     for b, size in enumerate(lengths):
         grid[b, :size] = flat[b * L:b * L + size]
     encoder = Encoder()
-    _, header["fingerprint"] = run_loop(predictor, n, streams, chunk, encoder, None, grid, progress, "compress")
+    _, header["fingerprint"] = run_loop(predictor, n, streams, chunk, encoder, None, grid, progress, "compress",
+                                        stats=stats)
     payload = encoder.finish()
     if len(payload) >= n:                    # the model cannot beat the bytes themselves
         header.update(mode="stored", coded_mode=mode)
         payload = data
-    return container.pack(header, payload)
+    blob = container.pack(header, payload)
+    if stats is not None:
+        stats.update(payload_bytes=len(payload), header_bytes=len(blob) - len(payload))
+    return blob
 
 
 def decompress(blob: bytes, predictor_for: Callable[[dict], object], *, name: str = "the input",
