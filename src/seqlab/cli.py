@@ -21,7 +21,7 @@ from seqlab.io import check_output
 from seqlab.cli_bench import BENCHES, add_bench_parser, cmd_bench
 from seqlab.cli_compress import cmd_compress, cmd_decompress
 from seqlab.cli_sample import cmd_sample
-from seqlab.cli_tasks import _eval_task, _task_of, cmd_classify, cmd_forecast, cmd_tag, cmd_translate
+from seqlab.cli_tasks import _eval_task, _task_of, cmd_caption, cmd_classify, cmd_forecast, cmd_tag, cmd_translate
 
 
 def _help_table() -> str:
@@ -280,6 +280,7 @@ def cmd_info(args) -> int:
 
 COMMANDS = {"info": cmd_info, "export": cmd_export, "compress": cmd_compress, "decompress": cmd_decompress, "train": cmd_train, "eval": cmd_eval, "sample": cmd_sample, "data": cmd_data, "bench": cmd_bench,
             "classify": cmd_classify, "tag": cmd_tag, "forecast": cmd_forecast, "translate": cmd_translate,
+            "caption": cmd_caption,
             "analyze": cmd_analyze}
 
 

@@ -28,8 +28,8 @@ def cmd_sample(args) -> int:
         raise SeqlabError("--num-samples applies to language-model runs; a conditional run writes one "
                           "sentence per --condition")
     if task not in ("lm", "conditional"):
-        # classify, tag, translate and forecast runs have a verb of their task's name
-        instead = f"; use `seqlab {task} {args.run} ...`" if task in ("classify", "tag", "translate", "forecast") else ""
+        # classify, tag, translate, caption and forecast runs have a verb of their task's name
+        instead = f"; use `seqlab {task} {args.run} ...`" if task in ("classify", "tag", "translate", "caption", "forecast") else ""
         raise SeqlabError(f"{args.run} is a task.name={task} run, not a language model; seqlab sample reads "
                           f"task.name=lm runs{instead}")
     if args.condition and task != "conditional":

@@ -1,4 +1,4 @@
-"""The task verbs of the `seqlab` command: classify, tag, translate, forecast — and the task
+"""The task verbs of the `seqlab` command: classify, tag, translate, caption, forecast — and the task
 runs' side of eval and sample. cli.py builds the parser and dispatches; this file holds
 what is specific to task.name != lm runs.
 
@@ -26,7 +26,7 @@ def _sentence_arguments(p, verb: str) -> None:
 
 
 def add_task_parsers(sub, fmt) -> None:
-    """The classify / tag / translate / forecast sub-commands."""
+    """The classify / tag / translate / caption / forecast sub-commands."""
     for verb, what, example in (
             ("classify", "label sentences with a `task.name=classify` run",
              "seqlab classify runs/sentiment --text 'a gripping, funny film'"),
@@ -45,6 +45,20 @@ def add_task_parsers(sub, fmt) -> None:
     p.add_argument("--beam", type=int, default=0, metavar="K", help="beam width (default: the run's task.beam_size; 1 = greedy)")
     p.add_argument("--alpha", type=float, default=None, help="length-penalty exponent (default: the run's task.length_penalty)")
     p.add_argument("--attention", metavar="PNG", help="draw the first sentence's attention weights into this PNG")
+
+    p = sub.add_parser("caption", formatter_class=fmt, help="caption images with a `task.name=caption` run",
+                       description="Write a caption for each image by beam search (or greedily with --beam 1)\n"
+                                   "and optionally draw, for the first image, where the model looked for each\n"
+                                   "word. Any image Pillow reads is converted to grey and scaled to the scenes'\n"
+                                   "64 x 96; light digits on a dark ground, as the model was trained.",
+                       epilog="example:\n  seqlab caption runs/caption --image scene.png --beam 5 --attention looked.png")
+    p.add_argument("run", metavar="RUN", help="run directory made by `seqlab train task.name=caption`")
+    p.add_argument("--image", action="append", default=[], metavar="FILE", help="an image (repeatable)")
+    p.add_argument("--beam", type=int, default=0, metavar="K", help="beam width (default: the run's task.beam_size; 1 = greedy)")
+    p.add_argument("--alpha", type=float, default=None, help="length-penalty exponent (default: the run's task.length_penalty)")
+    p.add_argument("--attention", metavar="PNG", help="draw the first image's attention, one panel per word, into this PNG")
+    p.add_argument("--device", default="auto", help="cpu, cuda or auto (default: auto)")
+    p.add_argument("--json", action="store_true", help="one JSON object per image")
 
     p = sub.add_parser("forecast", formatter_class=fmt, help="forecast the future of a `task.name=forecast` run's series",
                        description="Closed-loop forecast after the end of the run's series: each prediction is\n"
@@ -161,4 +175,27 @@ def cmd_forecast(args) -> int:
         print(json.dumps({"series": series, "forecast": future.tolist()}))
     else:
         print("\n".join(f"{v:.6g}" for v in future))
+    return 0
+
+
+def cmd_caption(args) -> int:
+    if args.beam < 0:
+        raise SeqlabError(f"--beam must be 1 or more (0 = the run's own), got {args.beam}")
+    if args.alpha is not None and not math.isfinite(args.alpha):
+        raise SeqlabError(f"--alpha must be a finite number, got {args.alpha}")
+    if not args.image:
+        raise SeqlabError("give an image with --image FILE (repeatable)")
+    check_output(args.attention, "--attention")
+    run = _load_task_run(args, "caption")
+    if args.attention and run.config["task"]["attention"] == "none":
+        raise SeqlabError(f"{args.run} has no attention (task.attention=none): there is nothing to draw; "
+                          f"remove --attention")
+    results = run.caption(args.image, beam=args.beam or None, alpha=args.alpha)
+    for path, result in zip(args.image, results):
+        print(json.dumps({"image": path, "caption": result["caption"]}) if args.json else result["caption"])
+    if args.attention:
+        from seqlab.analysis.attention import plot_image_attention
+        first = results[0]
+        plot_image_attention(args.attention, first["image"], first["attention"], first["grid"], first["words"],
+                             title=f"{Path(args.image[0]).name}: {first['caption']}")
     return 0

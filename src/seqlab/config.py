@@ -65,6 +65,8 @@ class ModelConfig:
     kernel_size: int = opt(3, "tcn / wavenet: convolution width")
     dilation_cycle: int = opt(10, "wavenet: dilations 1, 2, ..., 2^(cycle-1), repeated over num_layers")
     skip_channels: int = opt(0, "wavenet: channels of the skip path (0 = hidden_size)")
+    channels: int = opt(64, "caption: channels of the CNN encoder's last convolution, the features of each image "
+                        "region (the first two convolutions have a quarter and a half of it)")
     context: int = opt(8, "window: tokens the fixed-window model sees (Bengio et al. 2003)")
     order: int = opt(5, "ngram: tokens per n-gram, 1-20")
     smoothing: str = opt("kneser_ney", "ngram: 'add_k', 'witten_bell', 'kneser_ney' or 'modified_kneser_ney'")
@@ -125,14 +127,17 @@ class TaskConfig:
     char_size: int = opt(0, "tag: also build each word from its characters with a Bi-LSTM of this size (Ling et al. 2015); 0 = off")
     tagset: str = opt("base", "tag (Brown): 'base' strips the -TL/-HL/-NC/FW- markers from each tag; 'full' keeps them")
     lowercase: bool = opt(False, "lower-case the input words")
-    attention: str = opt("bahdanau", "translate: 'bahdanau' (additive), 'luong_dot', 'luong_general' or 'none'")
+    attention: str = opt("bahdanau", "translate: 'bahdanau' (additive), 'luong_dot', 'luong_general' or 'none'; "
+                         "caption: 'bahdanau' (Xu et al.'s soft attention) or 'none' (Show and Tell)")
+    doubly_stochastic: float = opt(1.0, "caption with attention: weight of Xu et al.'s penalty (1 - Σ_t α_ti)², "
+                                   "averaged over regions; 0 = off")
     sampling: str = opt("none", "translate: scheduled sampling (Bengio et al. 2015): none, linear, exponential, inverse_sigmoid")
     sampling_k: float = opt(0.0, "scheduled sampling: k of the decay (linear: start, exponential: base < 1, "
                               "inverse_sigmoid: k >= 1); 0 = the schedule's default")
     sampling_c: float = opt(0.0, "scheduled sampling, linear: decrease per update (0 = reach the floor at train.max_steps)")
     sampling_min: float = opt(0.0, "scheduled sampling: the lowest probability of feeding the true token")
-    beam_size: int = opt(5, "translate: beam width when evaluating and translating")
-    length_penalty: float = opt(0.6, "translate: alpha of the GNMT length penalty ((5+|Y|)/6)^alpha")
+    beam_size: int = opt(5, "translate / caption: beam width when evaluating, translating and captioning")
+    length_penalty: float = opt(0.6, "translate / caption: alpha of the GNMT length penalty ((5+|Y|)/6)^alpha")
     max_length: int = opt(0, "drop training examples with more tokens than this (0 = keep all)")
     batching: str = opt("sort_source", "mini-batches (Morishita et al. 2017): shuffle, sort_source, sort_target, "
                         "sort_both, token_budget")
@@ -142,8 +147,9 @@ class TaskConfig:
     length: int = opt(0, "sequence: T of the adding problem / the copy-memory delay (0 = the paper's 600 / 1000)")
     noise: float = opt(0.5, "sequence, data=onebit: standard deviation of the Gaussian inputs after the bit "
                        "(Bengio et al. 1994)")
-    train_examples: int = opt(0, "sequence: training examples generated or taken (0 = the task's default)")
-    test_examples: int = opt(0, "sequence: test examples generated or taken (0 = the task's default)")
+    train_examples: int = opt(0, "sequence / caption: training examples generated or taken (0 = the task's default)")
+    test_examples: int = opt(0, "sequence / caption: test (and validation) examples generated or taken "
+                             "(0 = the task's default)")
     horizon: int = opt(0, "forecast: values held out for testing, and as many before them for validation (0 = per series)")
     transform: str = opt("auto", "forecast: 'auto' (chosen on validation), 'none', or e.g. 'log,1,12' (log, then differences)")
     period: int = opt(0, "forecast: seasonal period for MASE and the seasonal naive forecast (0 = the series' own)")

@@ -47,7 +47,7 @@ PROVIDERS: dict[str, tuple[str, ...]] = {
     "model": ("seqlab.models.hmm", "seqlab.models.ngram", "seqlab.models.recurrent", "seqlab.models.tcn",
               "seqlab.models.wavenet", "seqlab.models.window"),
     "benchmark": ("seqlab.bench.bai2018", "seqlab.bench.karpathy2016", "seqlab.bench.suite"),
-    "task": ("seqlab.tasks.bilm", "seqlab.tasks.classify", "seqlab.tasks.conditional", "seqlab.tasks.forecast",
+    "task": ("seqlab.tasks.bilm", "seqlab.tasks.caption", "seqlab.tasks.classify", "seqlab.tasks.conditional", "seqlab.tasks.forecast",
              "seqlab.tasks.lm", "seqlab.tasks.sequence", "seqlab.tasks.tag", "seqlab.tasks.translate"),
     "corpus": ("seqlab.data.sources",),
     "dataset": ("seqlab.data.datasets",),

@@ -55,9 +55,12 @@ def data_for(task: str, tmp) -> list[str]:
     if task == "sequence":              # the adding problem, generated
         return ["data=adding", "model=lstm", "task.length=12", "task.train_examples=200", "task.test_examples=40",
                 "train.batch_size=8", "model.hidden_size=16", "model.num_layers=1"]
+    if task == "caption":               # scenes of seven-segment glyphs, generated
+        return ["data=segments", "model=lstm", "task.train_examples=48", "task.test_examples=12", "task.beam_size=1",
+                "train.batch_size=8", "model.embedding_size=16", "model.hidden_size=16", "model.channels=8", "model.dropout=0"]
     raise AssertionError(f"no test data for task {task}: add it here")
 
 
-TASKS = ["bilm", "classify", "conditional", "forecast", "lm", "sequence", "tag", "translate"]
+TASKS = ["bilm", "caption", "classify", "conditional", "forecast", "lm", "sequence", "tag", "translate"]
 
 

@@ -14,6 +14,7 @@ import dataclasses
 import json
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -34,12 +35,13 @@ MODEL_ALT = {"embedding_size": 12, "hidden_size": 12, "num_layers": 3, "dropout"
              "gru_form": "cho", "residual": True, "variational": True, "recurrent_dropout": 0.3, "zoneout": 0.3,
              "norm_stabilizer": 0.5, "recurrent_init": "orthogonal", "kernel_size": 2, "dilation_cycle": 2,
              "skip_channels": 8, "context": 3, "order": 2, "smoothing": "witten_bell", "add_k": 0.5, "impl": "loop",
-             "chrono": 50, "recurrent_gain": 1.5}
+             "chrono": 50, "recurrent_gain": 1.5, "channels": 8}
 TASK_ALT = {"target": "score", "pooling": "mean", "bidirectional": False, "char_size": 4, "tagset": "full",
             "lowercase": True, "attention": "luong_dot", "sampling": "exponential", "sampling_k": 0.9,
             "sampling_c": 0.02, "sampling_min": 0.5, "beam_size": 1, "length_penalty": 2.0, "max_length": 3,
             "batching": "shuffle", "max_tokens": 40, "condition": "input", "horizon": 10, "transform": "log,12",
-            "period": 6, "ar_order": 3, "length": 9, "train_examples": 150, "test_examples": 30, "noise": 0.9}
+            "period": 6, "ar_order": 3, "length": 9, "train_examples": 150, "test_examples": 30, "noise": 0.9,
+            "doubly_stochastic": 0.5}
 STREAM_ALT = {"bptt_steps": 7, "bptt_stride": 3, "eval_tokens": 50, "eval_batch_size": 2}
 # model options that make the small config, where the task's model honours them
 SMALL = {"embedding_size": 16, "hidden_size": 16, "num_layers": 2, "dropout": 0.1, "context": 4, "order": 3}
@@ -61,7 +63,7 @@ CASES = [(task, model) for task in TASKS for model in models_of(task)]
 
 def small_config(task: str, model: str, tmp) -> list[str]:
     args = [a for a in data_for(task, tmp) if not a.startswith("model.")] + [f"model={model}", "train.max_steps=100"]
-    if task == "translate":
+    if task in ("translate", "caption"):
         args += ["task.beam_size=5"]
     unchecked = apply(Config(), parse_overrides([f"task={task}", *args]))       # sizes come next
     honoured = get("task", task).honoured(unchecked)                  # a count model: no optimiser options
@@ -109,7 +111,7 @@ def fingerprint(args: list[str], tmp) -> dict | str:
         seen["valid"] = task.validation(model, cpu)
         if hasattr(task, "collate"):                         # the example tasks' final decoding (beam search)
             seen["final"] = task.evaluate(model, task.splits["valid"], cpu, final=True)
-        if hasattr(task, "translate"):                       # and what it decodes, once it says more than <eos>
+        if hasattr(task, "translate") or hasattr(task, "caption"):   # and what it decodes, once it says more than <eos>
             model.train()
             optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
             with torch.enable_grad():
@@ -120,7 +122,16 @@ def fingerprint(args: list[str], tmp) -> dict | str:
                     optimizer.step()
             model.eval()
             sources = [e[0] for e in task.splits["valid"] + task.splits["train"]]
-            seen["decoded"] = task.translate(model, sources, cpu, cfg.task.beam_size, cfg.task.length_penalty)
+            if hasattr(task, "caption"):
+                seen["decoded"] = task.caption(model, np.stack(sources), cpu, cfg.task.beam_size, cfg.task.length_penalty)
+                # the length penalty reaches the beam's scores even where a tiny model's words do not change
+                from seqlab.decode import seq2seq
+                from seqlab.tasks.caption import image_tensor
+                x = image_tensor(np.stack(sources[:4]), cpu)
+                seen["scores"] = [round(h[0].score, 6) for h in seq2seq.beam_search(
+                    model, x, torch.ones(4, dtype=torch.long), cfg.task.beam_size, 20, cfg.task.length_penalty)]
+            else:
+                seen["decoded"] = task.translate(model, sources, cpu, cfg.task.beam_size, cfg.task.length_penalty)
     return seen
 
 

@@ -38,3 +38,37 @@ def plot_attention(path: str | Path, weights, src_tokens: Sequence[str], tgt_tok
     if title:
         ax.set_title(textwrap.fill(title, int(width * 11)), fontsize=10, pad=12)
     save_figure(fig, path)
+
+
+def plot_image_attention(path: str | Path, image: np.ndarray, weights, grid: tuple[int, int],
+                         words: Sequence[str], title: str = "") -> None:
+    """Where a captioner looked for each word (Xu et al. 2015, figure 2): one panel per
+    generated word, the image dimmed where the attention is low. image (H, W) in [0, 255],
+    weights (U, R) over the R = rows x columns regions of the encoder's grid."""
+    plt = pyplot()
+
+    if hasattr(weights, "detach"):
+        weights = weights.detach().cpu().float().numpy()
+    w = np.asarray(weights, dtype=np.float64)                               # (U, R)
+    rows, columns = grid
+    if w.ndim != 2 or w.shape != (len(words), rows * columns):
+        raise SeqlabError(f"attention weights of shape {w.shape} do not match {len(words)} words over a "
+                          f"{rows} x {columns} grid")
+    H, W = image.shape
+    panels = len(words) + 1
+    fig, axes = plt.subplots(1, panels, figsize=(1.6 * panels, 1.6 * H / W + 0.6), dpi=100, squeeze=False)
+    axes[0, 0].imshow(image, cmap="gray", vmin=0, vmax=255)
+    axes[0, 0].set_title("image", fontsize=8)
+    for k, word in enumerate(words):
+        heat = w[k].reshape(rows, columns)
+        heat = np.kron(heat / max(heat.max(), 1e-12), np.ones((H // rows, W // columns)))   # (H', W') in [0, 1]
+        ax = axes[0, k + 1]
+        ax.imshow(image, cmap="gray", vmin=0, vmax=255)
+        ax.imshow(heat, cmap="magma", alpha=0.55, extent=(-0.5, W - 0.5, H - 0.5, -0.5), vmin=0, vmax=1)
+        ax.set_title(word, fontsize=9)
+    for ax in axes[0]:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    if title:
+        fig.suptitle(textwrap.fill(title, 20 * panels), fontsize=9)
+    save_figure(fig, path)

@@ -101,6 +101,7 @@ class Run:
     def _need(self, verb: str, *tasks: str) -> None:
         if self.task not in tasks:
             instead = {"classify": "classify", "tag": "tag", "translate": "translate", "forecast": "forecast",
+                       "caption": "caption",
                        "lm": "sample / score", "conditional": "sample"}.get(self.task, "evaluate")
             raise SeqlabError(f"{self.path} is a task.name={self.task} run; {verb} needs a "
                               f"task.name={' or '.join(tasks)} run (this one offers {instead})")
@@ -271,6 +272,13 @@ class Run:
         "source": tokens, "target": tokens + ['<eos>'], "translation": text}."""
         self._need("attention", "translate")
         return verbs.attention(self, sentence, beam)
+
+    def caption(self, images, *, beam: int | None = None, alpha: float | None = None) -> list[dict[str, Any]]:
+        """Each image's caption (a path to any image Pillow reads, or a (64, 96) array like the
+        scenes): {"caption", "words", "attention": (words, regions) array, "grid": (rows, columns),
+        "image": the (64, 96) uint8 the model saw}. Beam search as translate's."""
+        self._need("caption", "caption")
+        return verbs.caption(self, images, beam, alpha)
 
     def forecast(self, steps: int = 12) -> np.ndarray:
         """The next `steps` values after the end of the run's series, each prediction fed back

@@ -1,20 +1,24 @@
-"""The task verbs of a loaded Run (run.py): classify, tag, translate, attention, forecast,
+"""The task verbs of a loaded Run (run.py): classify, tag, translate, attention, caption, forecast,
 a task run's evaluation, and a conditional LM's sentence of a class. Each takes the Run and
 returns plain Python and NumPy values."""
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
 
 from seqlab import SeqlabError
+from seqlab.data.scenes import HEIGHT, WIDTH, read_image
 from seqlab.data.sequences import seq2seq_batch
 from seqlab.data.vocab import BOS, EOS, PAD, UNK
 from seqlab.decode.beam import beam_search
 from seqlab.decode.sampling import generate
+from seqlab.models.captioner import grid_of
 from seqlab.tasks.base import words
+from seqlab.tasks.caption import image_tensor
 from seqlab.tasks.conditional import Conditioned
 from seqlab.tasks.forecast import forecast_future
 from seqlab.training.runs import evaluate_run
@@ -126,3 +130,32 @@ def sample_conditional(run: Run, prime: str | None, length: int, temperature: fl
                 break
             ids.append(token)
     yield " ".join(task.vocab.itos[i] for i in ids if i != EOS)
+
+
+def caption(run: Run, images, beam: int | None, alpha: float | None) -> list[dict[str, Any]]:
+    """Each image's caption, its words and the attention behind each word (zeros without)."""
+    task = run._task
+    items = [images] if isinstance(images, (str, Path)) or (isinstance(images, np.ndarray) and images.ndim == 2) \
+        else list(images)
+    if not items:
+        raise SeqlabError("images: give at least one image (a path, or a (64, 96) uint8 array)")
+    arrays = np.stack([read_image(i) if isinstance(i, (str, Path)) else scene_array(i) for i in items])
+    beam, alpha = _beam_and_alpha(run, beam, alpha)
+    results = []
+    with torch.no_grad():
+        outputs = task.caption(run.model, arrays, run.device, beam, alpha)
+        for image, ids in zip(arrays, outputs):
+            tgt_in = torch.tensor([[BOS, *ids]], device=run.device)
+            _, weights = run.model(image_tensor(image[None], run.device), tgt_in)       # (1, U + 1, R)
+            results.append({"caption": task.vocab.decode(ids), "words": [task.vocab.itos[i] for i in ids],
+                            "attention": weights[0, :len(ids)].cpu().numpy(), "grid": grid_of(*image.shape),
+                            "image": image})
+    return results
+
+
+def scene_array(image) -> np.ndarray:
+    a = np.asarray(image)
+    if a.shape != (HEIGHT, WIDTH):
+        raise SeqlabError(f"an image array must be ({HEIGHT}, {WIDTH}) like the scenes; got {a.shape} "
+                          f"(give a file path to have it scaled)")
+    return (np.clip(a, 0, 1) * 255).round().astype(np.uint8) if a.dtype.kind == "f" else a.astype(np.uint8)

@@ -3,6 +3,7 @@
     classify   many-to-one: a label or a score per sequence (sentiment)
     tag        many-to-many, aligned: a tag per token (part of speech)
     translate  many-to-many, encoder-decoder with attention
+    caption    one-to-many from an image: CNN encoder, LSTM decoder, soft attention
     forecast   real-valued series, one-step and closed-loop
 
     lm         next token on one stream, TBPTT (the default)

@@ -173,13 +173,15 @@ class TranslateTask(ExampleTask):
         return encode_words(self.src_vocab, words(text, self.cfg.task.lowercase)) or [PAD]
 
 
-def bleu(hypotheses: list[str], references: list[str]) -> float:
-    """sacrebleu's corpus BLEU (0-100) with one reference per sentence."""
+def bleu(hypotheses: list[str], references: list[str], max_order: int = 4) -> float:
+    """sacrebleu's corpus BLEU (0-100) with one reference per sentence, n-grams up to max_order
+    (BLEU-4 by default; BLEU-1..3 as captioning papers report them)."""
     try:
         import sacrebleu         # optional outside `make venv`: only BLEU needs it, and says how to install it
     except ImportError:
         raise SeqlabError("BLEU needs sacrebleu: pip install sacrebleu==2.6.0 (make venv installs it)") from None
-    return float(sacrebleu.corpus_bleu(hypotheses, [references], force=True).score)   # our own tokens, knowingly
+    metric = sacrebleu.metrics.BLEU(force=True, max_ngram_order=max_order)       # our own tokens, knowingly
+    return float(metric.corpus_score(hypotheses, [references]).score)
 
 
 def _schedule_params(cfg: Config) -> dict[str, float]:
