@@ -29,7 +29,7 @@ import torch
 
 from seqlab.analysis.attention import plot_image_attention
 from seqlab.api import load
-from seqlab.bench.common import bench_parser, commit, machine, provenance, write_report
+from seqlab.bench.common import bench_parser, command_line, commit, machine, provenance, write_report
 from seqlab.config import load_config
 from seqlab.data import scenes
 from seqlab.training.engine import fit, make_task
@@ -146,8 +146,7 @@ def main(argv=None) -> int:
     plain_hidden = matched_hidden(args)
     results = [train_one("none", plain_hidden, args), train_one("bahdanau", args.hidden, args)]
     figure = attention_figure(results[1], args)
-    command = "seqlab bench caption" + "".join(f" --{k.replace('_', '-')} {v}" for k, v in vars(args).items()
-                                               if v != p.get_default(k))
+    command = command_line("caption", p, args)
     report = {"benchmark": "caption", "args": vars(args), "figure": figure,
               "results": [{k: v for k, v in x.items() if k not in ("task", "model")} for x in results],
               "wall_seconds": round(time.perf_counter() - wall, 1),

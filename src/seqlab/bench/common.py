@@ -19,6 +19,14 @@ def bench_parser(name: str, doc: str | None, out: str | None = None) -> argparse
     return p
 
 
+def command_line(name: str, parser: argparse.ArgumentParser, args: argparse.Namespace) -> str:
+    """`seqlab bench NAME` with the options that differ from their defaults: the command a
+    report names, to run it again."""
+    return f"seqlab bench {name}" + "".join(
+        f" --{k.replace('_', '-')} {' '.join(map(str, v)) if isinstance(v, list) else v}"
+        for k, v in vars(args).items() if v != parser.get_default(k))
+
+
 def result_path(out: str) -> Path:
     """Where the JSON of a report written to `out` goes: one layout for every benchmark,
     DIR/results/NAME.json beside DIR/NAME.md (benchmarks/results/ in the repository)."""

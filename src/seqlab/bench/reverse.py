@@ -32,7 +32,7 @@ from pathlib import Path
 import torch
 
 from seqlab.analysis.attention import plot_attention
-from seqlab.bench.common import bench_parser, commit, machine, provenance, write_report
+from seqlab.bench.common import bench_parser, command_line, commit, machine, provenance, write_report
 from seqlab.config import load_config
 from seqlab.training.engine import fit
 from seqlab.training.runs import load_trained
@@ -134,9 +134,7 @@ def main(argv=None) -> int:
         attending = [x for x in results if x["attention"] != "none"]
         if attending:
             heat_map(*attending[0]["run"], heat)
-    command = "seqlab bench reverse" + "".join(
-        f" --{k.replace('_', '-')} {' '.join(v) if isinstance(v, list) else v}"
-        for k, v in vars(args).items() if v != p.get_default(k))
+    command = command_line("reverse", p, args)
     report = {"benchmark": "reverse", "args": vars(args), "heat_map": heat if attending else None,
               "results": [{k: v for k, v in x.items() if k != "run"} for x in results],
               "wall_seconds": round(time.perf_counter() - wall, 1),
