@@ -93,7 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
                        epilog="example:\n  seqlab sample runs/demo --prime 'ROMEO.' --length 500 --temperature 0.8 --top-p 0.95")
     p.add_argument("run", metavar="RUN", help="run directory made by `seqlab train`")
     p.add_argument("--prime", default=None, help="text to start from (default: a newline, or <eos> for words)")
-    p.add_argument("--length", type=int, default=500, help="tokens to generate (default: 500)")
+    p.add_argument("--length", type=int, default=None,
+                   help="tokens to generate (default: 500; with --format abc the most per tune, default 2000)")
     p.add_argument("--temperature", type=float, default=1.0, help="divide logits by T; <1 is safer, >1 wilder (default: 1.0)")
     p.add_argument("--top-k", type=int, default=0, help="sample from the K most likely tokens only (default: 0 = off)")
     p.add_argument("--top-p", type=float, default=1.0, help="sample from the smallest set holding P of the mass (default: 1.0 = off)")
@@ -105,6 +106,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="draw N continuations as one batch (one batched step per token); printed one after "
                         "another, separated by a '----' line (default: 1, streamed as it is generated)")
     p.add_argument("--seed", type=int, default=None, help="random seed for reproducible samples (default: none)")
+    p.add_argument("--format", choices=("text", "abc"), default="text",
+                   help="abc: whole folk tunes (a run trained on ABC, e.g. configs/folk.toml): each sample starts "
+                        "at --prime (default 'T:') and stops at the blank line that ends a tune; written one "
+                        "file per tune to -o DIR (default: text, printed)")
+    p.add_argument("-o", "--out", metavar="DIR", help="with --format abc: the folder to write tune-001.abc, ... to")
     p.add_argument("--device", default="auto", help="cpu, cuda or auto (default: auto)")
 
     # export ----------------------------------------------------------------------------------
@@ -168,6 +174,7 @@ MODULE_ANALYSES = {
     "forget-bias": ("seqlab.analysis.experiments", "forget-gate bias 0 against 1 on a long-dependency task (Jozefowicz et al. 2015)"),
     "cells": ("seqlab.analysis.cells", "the LSTM cells whose activation best correlates with quotes, line position, bracket depth, ..."),
     "errors": ("seqlab.analysis.errors", "which characters the model predicts better than an n-gram on the same data, grouped"),
+    "tunes": ("seqlab.analysis.tunes", "folk tunes in ABC: share that parse and keep their meter, key, range; MIDI and piano rolls"),
 }
 VIZ = ("seqlab.analysis.viz", "one offline HTML page: the text coloured by a cell's activation, cell picker, loss, predictions")
 

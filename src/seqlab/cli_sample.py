@@ -21,6 +21,12 @@ def cmd_sample(args) -> int:
     from seqlab.api import load
     from seqlab.api.run import check_sampling
 
+    if args.format == "abc":
+        return write_tunes(args)
+    if args.out:
+        raise SeqlabError("-o/--out names the folder for --format abc tunes; text samples are printed "
+                          "(redirect them: seqlab sample RUN > file.txt)")
+    args.length = 500 if args.length is None else args.length
     check_sampling(args.length, args.temperature, args.top_k, args.top_p, args.beam, args.greedy, args.num_samples,
                    args.alpha, flag)
     task = _task_of(args.run)
@@ -56,4 +62,50 @@ def cmd_sample(args) -> int:
         out.write(piece)
         out.flush()
     out.write("\n")
+    return 0
+
+
+TUNE_END = "\n\n"             # the folk corpus separates tunes by a blank line
+
+
+def write_tunes(args) -> int:
+    """`seqlab sample RUN --format abc -o DIR`: whole tunes, one file each (tune-001.abc, ...)."""
+    from pathlib import Path
+
+    from seqlab.api import load
+    from seqlab.api.run import check_sampling
+    from seqlab.io import atomic_write_text
+
+    length = 2000 if args.length is None else args.length
+    check_sampling(length, args.temperature, args.top_k, args.top_p, args.beam, args.greedy, args.num_samples,
+                   args.alpha, flag)
+    if not args.out:
+        raise SeqlabError("--format abc writes one file per tune: give the folder, e.g. -o tunes/")
+    if args.beam or args.condition:
+        raise SeqlabError("--format abc samples tunes; drop --beam / --condition")
+    if _task_of(args.run) != "lm":
+        raise SeqlabError(f"{args.run} is not a language model; --format abc samples from a character model "
+                          f"trained on tunes (seqlab train --config configs/folk.toml)")
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise SeqlabError(f"-o {out} is a file; give a folder for the tunes")
+    if out.is_dir() and any(out.glob("tune-*.abc")):
+        raise SeqlabError(f"{out} already holds tune-*.abc files; give an empty or new folder")
+    head = args.prime if args.prime is not None else "T:"
+    if head == "":
+        raise SeqlabError("--prime is empty; give the start of a tune (e.g. 'T:' or 'T:Reel\nM:4/4'), or leave it out")
+    run = load(args.run, args.device)
+    if run._vocab.level == "word":
+        raise SeqlabError(f"{args.run} is a word-level model; tunes are sampled from character or byte models")
+    samples = run.sample(TUNE_END + head, length, num_samples=args.num_samples, temperature=args.temperature,
+                         top_k=args.top_k, top_p=args.top_p, greedy=args.greedy, seed=args.seed, stop=TUNE_END)
+    samples = [samples] if isinstance(samples, str) else samples
+    out.mkdir(parents=True, exist_ok=True)
+    width = max(3, len(str(len(samples))))
+    unfinished = 0
+    for i, body in enumerate(samples, start=1):
+        unfinished += len(body) >= length            # ran to --length without the blank line that ends a tune
+        atomic_write_text(out / f"tune-{i:0{width}d}.abc", f"X:{i}\n{head}{body.rstrip()}\n")
+    note = f" ({unfinished} reached --length {length} before the tune ended)" if unfinished else ""
+    print(f"wrote {len(samples)} tunes to {out}{note}; check them: seqlab analyze tunes {out} --reference folk")
     return 0

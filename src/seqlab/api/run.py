@@ -110,18 +110,26 @@ class Run:
 
     def sample(self, prime: str | None = None, length: int = 200, *, temperature: float = 1.0, top_k: int = 0,
                top_p: float = 1.0, greedy: bool = False, beam: int = 0, alpha: float = 0.6, num_samples: int = 1,
-               seed: int | None = None, condition: str | None = None) -> str | list[str]:
+               seed: int | None = None, condition: str | None = None, stop: str | None = None) -> str | list[str]:
         """The continuation of `prime` (without the prime): `length` tokens drawn with the given
         temperature / top-k / top-p (or greedily, or by beam search). num_samples > 1 returns a
-        list, drawn as one batch. A conditional run writes a sentence of class `condition`."""
+        list, drawn as one batch. A conditional run writes a sentence of class `condition`.
+        `stop` (character and byte models, sampling): each continuation ends before its first
+        `stop` (e.g. "\n\n" between tunes), and drawing ends when every one has it."""
         check_sampling(length, temperature, top_k, top_p, beam, greedy, num_samples, alpha, plain)
-        if num_samples > 1:
-            self._need("sampling several continuations", "lm")
+        if num_samples > 1 or stop:
+            self._need("sampling several continuations" if num_samples > 1 else "sampling up to a stop", "lm")
             ids, banned, vocab, _ = self._lm_prime(prime, plain)
+            if stop is not None and (vocab.level == "word" or beam or vocab.unknown(stop)):
+                raise SeqlabError("stop applies to sampling from character or byte models, with characters "
+                                  f"the model knows; got {stop!r} for a {vocab.level}-level run"
+                                  + (" with a beam" if beam else ""))
             generator = torch.Generator().manual_seed(seed) if seed is not None else None
             samples = generate_batch(self.model, ids, length, num_samples, temperature=temperature, top_k=top_k,
-                                     top_p=top_p, banned=banned, generator=generator)
-            return [vocab.decode(s) for s in samples]
+                                     top_p=top_p, banned=banned, generator=generator, greedy=greedy,
+                                     stop=vocab.encode(stop).tolist() if stop else None)
+            texts = [vocab.decode(s) for s in samples]
+            return texts if num_samples > 1 else texts[0]
         return "".join(self.stream(prime, length, temperature=temperature, top_k=top_k, top_p=top_p, greedy=greedy,
                                    beam=beam, alpha=alpha, seed=seed, condition=condition))
 

@@ -19,6 +19,7 @@ from typing import Callable
 
 from seqlab import SeqlabError
 from seqlab.data.corpora import build_austen, build_linux
+from seqlab.data.folk import build_folk
 from seqlab.io import atomic_write_text
 from seqlab.registry import get, names, register
 
@@ -179,6 +180,19 @@ _add(Corpus(
     licence="public domain (janeaustenr package: MIT)",
     how="apt-get download r-cran-janeaustenr (R data read by seqlab.data.rdata; no R needed)",
     build=_austen,
+))
+
+
+# -- folk: the Essen folk tunes in ABC, from music21's sdist (builder in data/folk.py) ------
+
+_add(Corpus(
+    name="folk",
+    description="8,506 monophonic Essen folk tunes in ABC notation, headers T/M/L/K kept, a blank line "
+                "between tunes, shuffled so the contiguous splits are by tune (the Nottingham stand-in)",
+    size="about 1.5M chars",
+    licence="BSD-3 (music21 corpus; Essen collection, free for non-commercial use)",
+    how="pip download --no-binary :all: music21==10.5.1 (the sdist is read, never installed)",
+    build=lambda tmp: build_folk(tmp, _pip_download),
 ))
 
 

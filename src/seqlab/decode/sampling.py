@@ -105,9 +105,11 @@ def generate(model: nn.Module, prime_ids: list[int], length: int, *, greedy: boo
 @torch.no_grad()
 def generate_batch(model: nn.Module, prime_ids: list[int], length: int, num_samples: int, *, greedy: bool = False,
                    temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0, banned: tuple[int, ...] = (),
-                   generator: torch.Generator | None = None) -> list[list[int]]:
+                   generator: torch.Generator | None = None, stop: list[int] | None = None) -> list[list[int]]:
     """`num_samples` continuations of one prime, drawn as one batch: the prime runs once, its
-    state is copied to N rows, and every step is one batched `model.step` (N, ·)."""
+    state is copied to N rows, and every step is one batched `model.step` (N, ·). With `stop`
+    (a token sequence), each row ends just before its first `stop` and drawing ends when
+    every row has one (or at `length`)."""
     model.eval()
     device = model_device(model)
     logits, state = prime_model(model, prime_ids, device)                  # (1, V)
@@ -115,10 +117,17 @@ def generate_batch(model: nn.Module, prime_ids: list[int], length: int, num_samp
     state = select_state(state, rows)                                       # (N, ...)
     logits = logits.expand(num_samples, -1).clone()                         # (N, V)
     out = torch.empty(num_samples, length, dtype=torch.long)
+    ends = torch.full((num_samples,), -1, dtype=torch.long)                 # where each row's stop begins
     ban = torch.tensor(banned, dtype=torch.long, device=device) if banned else None
     for i in range(length):
         if i:
             logits, state = model.step(token, state)                       # (N, V)
         token = _next_tokens(logits, ban, greedy, temperature, top_k, top_p, generator)   # (N,)
         out[:, i] = token.cpu()
-    return out.tolist()
+        if stop and i + 1 >= len(stop):
+            ended = (out[:, i + 1 - len(stop):i + 1] == torch.tensor(stop)).all(dim=1)
+            ends = torch.where(ended & (ends < 0), i + 1 - len(stop), ends)
+            if bool((ends >= 0).all()):
+                break
+    rows = out[:, :i + 1].tolist()
+    return [row[:end] if end >= 0 else row for row, end in zip(rows, ends.tolist())]

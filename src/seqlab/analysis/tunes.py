@@ -1,0 +1,228 @@
+"""`seqlab analyze tunes DIR`: are these tunes music? Parse, meter, key and range of ABC tunes,
+beside the same figures for real held-out folk tunes; optionally rendered to MIDI (written by
+seqlab), a piano roll and (with fluidsynth) audio.
+
+    seqlab sample runs/folk --format abc --num-samples 100 -o tunes/
+    seqlab analyze tunes tunes/ --reference folk --render tunes/rendered
+
+Two readings of each tune:
+- music21's ABC parser (music21 10.5.1): the tune "parses" when music21 reads it without an
+  error and finds notes in it. music21 is lenient: it skips much that is not ABC.
+- seqlab's own reader (data/abc.py), which is strict: any character outside ABC's grammar
+  fails the tune. Bars are counted on the tunes it reads: a bar keeps the meter when it
+  holds exactly what M: says (an upbeat and the last bar may be shorter).
+The reference (--reference folk) is the folk corpus's test split: tunes no model trained on.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+from seqlab import SeqlabError
+from seqlab.data import abc
+from seqlab.data.midi import midi_bytes
+from seqlab.io import atomic_path, atomic_write_text, check_output
+
+SOUNDFONTS = (Path("/usr/share/sounds/sf2/FluidR3_GM.sf2"), Path("/usr/share/sounds/sf2/default-GM.sf2"))
+INSTALL_SOUND = "apt-get install fluidsynth fluid-soundfont-gm (as root; `make sound` does it)"
+
+
+def read_folder(folder: str | Path) -> list[tuple[str, str]]:
+    """(name, tune) for every tune in DIR's *.abc files (a file may hold several, blank-line separated)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise SeqlabError(f"{folder} is not a folder; give the folder the tunes were written to "
+                          f"(seqlab sample RUN --format abc -o DIR)")
+    files = sorted(folder.glob("*.abc"))
+    if not files:
+        raise SeqlabError(f"{folder} holds no .abc files; write some with: seqlab sample RUN --format abc -o {folder}")
+    tunes = []
+    for path in files:
+        data = path.read_bytes()
+        if b"\x00" in data:
+            raise SeqlabError(f"{path}: a binary file, not ABC text; remove it from {folder}")
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise SeqlabError(f"{path}: not UTF-8 text (byte 0x{data[e.start]:02x} at offset {e.start}); "
+                              f"convert it (iconv -f latin1 -t utf-8) or remove it") from None
+        blocks = abc.split_tunes(text)
+        tunes.extend((path.stem if len(blocks) == 1 else f"{path.stem}#{i + 1}", block)
+                     for i, block in enumerate(blocks))
+    return tunes
+
+
+def reference_tunes(corpus: str = "folk", limit: int = 200) -> list[tuple[str, str]]:
+    """Up to `limit` whole tunes from the test split of a corpus (default data.valid/test fractions)."""
+    from seqlab.config import DataConfig
+    from seqlab.data import sources
+    from seqlab.data.splits import split_sizes
+
+    text = sources.corpus(corpus).text()
+    cfg = DataConfig()
+    n_train, n_valid, _ = split_sizes(len(text), cfg.valid_fraction, cfg.test_fraction)
+    test = text[n_train + n_valid:]
+    whole = abc.split_tunes(test[test.find("\n\n") + 2:])        # from the first tune that starts in the split
+    return [(f"{corpus}-test-{i + 1}", tune) for i, tune in enumerate(whole[:limit])]
+
+
+def _music21():
+    try:
+        from music21 import converter
+    except ImportError:
+        raise SeqlabError("music21 is not installed; run `make` (it installs requirements.lock) or "
+                          "pip install music21==10.5.1") from None
+    return converter
+
+
+def with_number(tune: str) -> str:
+    """An ABC tune as a file wants it: with an X: reference number first."""
+    return tune if tune.lstrip().startswith("X:") else "X:1\n" + tune
+
+
+def music21_parses(tune: str, converter=None):
+    """music21's score of a tune, or None where it fails or finds no notes."""
+    converter = converter or _music21()
+    try:
+        score = converter.parseData(with_number(tune), format="abc")
+    except Exception:                 # music21 raises many kinds on bad ABC: every one means "does not parse"
+        return None
+    return score if len(score.flatten().notes) else None
+
+
+def check(tunes: list[tuple[str, str]]) -> dict:
+    """Per-tune readings and their summary (see the module docstring)."""
+    converter = _music21()
+    rows = []
+    for name, text in tunes:
+        row = {"name": name, "music21": music21_parses(text, converter) is not None}
+        try:
+            tune = abc.parse(text)
+        except abc.AbcError as e:
+            row.update(read=False, error=str(e))
+        else:
+            kept, checked = tune.bars_in_meter()
+            pitches = [n.pitch for n in tune.notes if n.pitch is not None]
+            row.update(read=True, bars_kept=kept, bars=checked, key=tune.key, meter=tune.meter,
+                       lowest=min(pitches, default=None), highest=max(pitches, default=None), notes=len(pitches))
+        rows.append(row)
+    read = [r for r in rows if r["read"]]
+    kept, bars = sum(r["bars_kept"] for r in read), sum(r["bars"] for r in read)
+    spans = [r["highest"] - r["lowest"] for r in read if r["notes"]]
+    summary = {"tunes": len(rows), "parse_share": sum(r["music21"] for r in rows) / max(len(rows), 1),
+               "read_share": len(read) / max(len(rows), 1), "bars": bars,
+               "bars_in_meter": kept / bars if bars else None,
+               "tunes_all_bars_in_meter": sum(r["bars"] > 0 and r["bars_kept"] == r["bars"] for r in read) / max(len(rows), 1),
+               "median_range_semitones": statistics.median(spans) if spans else None,
+               "median_notes": statistics.median(r["notes"] for r in read) if read else None,
+               "keys": dict(Counter(r["key"] for r in read).most_common(5)),
+               "meters": dict(Counter(r["meter"] for r in read).most_common(5))}
+    return {"summary": summary, "tunes": rows}
+
+
+def piano_roll_png(tune: abc.Tune, path: Path, title: str) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    notes = [n for n in tune.notes if n.pitch is not None]
+    fig, ax = plt.subplots(figsize=(max(4.0, min(14.0, float(tune.duration) * 1.2)), 2.6))
+    for n in notes:
+        ax.broken_barh([(float(n.onset), float(n.duration))], (n.pitch - 0.4, 0.8), color="#1f5fa8")
+    start = 0.0
+    for bar in tune.bars:
+        start += float(bar.length)
+        ax.axvline(start, color="#bbbbbb", lw=0.6)
+    ax.set_xlabel("time (whole notes)")
+    ax.set_ylabel("MIDI pitch")
+    ax.set_title(title[:80], fontsize=9)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=90, format="png")
+    plt.close(fig)
+
+
+def render(tunes: list[tuple[str, str]], out: Path, wav: bool = False) -> list[str]:
+    """A MIDI file and a piano-roll PNG for every tune seqlab's reader reads (and WAV through
+    fluidsynth); the files written."""
+    soundfont = next((p for p in SOUNDFONTS if p.is_file()), None)
+    if wav and (shutil.which("fluidsynth") is None or soundfont is None):
+        raise SeqlabError(f"--wav needs fluidsynth and a General MIDI soundfont: {INSTALL_SOUND}")
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, text in tunes:
+        try:
+            tune = abc.parse(text)
+        except abc.AbcError:
+            continue
+        midi = out / f"{name}.mid"
+        with atomic_path(midi) as tmp:
+            tmp.write_bytes(midi_bytes((n.onset, n.duration, n.pitch) for n in tune.notes if n.pitch is not None))
+        piano_roll_png(tune, out / f"{name}.png", f"{name}: {tune.title}")
+        written += [str(midi), str(out / f"{name}.png")]
+        if wav:
+            with atomic_path(out / f"{name}.wav") as tmp:
+                subprocess.run(["fluidsynth", "-ni", "-q", "-F", str(tmp), "-r", "22050", str(soundfont), str(midi)],
+                               check=True, capture_output=True)
+            written.append(str(out / f"{name}.wav"))
+    return written
+
+
+def line(label: str, s: dict) -> str:
+    meter = "n/a" if s["bars_in_meter"] is None else f"{100 * s['bars_in_meter']:.1f} %"
+    return (f"{label}: {s['tunes']} tunes | parse (music21) {100 * s['parse_share']:.1f} % | read strictly "
+            f"{100 * s['read_share']:.1f} % | bars in meter {meter} of {s['bars']:,} | median range "
+            f"{s['median_range_semitones']} semitones | keys {s['keys']}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="seqlab analyze tunes", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=__doc__.split("\n\n")[0] + "\n\n" + "\n\n".join(__doc__.split("\n\n")[2:]))
+    p.add_argument("folder", metavar="DIR", help="a folder of .abc files (one or more tunes each)")
+    p.add_argument("--reference", metavar="CORPUS", help="also check the test-split tunes of this corpus (folk)")
+    p.add_argument("--reference-tunes", type=int, default=200, metavar="N", help="how many (default: 200)")
+    p.add_argument("--render", metavar="OUT", help="write a MIDI file and a piano-roll PNG per tune to OUT")
+    p.add_argument("--wav", action="store_true", help=f"with --render, also WAV audio ({INSTALL_SOUND})")
+    p.add_argument("--json", metavar="FILE", help="write every tune's readings as JSON (- for stdout)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "tunes":             # forwarded by `seqlab analyze tunes ...`
+        argv = argv[1:]
+    args = build_parser().parse_args(argv)
+    if args.reference_tunes <= 0:
+        raise SeqlabError(f"--reference-tunes must be at least 1, got {args.reference_tunes}")
+    if args.wav and not args.render:
+        raise SeqlabError("--wav writes audio beside the MIDI files: give --render OUT too")
+    if args.json and args.json != "-":
+        check_output(args.json, "--json")
+    tunes = read_folder(args.folder)
+    report = {"folder": str(args.folder), **check(tunes)}
+    if args.reference:
+        report["reference"] = {"corpus": args.reference, **check(reference_tunes(args.reference, args.reference_tunes))}
+    if args.render:
+        report["rendered"] = render(tunes, Path(args.render), args.wav)
+    if args.json == "-":
+        print(json.dumps(report))
+        return 0
+    if args.json:
+        atomic_write_text(args.json, json.dumps(report, indent=1) + "\n")
+    print(line(str(args.folder), report["summary"]))
+    if args.reference:
+        print(line(f"{args.reference} test split", report["reference"]["summary"]))
+    if args.render:
+        print(f"wrote {len(report['rendered'])} files to {args.render}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
