@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-slow bench-trainer gpu-check clean venv chromium docs wheel
+.PHONY: demo test test-slow bench-trainer gpu-check clean venv chromium sound docs wheel
 
 venv: $(STAMP)
 
@@ -32,6 +32,13 @@ chromium:
 	@command -v chromium >/dev/null || [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null || \
 	  (echo "installing Debian's chromium for the browser test ..." && apt-get update -qq && \
 	   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null)
+
+# Audio for folk tunes (`seqlab analyze tunes --render OUT --wav`): Debian's fluidsynth and a
+# General MIDI soundfont, installed as root; otherwise the command says what to install.
+sound:
+	@command -v fluidsynth >/dev/null && [ -f /usr/share/sounds/sf2/FluidR3_GM.sf2 ] || [ "$$(id -u)" != 0 ] || \
+	  (echo "installing Debian's fluidsynth and fluid-soundfont-gm ..." && apt-get update -qq && \
+	   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends fluidsynth fluid-soundfont-gm >/dev/null)
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow

@@ -148,3 +148,27 @@ def test_stop_ends_each_sample(folk_run):
 def test_sample_format_refusals(folk_run, capsys, argv, fragment):
     code, _, err = run_cli(capsys, "sample", folk_run, *argv)
     one_line_error(code, err, fragment)
+
+
+def test_folk_bench_report(tmp_path, monkeypatch):
+    """`seqlab bench folk` at a tiny size on generated tunes: every model trains, writes tunes that
+    are checked, and the report holds the rows, the reference and the commands."""
+    from seqlab.bench import folk
+    from seqlab.data import sources
+
+    sources.corpus("folk").folder.mkdir(parents=True)
+    sources.corpus("folk").text_path.write_text(tune_text(400), encoding="utf-8")
+    monkeypatch.setattr(folk, "TCN", ["model.name=tcn", "model.embedding_size=8", "model.hidden_size=16",
+                                      "model.num_layers=3", "model.kernel_size=3"])
+    monkeypatch.setattr(folk, "LSTM", ["model.name=lstm", "model.embedding_size=8", "model.hidden_size=16"])
+    out = tmp_path / "bench" / "folk"
+    assert folk.main(["--steps", "4", "--orders", "2", "3", "--tunes", "3", "--reference-tunes", "4", "--length",
+                      "150", "--threads", "1", "--runs", str(tmp_path / "runs"), "--out", str(out)]) == 0
+    report = json.loads((tmp_path / "bench" / "results" / "folk.json").read_text())
+    assert [r["label"].split()[0] for r in report["results"]] == ["LSTM", "TCN", report["results"][2]["name"]]
+    assert report["results"][2]["name"] in ("ngram-2", "ngram-3")
+    assert all(r["tunes"]["summary"]["tunes"] == 3 for r in report["results"])
+    assert report["reference"]["summary"]["tunes"] == 4 and report["reference"]["summary"]["read_share"] == 1.0
+    table = (tmp_path / "bench" / "folk.md").read_text()
+    assert "real held-out tunes" in table and "seqlab sample" in table
+    assert len(list((tmp_path / "runs" / "lstm" / "tunes").glob("tune-*.abc"))) == 3

@@ -139,8 +139,11 @@ def piano_roll_png(tune: abc.Tune, path: Path, title: str) -> None:
     for bar in tune.bars:
         start += float(bar.length)
         ax.axvline(start, color="#bbbbbb", lw=0.6)
+    names = ["C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B"]
+    used = sorted({n.pitch for n in notes})                   # the tune's own scale on the axis
+    ax.set_yticks(used, [f"{names[p % 12]}{p // 12 - 1}" for p in used], fontsize=7 if len(used) > 12 else 8)
     ax.set_xlabel("time (whole notes)")
-    ax.set_ylabel("MIDI pitch")
+    ax.set_ylabel("pitch")
     ax.set_title(title[:80], fontsize=9)
     fig.tight_layout()
     with atomic_path(path) as tmp:
