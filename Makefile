@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-slow bench-trainer gpu-check clean venv chromium sound docs wheel
+.PHONY: demo test test-slow bench-trainer gpu-check clean venv chromium sound speech docs wheel
 
 venv: $(STAMP)
 
@@ -39,6 +39,12 @@ sound:
 	@command -v fluidsynth >/dev/null && [ -f /usr/share/sounds/sf2/FluidR3_GM.sf2 ] || [ "$$(id -u)" != 0 ] || \
 	  (echo "installing Debian's fluidsynth and fluid-soundfont-gm ..." && apt-get update -qq && \
 	   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends fluidsynth fluid-soundfont-gm >/dev/null)
+
+# Speech for WaveNet (`seqlab data fetch speech`): Debian's espeak-ng reads the sentences.
+speech:
+	@command -v espeak-ng >/dev/null || [ "$$(id -u)" != 0 ] || \
+	  (echo "installing Debian's espeak-ng ..." && apt-get update -qq && \
+	   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends espeak-ng >/dev/null)
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow

@@ -90,7 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Continue a prime text, streaming tokens as they are generated.\n"
                                    "Default: sampling at --temperature; --greedy takes the most likely token;\n"
                                    "--beam K keeps the K most likely continuations (length-normalised).",
-                       epilog="example:\n  seqlab sample runs/demo --prime 'ROMEO.' --length 500 --temperature 0.8 --top-p 0.95")
+                       epilog="examples:\n  seqlab sample runs/demo --prime 'ROMEO.' --length 500 --temperature 0.8 --top-p 0.95\n"
+                              "  seqlab sample runs/folk --format abc --num-samples 100 -o tunes/\n"
+                              "  seqlab sample runs/speech --condition beth --seconds 2 -o beth.wav")
     p.add_argument("run", metavar="RUN", help="run directory made by `seqlab train`")
     p.add_argument("--prime", default=None, help="text to start from (default: a newline, or <eos> for words)")
     p.add_argument("--length", type=int, default=None,
@@ -101,7 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--greedy", action="store_true", help="always take the most likely token")
     p.add_argument("--beam", type=int, default=0, metavar="K", help="beam search with K beams (default: 0 = off)")
     p.add_argument("--alpha", type=float, default=0.6, help="beam length-normalisation exponent (default: 0.6)")
-    p.add_argument("--condition", metavar="LABEL", help="task.name=conditional runs: the class to write a sentence of")
+    p.add_argument("--condition", metavar="LABEL", help="task.name=conditional runs: the class to write a sentence of; "
+                                                          "task.name=speech runs: the voice to speak in")
     p.add_argument("--num-samples", type=int, default=1, metavar="N",
                    help="draw N continuations as one batch (one batched step per token); printed one after "
                         "another, separated by a '----' line (default: 1, streamed as it is generated)")
@@ -110,7 +113,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="abc: whole folk tunes (a run trained on ABC, e.g. configs/folk.toml): each sample starts "
                         "at --prime (default 'T:') and stops at the blank line that ends a tune; written one "
                         "file per tune to -o DIR (default: text, printed)")
-    p.add_argument("-o", "--out", metavar="DIR", help="with --format abc: the folder to write tune-001.abc, ... to")
+    p.add_argument("-o", "--out", metavar="PATH", help="with --format abc: the folder to write tune-001.abc, ... to; "
+                                                      "for a task.name=speech run: the WAV file to write")
+    p.add_argument("--seconds", type=float, default=None,
+                   help="task.name=speech runs: seconds of audio to generate (default: 2)")
     p.add_argument("--device", default="auto", help="cpu, cuda or auto (default: auto)")
 
     # export ----------------------------------------------------------------------------------

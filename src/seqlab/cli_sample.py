@@ -23,6 +23,10 @@ def cmd_sample(args) -> int:
 
     if args.format == "abc":
         return write_tunes(args)
+    if _task_of(args.run) == "speech":
+        return write_speech(args)
+    if args.seconds is not None:
+        raise SeqlabError("--seconds is the length of audio from a task.name=speech run; give --length for text")
     if args.out:
         raise SeqlabError("-o/--out names the folder for --format abc tunes; text samples are printed "
                           "(redirect them: seqlab sample RUN > file.txt)")
@@ -108,4 +112,36 @@ def write_tunes(args) -> int:
         atomic_write_text(out / f"tune-{i:0{width}d}.abc", f"X:{i}\n{head}{body.rstrip()}\n")
     note = f" ({unfinished} reached --length {length} before the tune ended)" if unfinished else ""
     print(f"wrote {len(samples)} tunes to {out}{note}; check them: seqlab analyze tunes {out} --reference folk")
+    return 0
+
+
+def write_speech(args) -> int:
+    """`seqlab sample RUN --condition VOICE --seconds S -o out.wav`: a WaveNet speaking."""
+    from pathlib import Path
+
+    from tqdm import tqdm
+
+    from seqlab.api import load
+    from seqlab.api.verbs import check_speaking
+    from seqlab.data.audio import RATE, write_wav
+    from seqlab.io import check_output
+
+    if not args.out or not args.out.lower().endswith(".wav"):
+        raise SeqlabError("a speech run writes audio: give the file, e.g. -o speech.wav")
+    for flag_name, given in (("--prime", args.prime is not None), ("--length", args.length is not None),
+                             ("--beam", bool(args.beam)), ("--greedy", args.greedy), ("--num-samples", args.num_samples > 1)):
+        if given:
+            raise SeqlabError(f"{flag_name} applies to text; a speech run takes --condition VOICE, --seconds, "
+                              f"--temperature, --top-k, --top-p and --seed")
+    check_output(args.out, "-o")
+    seconds = 2.0 if args.seconds is None else args.seconds
+    run = load(args.run, args.device)
+    check_speaking(run, args.condition, seconds)              # refused before the progress bar starts
+    with tqdm(total=round(seconds * RATE), unit="sample", unit_scale=True, desc="speaking", leave=False,
+              file=sys.stderr) as bar:
+        samples = run.speak(args.condition, seconds, temperature=args.temperature, top_k=args.top_k,
+                            top_p=args.top_p, seed=args.seed, progress=bar.update)
+    write_wav(Path(args.out), samples, RATE)
+    print(f"wrote {args.out}: {len(samples) / RATE:.2f} s at {RATE} Hz" + (f" in the voice {args.condition}"
+                                                                           if args.condition else ""))
     return 0

@@ -120,7 +120,7 @@ class TrainConfig:
 @dataclass
 class TaskConfig:
     name: str = opt("lm", "what to learn: lm (next token), classify, tag, translate, forecast, conditional, bilm, "
-                    "sequence (the adding problem, copy memory, pixel MNIST, piano rolls; see tasks/)")
+                    "sequence (the adding problem, copy memory, pixel MNIST, piano rolls; see tasks/), speech (WaveNet on audio)")
     target: str = opt("class", "classify: 'class' (labels; sentiment: positive when its score > 0) or 'score' (regression)")
     pooling: str = opt("final", "classify: sequence summary from the encoder: 'final' states, 'mean' or 'max' over time")
     bidirectional: bool = opt(True, "classify / tag / translate: read the input in both directions")
@@ -144,7 +144,9 @@ class TaskConfig:
     max_tokens: int = opt(0, "batching=token_budget: padded tokens per batch (0 = batch_size x the mean length)")
     condition: str = opt("init", "conditional: the class vector sets the initial state ('init'), joins every input "
                          "('input') or both")
-    length: int = opt(0, "sequence: T of the adding problem / the copy-memory delay (0 = the paper's 600 / 1000)")
+    length: int = opt(0, "sequence: T of the adding problem / the copy-memory delay (0 = the paper's 600 / 1000); "
+                      "speech: samples scored per training window (0 = 2000)")
+    speaker: bool = opt(True, "speech: condition the WaveNet on the speaker (global conditioning, van den Oord et al. 2016)")
     noise: float = opt(0.5, "sequence, data=onebit: standard deviation of the Gaussian inputs after the bit "
                        "(Bengio et al. 1994)")
     train_examples: int = opt(0, "sequence / caption: training examples generated or taken (0 = the task's default)")

@@ -48,7 +48,7 @@ PROVIDERS: dict[str, tuple[str, ...]] = {
               "seqlab.models.wavenet", "seqlab.models.window"),
     "benchmark": ("seqlab.bench.bai2018", "seqlab.bench.karpathy2016", "seqlab.bench.suite"),
     "task": ("seqlab.tasks.bilm", "seqlab.tasks.caption", "seqlab.tasks.classify", "seqlab.tasks.conditional", "seqlab.tasks.forecast",
-             "seqlab.tasks.lm", "seqlab.tasks.sequence", "seqlab.tasks.tag", "seqlab.tasks.translate"),
+             "seqlab.tasks.lm", "seqlab.tasks.sequence", "seqlab.tasks.speech", "seqlab.tasks.tag", "seqlab.tasks.translate"),
     "corpus": ("seqlab.data.sources",),
     "dataset": ("seqlab.data.datasets",),
 }

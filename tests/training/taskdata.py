@@ -58,9 +58,14 @@ def data_for(task: str, tmp) -> list[str]:
     if task == "caption":               # scenes of seven-segment glyphs, generated
         return ["data=segments", "model=lstm", "task.train_examples=48", "task.test_examples=12", "task.beam_size=1",
                 "train.batch_size=8", "model.embedding_size=16", "model.hidden_size=16", "model.channels=8", "model.dropout=0"]
+    if task == "speech":                # tone voices in the data cache, as seqlab data fetch speech writes
+        from helpers import tone_speech
+        tone_speech(per_voice=10)
+        return ["data=speech", "model=wavenet", "task.length=64", "train.batch_size=4", "model.embedding_size=8",
+                "model.hidden_size=8", "model.num_layers=4", "model.kernel_size=2", "model.dropout=0"]
     raise AssertionError(f"no test data for task {task}: add it here")
 
 
-TASKS = ["bilm", "caption", "classify", "conditional", "forecast", "lm", "sequence", "tag", "translate"]
+TASKS = ["bilm", "caption", "classify", "conditional", "forecast", "lm", "sequence", "speech", "tag", "translate"]
 
 

@@ -101,7 +101,7 @@ class Run:
     def _need(self, verb: str, *tasks: str) -> None:
         if self.task not in tasks:
             instead = {"classify": "classify", "tag": "tag", "translate": "translate", "forecast": "forecast",
-                       "caption": "caption",
+                       "caption": "caption", "speech": "speak",
                        "lm": "sample / score", "conditional": "sample"}.get(self.task, "evaluate")
             raise SeqlabError(f"{self.path} is a task.name={self.task} run; {verb} needs a "
                               f"task.name={' or '.join(tasks)} run (this one offers {instead})")
@@ -287,6 +287,16 @@ class Run:
         "image": the (64, 96) uint8 the model saw}. Beam search as translate's."""
         self._need("caption", "caption")
         return verbs.caption(self, images, beam, alpha)
+
+    def speak(self, voice: str | None = None, seconds: float = 1.0, *, temperature: float = 1.0, top_k: int = 0,
+              top_p: float = 1.0, seed: int | None = None, progress: Callable[[int], None] | None = None) -> np.ndarray:
+        """A task.name=speech run's WaveNet speaking for `seconds` in `voice` (one of its voices;
+        None for a model trained without speakers): float samples in [-1, 1] at 8 kHz, drawn one
+        at a time through the per-layer queues."""
+        self._need("speaking", "speech")
+        check_sampling(1, temperature, top_k, top_p, 0, False, 1, 0.6, plain)
+        generator = torch.Generator().manual_seed(seed) if seed is not None else None
+        return verbs.speak(self, voice, seconds, temperature, top_k, top_p, generator, progress)
 
     def forecast(self, steps: int = 12) -> np.ndarray:
         """The next `steps` values after the end of the run's series, each prediction fed back

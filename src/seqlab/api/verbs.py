@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from seqlab import SeqlabError
+from seqlab.data.audio import RATE
 from seqlab.data.scenes import HEIGHT, WIDTH, read_image
 from seqlab.data.sequences import seq2seq_batch
 from seqlab.data.vocab import BOS, EOS, PAD, UNK
@@ -21,6 +22,8 @@ from seqlab.tasks.base import words
 from seqlab.tasks.caption import image_tensor
 from seqlab.tasks.conditional import Conditioned
 from seqlab.tasks.forecast import forecast_future
+from seqlab.tasks.speech import LEVELS, SILENCE, Speaking
+from seqlab.models.wavenet import mu_law_decode
 from seqlab.training.runs import evaluate_run
 
 Run = Any          # a seqlab.api.run.Run: it imports this module, so this one names it only
@@ -151,6 +154,33 @@ def caption(run: Run, images, beam: int | None, alpha: float | None) -> list[dic
                             "attention": weights[0, :len(ids)].cpu().numpy(), "grid": grid_of(*image.shape),
                             "image": image})
     return results
+
+
+def check_speaking(run: Run, voice: str | None, seconds: float) -> int | None:
+    """The speaker id to speak in (None: a model without speakers), or a one-line refusal."""
+    task, conditioned = run._task, run._cfg.task.speaker
+    if conditioned and voice not in task.voices:
+        raise SeqlabError(f"--condition must name a voice: {', '.join(task.voices)}; got {voice!r}"
+                          if voice else f"this WaveNet speaks in a chosen voice: give --condition, one of "
+                                        f"{', '.join(task.voices)}")
+    if not conditioned and voice:
+        raise SeqlabError("this WaveNet was trained without speakers (task.speaker=false); drop --condition")
+    if not 0 < seconds <= 600:
+        raise SeqlabError(f"--seconds must be above 0 and at most 600, got {seconds}")
+    return task.voices.index(voice) if conditioned else None
+
+
+def speak(run: Run, voice: str | None, seconds: float, temperature: float, top_k: int, top_p: float,
+          generator, progress: Callable[[int], None] | None = None) -> np.ndarray:
+    """`seconds` of speech in `voice` (float samples at 8 kHz), drawn sample by sample."""
+    wavenet = Speaking(run.model, check_speaking(run, voice, seconds)).eval()
+    ids = []
+    for token in generate(wavenet, [SILENCE], round(seconds * RATE), temperature=temperature, top_k=top_k,
+                          top_p=top_p, generator=generator):
+        ids.append(token)
+        if progress is not None and len(ids) % 400 == 0:
+            progress(400)
+    return mu_law_decode(torch.tensor(ids), LEVELS).numpy()
 
 
 def scene_array(image) -> np.ndarray:

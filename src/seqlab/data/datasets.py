@@ -389,7 +389,7 @@ _add(Dataset(
 ))
 
 
-# MNIST and the chorales are cached as .npy arrays (data/arrays.py); importing registers them.
-from seqlab.data import images, music  # noqa: E402
+# MNIST, the chorales and the speech are cached as .npy arrays (data/arrays.py); importing registers them.
+from seqlab.data import audio, images, music  # noqa: E402
 
-ARRAY_DATASETS = (images.MNIST, music.CHORALES)
+ARRAY_DATASETS = (images.MNIST, music.CHORALES, audio.SPEECH)

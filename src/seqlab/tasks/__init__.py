@@ -5,6 +5,7 @@
     translate  many-to-many, encoder-decoder with attention
     caption    one-to-many from an image: CNN encoder, LSTM decoder, soft attention
     forecast   real-valued series, one-step and closed-loop
+    speech     raw audio, mu-law sample by sample: WaveNet with the speaker as global condition
 
     lm         next token on one stream, TBPTT (the default)
     conditional, bilm   language models of sentences given a label / in both directions
