@@ -41,7 +41,7 @@ TASK_ALT = {"target": "score", "pooling": "mean", "bidirectional": False, "char_
             "sampling_c": 0.02, "sampling_min": 0.5, "beam_size": 1, "length_penalty": 2.0, "max_length": 3,
             "batching": "shuffle", "max_tokens": 40, "condition": "input", "horizon": 10, "transform": "log,12",
             "period": 6, "ar_order": 3, "length": 9, "train_examples": 150, "test_examples": 30, "noise": 0.9,
-            "doubly_stochastic": 0.5}
+            "doubly_stochastic": 0.5, "speaker": False}
 STREAM_ALT = {"bptt_steps": 7, "bptt_stride": 3, "eval_tokens": 50, "eval_batch_size": 2}
 # model options that make the small config, where the task's model honours them
 SMALL = {"embedding_size": 16, "hidden_size": 16, "num_layers": 2, "dropout": 0.1, "context": 4, "order": 3}
@@ -104,7 +104,7 @@ def fingerprint(args: list[str], tmp) -> dict | str:
     loss, n, _ = task.train_loss(model, task.train_batch(0, 0, cpu), 50, task.start_carry(model))
     total = loss + getattr(model, "aux_loss", 0.0)
     total.backward()
-    seen["loss"] = round(float(total), 7)
+    seen["loss"] = round(float(total.detach()), 7)
     seen["grad"] = round(math.fsum(float(p.grad.double().norm()) for p in model.parameters() if p.grad is not None), 6)
     model.eval()
     with torch.no_grad():
