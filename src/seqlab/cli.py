@@ -180,6 +180,7 @@ MODULE_ANALYSES = {
     "forget-bias": ("seqlab.analysis.experiments", "forget-gate bias 0 against 1 on a long-dependency task (Jozefowicz et al. 2015)"),
     "cells": ("seqlab.analysis.cells", "the LSTM cells whose activation best correlates with quotes, line position, bracket depth, ..."),
     "errors": ("seqlab.analysis.errors", "which characters the model predicts better than an n-gram on the same data, grouped"),
+    "spectrogram": ("seqlab.analysis.spectrogram", "frequency against time of WAV files, one row each (real beside generated speech)"),
     "tunes": ("seqlab.analysis.tunes", "folk tunes in ABC: share that parse and keep their meter, key, range; MIDI and piano rolls"),
 }
 VIZ = ("seqlab.analysis.viz", "one offline HTML page: the text coloured by a cell's activation, cell picker, loss, predictions")

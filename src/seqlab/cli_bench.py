@@ -27,6 +27,7 @@ BENCHES = {
     "contention": ("seqlab.bench.contention", "training speed quiet and beside one busy process: seqlab and bare PyTorch"),
     "caption": ("seqlab.bench.caption", "Show and Tell against Show, Attend and Tell at equal parameters and updates"),
     "folk": ("seqlab.bench.folk", "LSTM, TCN and n-gram on folk tunes in ABC: bpc, and do their tunes parse and keep the meter"),
+    "speech": ("seqlab.bench.speech", "WaveNet on speech: bits per sample with the right, a wrong and no speaker label; audio, spectrograms, generation speed"),
     "compress": ("seqlab.bench.compress", "seqlab compress beside gzip, bzip2, xz, zstd: size, bits per byte, time"),
     "faults": ("seqlab.bench.faults", "SIGKILL a short run at random moments, resume, compare with an uninterrupted run"),
     "list": ("seqlab.bench.suite", "the paper-reproduction benchmarks (karpathy2016, bai2018, ...) and their grids"),

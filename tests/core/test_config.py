@@ -66,3 +66,14 @@ def test_a_presets_values_the_chosen_model_would_not_use_go_back_to_defaults_and
     typed = load_config(None, ["task=classify", "data=sentiment", "model=bow", "model.hidden_size=128"])
     with pytest.raises(SeqlabError, match="would not use model.hidden_size=128"):
         make_task(typed)
+
+
+@pytest.mark.parametrize("preset", sorted(p.stem for p in (Path(__file__).parents[2] / "configs").glob("*.toml")))
+def test_every_shipped_config_is_valid(preset, monkeypatch):
+    """Each configs/*.toml loads by name, and its task accepts every option it sets."""
+    from seqlab.registry import get
+    monkeypatch.chdir(Path(__file__).parents[2])
+    cfg = load_config(preset, [])
+    task = get("task", cfg.task.name)
+    task.validate(cfg)
+    task.check_options(cfg)

@@ -3,6 +3,7 @@ the data cache as `seqlab data fetch speech` writes espeak-ng's (helpers.tone_sp
 from __future__ import annotations
 
 import io
+import json
 import math
 import wave
 
@@ -207,3 +208,27 @@ def test_missing_espeak_is_one_line(monkeypatch):
     monkeypatch.setattr("shutil.which", lambda name: None)
     with pytest.raises(SeqlabError, match="apt-get install espeak-ng"):
         audio.espeak("hello", "en-gb", 150, 50)
+
+
+def test_speech_bench_report(tmp_path, capsys):
+    """`seqlab bench speech` at a tiny size on tone voices: the report's rows, files and commands."""
+    from seqlab.bench import speech
+
+    tone_speech(per_voice=10)
+    out = tmp_path / "bench" / "speech"
+    size = ["model.embedding_size=8", "model.hidden_size=8", "model.skip_channels=8", "model.num_layers=4",
+            "model.dilation_cycle=2", "model.kernel_size=2", "model.dropout=0"]
+    original, speech.WAVENET = speech.WAVENET, size
+    try:
+        assert speech.main(["--steps", "3", "--batch-size", "2", "--window", "64", "--orders", "1", "2",
+                            "--seconds", "0.05", "--queue-samples", "20", "--recompute-samples", "3", "--repeats", "1",
+                            "--threads", "1", "--runs", str(tmp_path / "runs"), "--out", str(out)]) == 0
+    finally:
+        speech.WAVENET = original
+    report = json.loads((tmp_path / "bench" / "results" / "speech.json").read_text())
+    assert [r["voice"] for r in report["rows"]] == list(audio.VOICES)
+    assert all(len(r["wrong"]) == 3 and r["lowest_wrong"] == min(r["wrong"].values()) for r in report["rows"])
+    assert report["ngram_order"] in (1, 2) and report["speed"]["speedup"] > 0
+    assert len(report["gallery"]["files"]) == 8 and (tmp_path / "bench" / "speech_spectrograms.png").is_file()
+    assert audio.read_wav(out / "beth-generated.wav")[0].shape == (400,)
+    assert "right < every wrong" in (tmp_path / "bench" / "speech.md").read_text()
