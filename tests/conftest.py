@@ -32,6 +32,21 @@ def _isolated(tmp_path, monkeypatch):
 
 
 @pytest.fixture
+def browser():
+    """A headless Chromium (tests/cdp.py); without one the test fails with how to install it,
+    unless SEQLAB_SKIP_BROWSER=1 says to skip it."""
+    import os
+
+    from cdp import INSTALL_HINT, Chromium, find_chromium
+    if find_chromium() is None:
+        if os.environ.get("SEQLAB_SKIP_BROWSER") == "1":
+            pytest.skip("SEQLAB_SKIP_BROWSER=1 and chromium is not installed")
+        pytest.fail("the browser tests need chromium: " + INSTALL_HINT)
+    with Chromium() as chromium:
+        yield chromium
+
+
+@pytest.fixture
 def one_thread():
     """Says in a test's signature that it relies on one thread (every test runs on one: _isolated)."""
 

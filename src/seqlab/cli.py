@@ -1,4 +1,4 @@
-"""The `seqlab` command: train, eval, sample, data, info, analyze, viz (bench: cli_bench.py; the
+"""The `seqlab` command: train, eval, sample, data, info, analyze, viz, gallery (bench: cli_bench.py; the
 task verbs: cli_tasks.py).
 
 Every user-fixable problem is a SeqlabError, printed as one line (`seqlab: error: ...`)
@@ -163,8 +163,9 @@ def build_parser() -> argparse.ArgumentParser:
         a = asub.add_parser(name, help=what[1], add_help=False,
                             description=f"{what[1]}; options: seqlab analyze {name} --help")
         a.add_argument("args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
-    p = sub.add_parser("viz", help=VIZ[1], add_help=False, description=f"{VIZ[1]}; options: seqlab viz --help")
-    p.add_argument("args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    for name, (_, what) in PAGES.items():
+        p = sub.add_parser(name, help=what, add_help=False, description=f"{what}; options: seqlab {name} --help")
+        p.add_argument("args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
 
     # bench (cli_bench.py) ----------------------------------------------------------------------
     add_bench_parser(sub, fmt)
@@ -183,7 +184,9 @@ MODULE_ANALYSES = {
     "spectrogram": ("seqlab.analysis.spectrogram", "frequency against time of WAV files, one row each (real beside generated speech)"),
     "tunes": ("seqlab.analysis.tunes", "folk tunes in ABC: share that parse and keep their meter, key, range; MIDI and piano rolls"),
 }
-VIZ = ("seqlab.analysis.viz", "one offline HTML page: the text coloured by a cell's activation, cell picker, loss, predictions")
+# offline pages, each a module with its own argument parser: command -> (module, help)
+PAGES = {"viz": ("seqlab.analysis.viz", "one offline HTML page: the text coloured by a cell's activation, cell picker, loss, predictions"),
+         "gallery": ("seqlab.analysis.gallery", "one offline HTML page to listen and look: generated tunes and speech, audio and pictures")}
 
 
 def _module_main(argv: list[str]):
@@ -196,8 +199,8 @@ def _module_main(argv: list[str]):
         rest = argv[1:] if target == "seqlab.bench.suite" else argv[2:]
     elif len(argv) >= 2 and argv[0] == "analyze" and argv[1] in MODULE_ANALYSES:
         target, rest = MODULE_ANALYSES[argv[1]][0], argv[1:]
-    elif argv and argv[0] == "viz":
-        target, rest = VIZ[0], argv[1:]
+    elif argv and argv[0] in PAGES:
+        target, rest = PAGES[argv[0]][0], argv[1:]
     if target is None:
         return None
     return lambda: importlib.import_module(target).main(rest)

@@ -7,14 +7,12 @@ from __future__ import annotations
 import base64
 import json
 import math
-import os
 import re
 
 import numpy as np
 import pytest
 import torch
 
-from cdp import INSTALL_HINT, Chromium, find_chromium
 
 CORPUS = ('the "king" said (to [the] queen) {now}\n'
           "and 'she' said: \"no (never)\" // a comment\n"
@@ -93,16 +91,6 @@ def test_page_data_quantises_the_activations_it_was_given():
     assert data["initial"] == {"layer": 1, "unit": 2}          # the cell that tracks a feature best
     assert data["best"]["line_position"][0]["cell"] == 5 and data["best"]["line_position"][0]["r"] > 0.9
     assert data["loss"][0] is None and data["loss"][1] == round(float(loss[1]), 3)
-
-
-@pytest.fixture
-def browser():
-    if find_chromium() is None:
-        if os.environ.get("SEQLAB_SKIP_BROWSER") == "1":
-            pytest.skip("SEQLAB_SKIP_BROWSER=1 and chromium is not installed")
-        pytest.fail("the browser tests need chromium: " + INSTALL_HINT)
-    with Chromium() as chromium:
-        yield chromium
 
 
 def span_colours(browser, count: int) -> list[tuple[int, ...]]:
