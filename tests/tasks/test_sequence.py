@@ -143,3 +143,22 @@ def test_onebit_reads_the_sign_of_the_first_input_and_scores_accuracy():
     assert task.score(Oracle(), "test", torch.device("cpu"))["accuracy"] == 100.0
     flipped = task.score(lambda x: -Oracle()(x), "test", torch.device("cpu"))
     assert flipped["accuracy"] == 0.0 and flipped["loss"] > 5
+
+
+def test_folk_rolls_the_nottingham_stand_in(tmp_path):
+    """Folk tunes (written here into the data cache) become eighth-note piano rolls split in
+    Nottingham's counts, and task.name=sequence data=folk-rolls trains on them."""
+    from seqlab.data import music, sources
+
+    tunes = [f"T:t{i}\nM:2/4\nL:1/8\nK:G\nC2 D/E/ {'F' if i % 2 else 'c'}2 z2 |" for i in range(1040)]
+    sources.corpus("folk").folder.mkdir(parents=True)
+    sources.corpus("folk").text_path.write_text("\n\n".join(tunes) + "\n\n", encoding="utf-8")
+    rolls = music.load_folk_rolls() if music.FOLK_ROLLS.fetch(log=lambda m: None) else None
+    assert [len(rolls[s]) for s in ("train", "valid", "test")] == list(music.NOTTINGHAM_SPLIT)
+    first = rolls["train"][0]                     # C2 | D/E/ | c2 | z2: frames C C D c c (E sounds at no frame), then rest
+    keys = [int(np.flatnonzero(f)[0]) + music.LOWEST_KEY if f.any() else None for f in first]
+    assert keys == [60, 60, 62, 72, 72, None, None]
+    assert max(float(r.sum(1).max()) for r in rolls["train"]) == 1.0          # melodies: one key at a time
+    result = run(tmp_path, "data.corpus=folk-rolls", "model.name=gru", "model.hidden_size=16", "train.batch_size=8",
+                 "train.max_steps=3")
+    assert math.isfinite(result["test_loss"])

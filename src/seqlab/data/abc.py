@@ -328,6 +328,7 @@ def parse(text: str) -> Tune:
             _body_line(reader, line, where)
     if reader is None:
         raise AbcError("no K: line: an ABC tune's header ends with its key")
+    reader.end_bar()                                      # a last bar not closed by | or a full line
     if not reader.tune.notes:
         raise AbcError("the tune has no notes")
     return reader.tune

@@ -392,4 +392,4 @@ _add(Dataset(
 # MNIST, the chorales and the speech are cached as .npy arrays (data/arrays.py); importing registers them.
 from seqlab.data import audio, images, music  # noqa: E402
 
-ARRAY_DATASETS = (images.MNIST, music.CHORALES, audio.SPEECH)
+ARRAY_DATASETS = (images.MNIST, music.CHORALES, music.FOLK_ROLLS, audio.SPEECH)

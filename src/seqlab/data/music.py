@@ -175,3 +175,56 @@ CHORALES = add(ArrayDataset(
 def load_chorales() -> dict[str, list[np.ndarray]]:
     """{"train", "valid", "test"}: lists of (T_i, 88) float32 0/1 piano rolls, by chorale number."""
     return CHORALES.load()
+
+
+# -- folk tunes as piano rolls: the Nottingham stand-in --------------------------------------------
+# Boulanger-Lewandowski et al. (2012) split the Nottingham folk tunes 694 / 173 / 170; the same
+# number of Essen tunes (the folk corpus, data/folk.py: already shuffled with a seed) is taken
+# in corpus order and split in those counts. One frame per eighth note; a tune is monophonic,
+# so a frame holds at most one key (Nottingham's rolls also hold the chords).
+NOTTINGHAM_SPLIT = (694, 173, 170)
+FRAMES_PER_WHOLE = 8
+
+
+def _build_folk_rolls(tmp: Path, log) -> tuple[dict, dict]:
+    from seqlab.data import abc
+    from seqlab.registry import get
+
+    corpus = get("corpus", "folk")
+    if not corpus.is_ready():
+        corpus.fetch(log=log)
+    tunes = abc.split_tunes(corpus.text())[:sum(NOTTINGHAM_SPLIT)]
+    if len(tunes) < sum(NOTTINGHAM_SPLIT):
+        raise SeqlabError(f"the folk corpus has {len(tunes)} tunes; {sum(NOTTINGHAM_SPLIT)} are needed")
+    rolls, titles = [], []
+    for text in tunes:
+        tune = abc.parse(text)
+        rolls.append(piano_roll([(n.onset * FRAMES_PER_WHOLE, n.duration * FRAMES_PER_WHOLE, n.pitch)
+                                 for n in tune.notes if n.pitch is not None],
+                                length=math.ceil(tune.duration * FRAMES_PER_WHOLE - _EPSILON)))   # rests at the end too
+        titles.append(tune.title)
+    codes = np.repeat(np.arange(3, dtype=np.uint8), NOTTINGHAM_SPLIT)
+    arrays = {"rolls": np.concatenate(rolls).astype(np.uint8), "lengths": np.array([len(r) for r in rolls]),
+              "splits": codes}
+    return arrays, {"source": "the first 1,037 tunes of the folk corpus (Essen collection, shuffled, seed 0)",
+                    "frame": "one eighth note", "keys": f"MIDI {LOWEST_KEY}..{HIGHEST_KEY}",
+                    "split": "694 / 173 / 170 in corpus order, Nottingham's counts", "titles": titles}
+
+
+FOLK_ROLLS = add(ArrayDataset(
+    name="folk-rolls",
+    description="1,037 Essen folk tunes as piano rolls, one frame per eighth note, 88 keys, split 694 / 173 / 170 "
+                "(the Nottingham stand-in: monophonic, no chords)",
+    size="1,037 tunes",
+    licence="BSD-3 (music21 corpus)",
+    how="made from the folk corpus (seqlab data fetch folk, fetched first if needed)",
+    build=_build_folk_rolls,
+    decode=_decode,
+    summary=lambda splits: ", ".join(f"{name} {len(rolls)} ({sum(map(len, rolls)):,} frames)"
+                                     for name, rolls in splits.items()),
+))
+
+
+def load_folk_rolls() -> dict[str, list[np.ndarray]]:
+    """{"train", "valid", "test"}: lists of (T_i, 88) float32 0/1 piano rolls of folk melodies."""
+    return FOLK_ROLLS.load()

@@ -24,6 +24,8 @@ data.corpus picks the task and its read-out:
     chorales   Bach chorales as 88-key piano rolls (music21; the JSB Chorales stand-in):
                each key on or off at frame t+1 given frames <= t, negative log-likelihood
                summed over keys, averaged over frames (padded frames masked)
+    folk-rolls the same over 1,037 Essen folk melodies, a frame per eighth note (the
+               Nottingham stand-in; data/music.py)
 
 The splits: train, a validation split (generated with its own seed; MNIST's and the
 chorales' own validation parts) that picks the best weights, and the test split the final
@@ -44,16 +46,16 @@ from torch import Tensor, nn
 from seqlab import SeqlabError
 from seqlab.config import Config
 from seqlab.data.images import load_mnist, sequential
-from seqlab.data.music import load_chorales
+from seqlab.data.music import load_chorales, load_folk_rolls
 from seqlab.data.synthetic import adding_problem, copy_memory, one_bit
 from seqlab.models.body import body_options, build_recurrent, init_recurrent_weights, run_recurrent
 from seqlab.models.tcn import TemporalConvNet
 from seqlab.registry import register
 from seqlab.training.task import Task
 
-SETS = ("adding", "onebit", "copy", "seqmnist", "pmnist", "chorales")
+SETS = ("adding", "onebit", "copy", "seqmnist", "pmnist", "chorales", "folk-rolls")
 KIND = {"adding": "regression_last", "onebit": "bit_last", "copy": "class_step", "seqmnist": "class_last", "pmnist": "class_last",
-        "chorales": "bernoulli_frame"}
+        "chorales": "bernoulli_frame", "folk-rolls": "bernoulli_frame"}
 # generated tasks: (maker, default T, training and test examples)
 GENERATED = {"adding": (adding_problem, 600, 50_000, 1_000), "copy": (copy_memory, 1000, 30_000, 6_000),
              "onebit": (one_bit, 100, 16_000, 2_000)}
@@ -131,7 +133,7 @@ class SequenceTask(Task):
                 pixels = np.ascontiguousarray(sequential(images, permute=corpus == "pmnist", seed=0))     # (N, 784, 1)
                 self.data[split] = (torch.as_tensor(pixels).float(), torch.as_tensor(labels).long())
         else:
-            rolls = load_chorales()
+            rolls = load_chorales() if corpus == "chorales" else load_folk_rolls()
             for split in ("train", "valid", "test"):
                 part = [torch.as_tensor(r).float() for r in rolls[split] if len(r) > 1]
                 n = t.train_examples if split == "train" else t.test_examples
@@ -149,7 +151,7 @@ class SequenceTask(Task):
     def shape(self) -> tuple[int, int]:
         """(input features, outputs)."""
         return {"adding": (2, 1), "onebit": (1, 1), "copy": (10, 10), "seqmnist": (1, 10), "pmnist": (1, 10),
-                "chorales": (88, 88)}[self.cfg.data.corpus]
+                "chorales": (88, 88), "folk-rolls": (88, 88)}[self.cfg.data.corpus]
 
     def batch(self, split: str, index: Tensor, device: torch.device) -> tuple[Tensor, Tensor, Tensor | None]:
         """(inputs (B, T, F), targets, mask (B, T) or None) on `device`."""
