@@ -158,6 +158,10 @@ def _decode(arrays: dict, manifest: dict) -> dict[str, list[np.ndarray]]:
     return result
 
 
+def roll_summary(splits: dict[str, list[np.ndarray]]) -> str:
+    return ", ".join(f"{name} {len(rolls)} ({sum(map(len, rolls)):,} frames)" for name, rolls in splits.items())
+
+
 CHORALES = add(ArrayDataset(
     name="chorales",
     description="Bach chorales in four parts as piano rolls: one frame per quarter note, 88 keys "
@@ -167,8 +171,7 @@ CHORALES = add(ArrayDataset(
     how=f"pip install --target (temporary folder) {_MUSIC21}; its corpus parsed once (~2 min), rolls cached",
     build=_build,
     decode=_decode,
-    summary=lambda splits: ", ".join(f"{name} {len(rolls)} ({sum(map(len, rolls)):,} frames)"
-                                     for name, rolls in splits.items()),
+    summary=roll_summary,
 ))
 
 
@@ -220,8 +223,7 @@ FOLK_ROLLS = add(ArrayDataset(
     how="made from the folk corpus (seqlab data fetch folk, fetched first if needed)",
     build=_build_folk_rolls,
     decode=_decode,
-    summary=lambda splits: ", ".join(f"{name} {len(rolls)} ({sum(map(len, rolls)):,} frames)"
-                                     for name, rolls in splits.items()),
+    summary=roll_summary,
 ))
 
 
