@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import random
 
+import numpy as np
 import pytest
 
 from seqlab.cli import main
@@ -172,3 +173,23 @@ def test_folk_bench_report(tmp_path, monkeypatch):
     table = (tmp_path / "bench" / "folk.md").read_text()
     assert "real held-out tunes" in table and "seqlab sample" in table
     assert len(list((tmp_path / "runs" / "lstm" / "tunes").glob("tune-*.abc"))) == 3
+    shown = tmp_path / "bench" / "folk"                       # the gallery: real tunes always read, so always drawn
+    assert {"real-1.abc", "real-1.mid", "real-1.png", "real-2.abc"} <= {p.name for p in shown.iterdir()}
+
+
+@pytest.mark.skipif(__import__("shutil").which("fluidsynth") is None,
+                    reason="needs Debian's fluidsynth and fluid-soundfont-gm (make sound)")
+def test_render_wav_plays_the_notes(tmp_path, capsys):
+    """--wav through fluidsynth: a mono 16 kHz file as long as the tune, sounding its pitch."""
+    from seqlab.data.audio import read_wav
+
+    folder, out = tmp_path / "tunes", tmp_path / "rendered"
+    folder.mkdir()
+    (folder / "a.abc").write_text("T:La\nM:4/4\nL:1/4\nK:C\nA A A A | A4 |\n")        # A4 = 440 Hz for 4 s at 120 bpm
+    code, _, _ = run_cli(capsys, "analyze", "tunes", folder, "--render", out, "--wav")
+    assert code == 0
+    samples, rate = read_wav(out / "a.wav", rate=None)
+    assert rate == 16000 and 4.0 <= len(samples) / rate <= 8.0                     # the tune, then the release
+    steady = samples[int(2.2 * rate):int(3.8 * rate)]                                # inside the long A
+    peak = np.argmax(np.abs(np.fft.rfft(steady * np.hanning(len(steady))))) * rate / len(steady)
+    assert abs(peak - 440) < 3 or abs(peak - 880) < 6                                 # the note or its octave

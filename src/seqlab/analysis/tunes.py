@@ -21,14 +21,19 @@ import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
+
 from seqlab import SeqlabError
 from seqlab.data import abc
+from seqlab.data.audio import read_wav, resample, write_wav
 from seqlab.data.midi import midi_bytes
 from seqlab.io import atomic_path, atomic_write_text, check_output
 
+WAV_RATE = 16000                                    # rendered tunes: mono 16-bit, 32 kB a second
 SOUNDFONTS = (Path("/usr/share/sounds/sf2/FluidR3_GM.sf2"), Path("/usr/share/sounds/sf2/default-GM.sf2"))
 INSTALL_SOUND = "apt-get install fluidsynth fluid-soundfont-gm (as root; `make sound` does it)"
 
@@ -170,11 +175,23 @@ def render(tunes: list[tuple[str, str]], out: Path, wav: bool = False) -> list[s
         piano_roll_png(tune, out / f"{name}.png", f"{name}: {tune.title}")
         written += [str(midi), str(out / f"{name}.png")]
         if wav:
-            with atomic_path(out / f"{name}.wav") as tmp:
-                subprocess.run(["fluidsynth", "-ni", "-q", "-F", str(tmp), "-r", "22050", str(soundfont), str(midi)],
-                               check=True, capture_output=True)
+            synthesize(midi, soundfont, out / f"{name}.wav")
             written.append(str(out / f"{name}.wav"))
     return written
+
+
+def synthesize(midi: Path, soundfont: Path, path: Path, rate: int = WAV_RATE) -> None:
+    """fluidsynth plays the MIDI file (stereo, 16-bit); kept as mono 16-bit at `rate` (small files),
+    scaled to a peak of 0.9 (fluidsynth plays one voice quietly)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        stereo = Path(tmp) / "stereo.wav"
+        done = subprocess.run(["fluidsynth", "-ni", "-q", "-F", str(stereo), "-r", str(rate), str(soundfont), str(midi)],
+                              capture_output=True, text=True)
+        if done.returncode != 0 or not stereo.is_file():
+            raise SeqlabError(f"fluidsynth could not play {midi}: {(done.stderr.strip() or 'no output')[:200]}")
+        samples, got = read_wav(stereo, rate=None, mono=True)
+    samples = resample(samples, got, rate)
+    write_wav(path, 0.9 * samples / max(float(np.abs(samples).max()), 1e-9), rate)
 
 
 def line(label: str, s: dict) -> str:

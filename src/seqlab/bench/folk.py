@@ -21,15 +21,16 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from datetime import date
 from pathlib import Path
 
-from seqlab.analysis.tunes import check, reference_tunes, render
+from seqlab.analysis.tunes import SOUNDFONTS, check, reference_tunes, render
 from seqlab.api import load
 from seqlab.bench.common import bench_parser, command_line, commit, machine, provenance, write_report
 from seqlab.config import load_config
-from seqlab.data import abc, sources
+from seqlab.data import sources
 from seqlab.training.engine import fit
 
 TUNE_END = "\n\n"
@@ -87,9 +88,23 @@ def write_tunes(result: dict, args) -> None:
     result["sample_command"] = (f"seqlab sample {result['run']} --format abc --num-samples {args.tunes} --length "
                                 f"{args.length} --temperature {args.temperature:g} --seed {args.seed} -o {folder}")
     result["tunes"] = check(tunes)
-    result["example"] = next((t for (_, t), row in zip(tunes, result["tunes"]["tunes"])
-                              if row["read"] and row["bars"] and row["bars_kept"] == row["bars"] and 6 <= row["bars"] <= 16),
-                             tunes[0][1])
+    # the first tunes, in the order drawn, that seqlab's reader reads (and so can render): not picked for quality
+    result["shown"] = [t for (_, t), row in zip(tunes, result["tunes"]["tunes"]) if row["read"]][:args.gallery]
+
+
+def gallery(results: list[dict], reference: list[tuple[str, str]], args) -> dict:
+    """--gallery tunes of each model and of the real test tunes as ABC, MIDI, piano roll (and WAV
+    where fluidsynth is installed) in the folder --out names."""
+    folder = Path(args.out)
+    folder.mkdir(parents=True, exist_ok=True)              # files of the same names are replaced, no others touched
+    chosen = [(f"{x['name']}-{i + 1}", t) for x in results for i, t in enumerate(x["shown"])]
+    chosen += [(f"real-{i + 1}", t) for i, (_, t) in enumerate(reference[:args.gallery])]
+    for name, tune in chosen:
+        (folder / f"{name}.abc").write_text(f"X:1\n{tune}\n", encoding="utf-8")
+    wav = shutil.which("fluidsynth") is not None and any(p.is_file() for p in SOUNDFONTS)
+    render(chosen, folder, wav)
+    return {"folder": str(folder), "tunes": [n for n, _ in chosen], "wav": wav,
+            "command": f"seqlab analyze tunes {folder} --render {folder}" + (" --wav" if wav else "")}
 
 
 def percent(x) -> str:
@@ -108,7 +123,7 @@ def markdown(r: dict) -> str:
     a = r["args"]
     rows = [row(x["label"], x, x["tunes"]["summary"]) for x in r["results"]]
     rows.append(row("real held-out tunes (test split)", {}, r["reference"]["summary"]))
-    example = r["results"][0]
+    example, g = r["results"][0], r["gallery"]
     return (
         "# Folk tunes: character models writing ABC\n\n"
         f"The Essen folk tunes (`seqlab data fetch folk`, {r['corpus_tunes']:,} tunes, split by tune), "
@@ -121,9 +136,11 @@ def markdown(r: dict) -> str:
         "| model | parameters | valid / test bpc | tunes | parse (music21) | read strictly | bars in meter | "
         "tunes with every bar in meter | unfinished | median range (semitones) |\n"
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n" + "\n".join(rows) + "\n\n"
-        f"A tune the {example['label']} wrote"
-        + (f" (`{r['figure']['command']}` draws it as `{r['figure']['png']}`)" if r["figure"]["png"] else "") + ":\n\n"
-        f"```\n{example['example']}\n```\n\n"
+        f"The first tune the {example['label']} wrote that seqlab's reader reads:\n\n"
+        f"```\n{example['shown'][0] if example['shown'] else '(none)'}\n```\n\n"
+        f"In `{Path(g['folder']).name}/`: the first {a['gallery']} such tunes of each model and {a['gallery']} real "
+        f"test tunes as ABC, MIDI, piano roll" + (" and audio (fluidsynth, General MIDI piano)" if g["wav"] else "")
+        + f", made by `{g['command']}`; `seqlab gallery {g['folder']} --out folk.html` puts them on one page.\n\n"
         "Commands (rerun alone):\n\n"
         + "\n".join(f"- {x['label']}: `{x['command']}` ({x['train_seconds']:.0f} s), then `{x['sample_command']}`"
                     for x in r["results"]) + "\n\n"
@@ -141,6 +158,7 @@ def main(argv=None) -> int:
     p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature")
     p.add_argument("--threads", type=int, default=2, help="CPU threads for PyTorch")
     p.add_argument("--seed", type=int, default=0, help="weights and sampling seed")
+    p.add_argument("--gallery", type=int, default=2, help="tunes per model (and real ones) rendered into --out's folder")
     p.add_argument("--runs", default="runs/bench-folk", help="where the runs and their tunes are kept")
     args = p.parse_args(argv)
     wall, load_before = time.perf_counter(), os.getloadavg()[0]
@@ -154,19 +172,13 @@ def main(argv=None) -> int:
                {**best, "label": f"{best['name']} (Kneser-Ney)"}]
     for result in results:
         write_tunes(result, args)
-    example = abc.split_tunes(results[0]["example"])[0]
-    png = f"{args.out}_tune.png"
-    folder = Path(args.runs) / "example"
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "tune.abc").write_text("X:1\n" + example + "\n", encoding="utf-8")
-    drawn = [made for made in render([("tune", example)], folder) if made.endswith(".png")]
-    if drawn:
-        Path(png).write_bytes(Path(drawn[0]).read_bytes())
-    reference = check(reference_tunes("folk", args.reference_tunes))
+    real = reference_tunes("folk", args.reference_tunes)
+    reference = check(real)
+    shown = gallery(results, real, args)
     report = {"benchmark": "folk", "args": vars(args), "results": results, "reference": reference,
               "ngram_orders": {g["name"]: g["valid_bpc"] for g in grams}, "ngram_order": best["name"].split("-")[1],
               "corpus_tunes": corpus.text().count(TUNE_END + "T:") + 1,
-              "figure": {"png": png if drawn else None, "command": f"seqlab analyze tunes {folder} --render {folder}"},
+              "gallery": shown,
               "wall_seconds": round(time.perf_counter() - wall, 1),
               "load_average": [round(load_before, 2), round(os.getloadavg()[0], 2)],
               "machine": machine(), "commit": commit(), "date": date.today().isoformat(),

@@ -39,9 +39,10 @@ INSTALL_ESPEAK = "apt-get install espeak-ng (as root; `make speech` does it)"
 RESAMPLE_HINT = "convert it, e.g. sox IN.wav -r {rate} -c 1 -b 16 OUT.wav"
 
 
-def read_wav(path: str | Path, rate: int | None = RATE) -> tuple[np.ndarray, int]:
-    """(float32 samples in [-1, 1], rate) of a mono 8- or 16-bit PCM WAV; a one-line SeqlabError
-    for anything else, or for another rate than `rate` (None: any rate)."""
+def read_wav(path: str | Path, rate: int | None = RATE, mono: bool = False) -> tuple[np.ndarray, int]:
+    """(float32 samples in [-1, 1], rate) of a mono 8- or 16-bit PCM WAV (`mono`: of any channel
+    count, averaged); a one-line SeqlabError for anything else, or for another rate than `rate`
+    (None: any rate)."""
     path = Path(path)
     try:
         with wave.open(str(path), "rb") as w:
@@ -51,7 +52,7 @@ def read_wav(path: str | Path, rate: int | None = RATE) -> tuple[np.ndarray, int
         raise SeqlabError(f"{path}: no such file") from None
     except (wave.Error, EOFError) as e:
         raise SeqlabError(f"{path}: not a PCM WAV file ({e}); {RESAMPLE_HINT.format(rate=rate or RATE)}") from None
-    if channels != 1 or width not in (1, 2):
+    if (channels != 1 and not mono) or width not in (1, 2):
         raise SeqlabError(f"{path}: {channels} channel(s) of {8 * width}-bit samples; seqlab reads mono 8- or "
                           f"16-bit PCM: {RESAMPLE_HINT.format(rate=rate or got)}")
     if rate is not None and got != rate:
@@ -60,6 +61,8 @@ def read_wav(path: str | Path, rate: int | None = RATE) -> tuple[np.ndarray, int
         samples = (np.frombuffer(data, dtype=np.uint8).astype(np.float32) - 128) / 128
     else:
         samples = np.frombuffer(data, dtype="<i2").astype(np.float32) / 32768
+    if channels > 1:
+        samples = samples.reshape(-1, channels).mean(axis=1)
     return samples, got
 
 
