@@ -188,3 +188,26 @@ def test_the_preset_is_a_valid_caption_config():
     task.validate(cfg)
     task.check_options(cfg)
     assert cfg.task.attention == "bahdanau" and cfg.model.channels == 64
+
+
+def test_caption_bench_report(tmp_path):
+    """`seqlab bench caption` at a tiny size on glyph scenes: both models, equal parameter counts
+    (within 2 %), beam 1 and 5 scores, the attention figure and its command."""
+    import json
+
+    from seqlab.bench import caption
+
+    out = tmp_path / "bench" / "caption"
+    assert caption.main(["--data", "segments", "--steps", "3", "--batch-size", "8", "--hidden", "96",
+                         "--train-examples", "32", "--test-examples", "8", "--eval-every", "3", "--threads", "1",
+                         "--runs", str(tmp_path / "runs"), "--out", str(out)]) == 0
+    report = json.loads((tmp_path / "bench" / "results" / "caption.json").read_text())
+    plain, attending = report["results"]
+    assert plain["attention"] == "none" and attending["attention"] == "bahdanau"
+    # the plain model's LSTM is the size whose count is nearest the attending model's (a step of 2
+    # units moves it by ~2 % at this tiny size; the bench's own size lands within 1 %)
+    gap = abs(plain["parameters"] - attending["parameters"])
+    assert gap <= 0.03 * attending["parameters"]
+    assert {"bleu", "bleu1", "sequence_accuracy"} <= set(plain["beam1"]) and "bleu" in attending["beam5"]
+    assert (tmp_path / "bench" / "caption_attention.png").is_file() and "seqlab caption" in report["figure"]["command"]
+    assert "Show, Attend and Tell" in (tmp_path / "bench" / "caption.md").read_text()

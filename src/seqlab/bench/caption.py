@@ -57,7 +57,11 @@ def parameters(attention: str, hidden: int, args) -> int:
 def matched_hidden(args) -> int:
     """The plain model's LSTM size whose parameter count is nearest the attending model's."""
     target = parameters("bahdanau", args.hidden, args)
-    return min(range(16, 4 * args.hidden + 1, 2), key=lambda h: abs(parameters("none", h, args) - target))
+    low, high = 8, 2 * args.hidden                   # sizes in steps of 2; the count grows with the size
+    while high - low > 1:                            # the last step of 2 at or below the target
+        middle = (low + high) // 2
+        low, high = (middle, high) if parameters("none", 2 * middle, args) <= target else (low, middle)
+    return min((2 * low, 2 * high), key=lambda h: abs(parameters("none", h, args) - target))
 
 
 def train_one(attention: str, hidden: int, args) -> dict:
