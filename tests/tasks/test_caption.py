@@ -211,3 +211,18 @@ def test_caption_bench_report(tmp_path):
     assert {"bleu", "bleu1", "sequence_accuracy"} <= set(plain["beam1"]) and "bleu" in attending["beam5"]
     assert (tmp_path / "bench" / "caption_attention.png").is_file() and "seqlab caption" in report["figure"]["command"]
     assert "Show, Attend and Tell" in (tmp_path / "bench" / "caption.md").read_text()
+
+
+def test_training_with_the_plateau_schedule_says_what_it_risks(tmp_path):
+    from seqlab.config import load_config
+    from seqlab.training.engine import fit
+
+    said = []
+    base = ["task=caption", "data=segments", "task.train_examples=16", "task.test_examples=8", "train.batch_size=8",
+            "model.hidden_size=16", "model.embedding_size=8", "model.channels=8", "train.max_steps=1",
+            "train.progress=false", "train.threads=1"]
+    fit(load_config(None, base), tmp_path / "a", log=said.append)
+    assert any("train.schedule=plateau can lower the learning rate" in m for m in said)
+    said.clear()
+    fit(load_config(None, base + ["train.schedule=cosine"]), tmp_path / "b", log=said.append)
+    assert not any("plateau can lower" in m for m in said)

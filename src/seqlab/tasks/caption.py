@@ -111,6 +111,16 @@ class CaptionTask(ExampleTask):
     def lengths(self, examples: Sequence) -> tuple[list[int], None]:
         return [len(e[1]) + 1 for e in examples], None          # the captions: what gets padded
 
+    def epoch_note(self, epoch: int) -> str:
+        note = super().epoch_note(epoch)
+        if epoch == 0 and self.cfg.train.schedule == "plateau":
+            # measured: from scratch the captioner learns the grammar, then sits ~800 updates on a
+            # plateau before it reads the digits; the plateau schedule cut the rate there and it never did
+            note += ("\nnote: train.schedule=plateau can lower the learning rate during the captioner's long "
+                     "first plateau, before it learns to read the digits; configs/caption.toml uses "
+                     "train.schedule=cosine")
+        return note
+
     def describe(self) -> str:
         return f"{super().describe()}, {len(self.vocab) - 4} words, attention {self.cfg.task.attention}"
 
