@@ -144,3 +144,35 @@ def test_folk_cleaning_and_archive(tmp_path):
             tar.addfile(info, io.BytesIO(data))
     tunes, refused = tunes_of(archive)
     assert refused == 1 and [t.splitlines()[0] for t in tunes] == ["T:Ein Lied ä", "T:Drei"]
+
+
+def test_any_text_is_read_or_refused_in_one_line():
+    """Generated tunes can hold anything: the reader answers every text with a Tune or an AbcError,
+    never another exception (a sampled tune must not crash `seqlab analyze tunes`)."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    alphabet = st.sampled_from(list("ABCDEFGabcdefgzZxX^_=,'/0123456789|:[]()<>-~.!+\"{}% \nTMLKH"))
+
+    @settings(max_examples=400, deadline=None)
+    @given(st.lists(alphabet, max_size=60).map("".join), st.sampled_from(["2/4", "6/8", "C|", "none", "3/"]),
+           st.sampled_from(["1/8", "1/16", "0", "x"]), st.sampled_from(["G", "Dm", "Bb", "Hm", "Q"]))
+    def check(body, meter, unit, key):
+        try:
+            tune = abc.parse(f"T:t\nM:{meter}\nL:{unit}\nK:{key}\n{body}\n")
+        except abc.AbcError as e:
+            assert "\n" not in str(e)
+        else:
+            kept, checked = tune.bars_in_meter()
+            assert 0 <= kept <= checked and all(n.duration > 0 for n in tune.notes)
+
+    check()
+
+
+@pytest.mark.parametrize("body, fragment", [
+    ("(0abc", "tuplet"), ("(3:0:2abc", "tuplet"), ("z/0", "divided by 0"), ("A/0 B", "divided by 0"),
+    ("A2>>>>B", "at most >>>"), ("A'''''''''''' |", "outside MIDI's range"), ("C,,,,,,,, |", "outside MIDI's range"),
+    ("[CEG]0", "length 0")])
+def test_impossible_notes_are_refused(body, fragment):
+    with pytest.raises(abc.AbcError, match=fragment):
+        abc.parse(f"T:x\nM:2/4\nL:1/8\nK:G\n{body}\n")

@@ -122,12 +122,25 @@ def key_signature(text: str) -> dict[str, int]:
     return {letter: -1 for letter in _FLATS[:-fifths]}
 
 
+def unit_length(text: str) -> Fraction:
+    """L: field -> the unit note length in whole notes (1/8, 1/16, 1)."""
+    try:
+        value = Fraction(text.strip())
+    except (ValueError, ZeroDivisionError):
+        value = Fraction(0)
+    if value <= 0:
+        raise AbcError(f"unit note length {text!r} is not like 1/8")
+    return value
+
+
 def _length(text: str, at: int) -> tuple[Fraction, int]:
     """A note length after a note or rest: `2`, `3/2`, `/`, `//`, `/4`; (multiplier, next index)."""
     m = re.compile(r"(\d*)((?:/\d*)*)").match(text, at)
     numerator, slashes = m.group(1), m.group(2)
     value = Fraction(int(numerator)) if numerator else Fraction(1)
     for part in re.findall(r"/(\d*)", slashes):
+        if part and int(part) == 0:
+            raise AbcError(f"a note length divided by 0 ({text[at:m.end()]!r})")
         value /= int(part) if part else 2
     if value == 0:
         raise AbcError(f"a note of length 0 ({text[at:m.end()]!r})")
@@ -140,7 +153,7 @@ class _Reader:
     def __init__(self, title: str, meter: str, unit: str | None, key: str):
         self.tune = Tune(title=title, meter=meter, key=key)
         self.meter = meter_length(meter)
-        self.unit = Fraction(unit.strip()) if unit else (
+        self.unit = unit_length(unit) if unit else (
             Fraction(1, 16) if self.meter is not None and self.meter < Fraction(3, 4) else Fraction(1, 8))
         self.signature = key_signature(key)
         self.time = Fraction(0)
@@ -153,10 +166,7 @@ class _Reader:
         if name == "M":
             self.meter = meter_length(value)
         elif name == "L":
-            try:
-                self.unit = Fraction(value.strip())
-            except (ValueError, ZeroDivisionError):
-                raise AbcError(f"unit note length {value!r} is not like 1/8") from None
+            self.unit = unit_length(value)
         elif name == "K":
             self.signature = key_signature(value)
 
@@ -186,7 +196,10 @@ class _Reader:
             self.accidentals[key] = shift
         else:
             shift = self.accidentals.get(key, self.signature.get(letter.upper(), 0))
-        return _BASE[letter.upper()] + 12 * shift_octave + shift
+        pitch = _BASE[letter.upper()] + 12 * shift_octave + shift
+        if not 0 <= pitch <= 127:
+            raise AbcError(f"a note outside MIDI's range 0-127 ({accidental}{letter}{octave}: {pitch})")
+        return pitch
 
 
 _NOTE = re.compile(r"(\^\^|\^|__|_|=)?([A-Ga-g])([',]*)")
@@ -222,6 +235,8 @@ def _body_line(r: _Reader, line: str, where: int) -> None:
             m = _TUPLET.match(line, i)
             if m:
                 p = int(m.group(1))
+                if p < 2 or (m.group(2) and int(m.group(2)) < 1) or (m.group(3) and int(m.group(3)) < 1):
+                    raise AbcError(f"line {where}, column {i + 1}: tuplet {m.group()!r} (p notes in the time of q: p >= 2, q >= 1)")
                 compound = r.meter is not None and r.meter.numerator % 3 == 0 and r.meter.numerator > 3
                 q = int(m.group(2)) if m.group(2) else {2: 3, 3: 2, 4: 3, 6: 2, 8: 3}.get(p, 3 if compound else 2)
                 count = int(m.group(3)) if m.group(3) else p
@@ -234,6 +249,8 @@ def _body_line(r: _Reader, line: str, where: int) -> None:
             while j < n and line[j] == c:
                 j += 1
             dots = j - i
+            if dots > 3:
+                raise AbcError(f"line {where}, column {i + 1}: broken rhythm {c * dots} (at most {c * 3})")
             if not r.tune.notes:
                 raise AbcError(f"line {where}, column {i + 1}: broken rhythm {c} with no note before it")
             long_, short = 2 - Fraction(1, 2 ** dots), Fraction(1, 2 ** dots)
