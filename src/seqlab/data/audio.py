@@ -204,7 +204,7 @@ SPEECH = add(ArrayDataset(
     name="speech",
     description="synthetic speech (a VCTK stand-in): KJV verses read by 4 espeak-ng voices, 8 kHz, "
                 "split by sentence",
-    size=f"{SENTENCES_PER_VOICE * len(VOICES)} utterances, about 25 minutes",
+    size=f"{SENTENCES_PER_VOICE * len(VOICES)} utterances, about 40 minutes",
     licence="public domain text; espeak-ng output (GPL-3 synthesiser, output unrestricted)",
     how=f"espeak-ng reads verses of en-es (fetched first if needed); {INSTALL_ESPEAK}",
     build=_build,
