@@ -1,7 +1,8 @@
 """`seqlab info`: what this installation runs on, for users and for bug reports.
 
 Versions (seqlab, Python, torch and its build), threads, the CPU's vector extensions, oneDNN,
-GPUs, whether seqlab's fused C++ LSTM kernels are built (and why not), and the data cache.
+GPUs, whether seqlab's fused C++ LSTM kernels are built (and why not), the data cache, and the
+sound tools (espeak-ng for the speech corpus, fluidsynth for the tunes' audio).
 `--build-native` builds the kernels now instead of at the first training run that needs
 them: for a container image, or before a torchrun job.
 Its imports sit inside the functions for the same reason as cli.py's: start-up time.
@@ -38,7 +39,16 @@ def report(build_native: bool = False) -> list[tuple[str, str]]:
         ("GPUs", ", ".join(gpus) if gpus else "none"),
         ("fused LSTM kernels", kernels),
         ("data cache", f"{sources.cache_dir()} (SEQLAB_DATA moves it); corpora fetched: {', '.join(cached) or 'none'}"),
+        ("sound tools", _sound_tools()),
     ]
+
+
+def _sound_tools() -> str:
+    """The Debian programs behind the speech corpus and the tunes' audio, found or missing."""
+    import shutil
+    found = {name: shutil.which(name) is not None for name in ("espeak-ng", "fluidsynth")}
+    return ", ".join(f"{name} {'found' if ok else 'missing'}" for name, ok in found.items()) + (
+        "" if all(found.values()) else " (make speech / make sound install them as root)")
 
 
 # The CPU features that change what seqlab runs: AVX2 + FMA pick the C++ kernels' vector

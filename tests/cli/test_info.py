@@ -17,7 +17,7 @@ def test_info_reports_without_building(fresh_native, capsys):
     assert cli.main(["info"]) == 0
     out = capsys.readouterr().out
     for key in ("seqlab", "python", "torch", "torch threads", "CPU", "CPU features", "oneDNN", "bf16 on CPU", "GPUs",
-                "fused LSTM kernels", "data cache"):
+                "fused LSTM kernels", "data cache", "sound tools"):
         assert any(line.startswith(key + " ") for line in out.splitlines()), key
     assert "not built yet" in out and str(fresh_native) in out
     assert not list(fresh_native.rglob("*.so"))
