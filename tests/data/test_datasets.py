@@ -28,11 +28,11 @@ def tar_bytes(members: dict[str, bytes]) -> bytes:
 
 
 def test_the_datasets_are_registered_and_an_unknown_name_lists_them():
-    assert dataset_names() == ["brown", "chorales", "en-es", "mnist", "sentiment", "series"]
+    assert dataset_names() == ["brown", "chorales", "en-es", "folk-rolls", "mnist", "sentiment", "series", "speech"]
     for name in dataset_names():
         d = dataset(name)
         assert d.name == name and d.description and d.size and d.licence and d.how
-    with pytest.raises(SeqlabError, match="valid: brown, chorales, en-es, mnist, sentiment, series"):
+    with pytest.raises(SeqlabError, match="valid: brown, chorales, en-es, folk-rolls, mnist, sentiment, series, speech"):
         dataset("imdb")
 
 
