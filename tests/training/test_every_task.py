@@ -101,7 +101,11 @@ def torchrun(args: list[str]) -> subprocess.CompletedProcess:
 @pytest.mark.parametrize("task", [pytest.param(t, marks=() if t in ("lm", "classify") else pytest.mark.slow)
                                   for t in TASKS])
 def test_two_processes_under_torchrun_equal_one_process(tmp_path, task):
-    cfg_args = [f"task={task}", *data_for(task, tmp_path), *TRAIN, "train.max_steps=8"]
+    # SGD: what is compared is the averaged gradient. Adam divides each step by the root of its
+    # running squared gradient, which turns float rounding in a near-zero gradient into a step-sized
+    # difference: the captioner's attention query weights, equal within 1e-6 after one update,
+    # parted by 1.3e-5 after eight Adam updates and stayed within 1e-6 with SGD.
+    cfg_args = [f"task={task}", *data_for(task, tmp_path), *TRAIN, "train.max_steps=8", "train.optimizer=sgd"]
     done = torchrun(cfg_args + ["--out", str(tmp_path / "two")])
     assert "x 2 processes" in done.stdout
     fit(load_config(None, cfg_args), tmp_path / "one", log=lambda m: None)

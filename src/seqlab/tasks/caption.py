@@ -146,7 +146,7 @@ class CaptionTask(ExampleTask):
         logits, weights = model(batch["images"], batch["tgt_in"])                  # (B, U, V), (B, U, R)
         loss = sequence_loss(logits, batch["tgt_out"])
         lam = self.cfg.task.doubly_stochastic
-        if model.attends and lam:
+        if self.cfg.task.attention != "none" and lam:        # the config, not model.attends: under DDP the model is wrapped
             loss = loss + lam * doubly_stochastic(weights, batch["tgt_out"]).mean()
         return loss, int((batch["tgt_out"] != PAD).sum())
 
