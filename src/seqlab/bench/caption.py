@@ -20,16 +20,14 @@ the attention figure's command (in the report) can be run again.
 from __future__ import annotations
 
 import json
-import os
 import time
-from datetime import date
 from pathlib import Path
 
 import torch
 
 from seqlab.analysis.attention import plot_image_attention
 from seqlab.api import load
-from seqlab.bench.common import bench_parser, command_line, commit, machine, provenance, write_report
+from seqlab.bench.common import bench_parser, clock, command_line, provenance, record, write_report
 from seqlab.config import load_config
 from seqlab.data import scenes
 from seqlab.training.engine import fit, make_task
@@ -146,16 +144,14 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0, help="weights seed (the scenes are fixed)")
     p.add_argument("--runs", default="runs/bench-caption", help="where the two runs are kept")
     args = p.parse_args(argv)
-    wall, load_before = time.perf_counter(), os.getloadavg()[0]
+    start = clock()
     plain_hidden = matched_hidden(args)
     results = [train_one("none", plain_hidden, args), train_one("bahdanau", args.hidden, args)]
     figure = attention_figure(results[1], args)
     command = command_line("caption", p, args)
     report = {"benchmark": "caption", "args": vars(args), "figure": figure,
               "results": [{k: v for k, v in x.items() if k not in ("task", "model")} for x in results],
-              "wall_seconds": round(time.perf_counter() - wall, 1),
-              "load_average": [round(load_before, 2), round(os.getloadavg()[0], 2)],
-              "machine": machine(), "commit": commit(), "date": date.today().isoformat(), "command": command}
+              **record(start, command)}
     write_report(args.out, report, markdown)
     print(json.dumps({x["name"]: {"beam1 bleu": x["beam1"]["bleu"], "beam5 bleu": x["beam5"]["bleu"]}
                       for x in report["results"]}))

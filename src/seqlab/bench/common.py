@@ -3,6 +3,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import time
+from datetime import date
 from pathlib import Path
 
 from seqlab.io import atomic_write_text
@@ -25,6 +28,20 @@ def command_line(name: str, parser: argparse.ArgumentParser, args: argparse.Name
     return f"seqlab bench {name}" + "".join(
         f" --{k.replace('_', '-')} {' '.join(map(str, v)) if isinstance(v, list) else v}"
         for k, v in vars(args).items() if v != parser.get_default(k))
+
+
+def clock() -> tuple[float, float]:
+    """(start time, 1-minute load average) at a benchmark's start, for `record`."""
+    return time.perf_counter(), os.getloadavg()[0]
+
+
+def record(start: tuple[float, float], command: str) -> dict:
+    """What every report says of its run: wall time, the load average at its start and end,
+    the machine, the commit, the date and the command that reruns it."""
+    wall, load_before = start
+    return {"wall_seconds": round(time.perf_counter() - wall, 1),
+            "load_average": [round(load_before, 2), round(os.getloadavg()[0], 2)],
+            "machine": machine(), "commit": commit(), "date": date.today().isoformat(), "command": command}
 
 
 def result_path(out: str) -> Path:

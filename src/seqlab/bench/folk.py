@@ -20,15 +20,13 @@ tunes (never trained on) are the reference. The runs and tunes stay in --runs.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import time
-from datetime import date
 from pathlib import Path
 
 from seqlab.analysis.tunes import SOUNDFONTS, check, reference_tunes, render
 from seqlab.api import load
-from seqlab.bench.common import bench_parser, command_line, commit, machine, provenance, write_report
+from seqlab.bench.common import bench_parser, clock, command_line, provenance, record, write_report
 from seqlab.config import load_config
 from seqlab.data import sources
 from seqlab.training.engine import fit
@@ -161,7 +159,7 @@ def main(argv=None) -> int:
     p.add_argument("--gallery", type=int, default=2, help="tunes per model (and real ones) rendered into --out's folder")
     p.add_argument("--runs", default="runs/bench-folk", help="where the runs and their tunes are kept")
     args = p.parse_args(argv)
-    wall, load_before = time.perf_counter(), os.getloadavg()[0]
+    start = clock()
     corpus = sources.corpus("folk")
     if not corpus.is_ready():
         corpus.fetch(log=print)
@@ -179,10 +177,7 @@ def main(argv=None) -> int:
               "ngram_orders": {g["name"]: g["valid_bpc"] for g in grams}, "ngram_order": best["name"].split("-")[1],
               "corpus_tunes": corpus.text().count(TUNE_END + "T:") + 1,
               "gallery": shown,
-              "wall_seconds": round(time.perf_counter() - wall, 1),
-              "load_average": [round(load_before, 2), round(os.getloadavg()[0], 2)],
-              "machine": machine(), "commit": commit(), "date": date.today().isoformat(),
-              "command": command_line("folk", p, args)}
+              **record(start, command_line("folk", p, args))}
     write_report(args.out, report, markdown)
     print(json.dumps({x["label"]: {"valid_bpc": round(x["valid_bpc"], 3), **{k: x["tunes"]["summary"][k] for k in (
         "parse_share", "bars_in_meter")}} for x in results}))

@@ -23,16 +23,14 @@ written beside the report (`<out>_attention.png`).
 from __future__ import annotations
 
 import json
-import os
 import tempfile
 import time
-from datetime import date
 from pathlib import Path
 
 import torch
 
 from seqlab.analysis.attention import plot_attention
-from seqlab.bench.common import bench_parser, command_line, commit, machine, provenance, write_report
+from seqlab.bench.common import bench_parser, clock, command_line, provenance, record, write_report
 from seqlab.config import load_config
 from seqlab.training.engine import fit
 from seqlab.training.runs import load_trained
@@ -127,7 +125,7 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=1, help="CPU threads for PyTorch")
     p.add_argument("--seed", type=int, default=0, help="weights seed")
     args = p.parse_args(argv)
-    wall, load_before = time.perf_counter(), os.getloadavg()[0]
+    start = clock()
     heat = f"{args.out}_attention.png"
     with tempfile.TemporaryDirectory(prefix="seqlab-reverse-") as runs:
         results = [train_one(a, args, Path(runs)) for a in args.attention]
@@ -137,9 +135,7 @@ def main(argv=None) -> int:
     command = command_line("reverse", p, args)
     report = {"benchmark": "reverse", "args": vars(args), "heat_map": heat if attending else None,
               "results": [{k: v for k, v in x.items() if k != "run"} for x in results],
-              "wall_seconds": round(time.perf_counter() - wall, 1),
-              "load_average": [round(load_before, 2), round(os.getloadavg()[0], 2)],
-              "machine": machine(), "commit": commit(), "date": date.today().isoformat(), "command": command}
+              **record(start, command)}
     write_report(args.out, report, markdown)
     return 0
 

@@ -22,10 +22,8 @@ thread, queues against recomputing the receptive field for every sample.
 from __future__ import annotations
 
 import json
-import os
 import statistics
 import time
-from datetime import date
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +31,7 @@ import torch
 
 from seqlab.analysis.spectrogram import plot_spectrograms
 from seqlab.api import load
-from seqlab.bench.common import bench_parser, command_line, commit, machine, provenance, write_report
+from seqlab.bench.common import bench_parser, clock, command_line, provenance, record, write_report
 from seqlab.bench.generation import generate_by_recompute, generate_with_queues
 from seqlab.config import ModelConfig, load_config
 from seqlab.data.audio import RATE, SPEECH, write_wav
@@ -199,7 +197,7 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0, help="weights and sampling seed")
     p.add_argument("--runs", default="runs/bench-speech", help="where the two runs are kept")
     args = p.parse_args(argv)
-    wall, load_before = time.perf_counter(), os.getloadavg()[0]
+    start = clock()
     if not SPEECH.is_ready():
         SPEECH.fetch(log=print)
     runs = [train("conditioned", True, args), train("unconditioned", False, args)]
@@ -211,10 +209,7 @@ def main(argv=None) -> int:
               "ngram_order": kept["ngram_order"], "ngram_valid": kept["ngram_valid"],
               "parameters": {x["name"]: sum(q.numel() for q in load(x["run"], "cpu").model.parameters()) for x in runs},
               "gallery": gallery(runs[0]["run"], kept["task"], args), "speed": generation_speed(kept["model"], args),
-              "wall_seconds": round(time.perf_counter() - wall, 1),
-              "load_average": [round(load_before, 2), round(os.getloadavg()[0], 2)],
-              "machine": machine(), "commit": commit(), "date": date.today().isoformat(),
-              "command": command_line("speech", p, args)}
+              **record(start, command_line("speech", p, args))}
     write_report(args.out, report, markdown)
     print(json.dumps({x["voice"]: {k: round(x[k], 3) for k in ("right", "lowest_wrong", "none", "ngram")} for x in rows}))
     return 0
