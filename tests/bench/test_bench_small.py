@@ -100,3 +100,20 @@ def test_ngram_words_prefix_is_extrapolated_and_reported(small_words, tmp_path):
     text = (tmp_path / "words.md").read_text()
     assert "extrapolated" in text and "--nltk-tokens 100" in text
     assert json.loads((tmp_path / "results" / "words.json").read_text()) == report
+
+
+def test_decoding_report_names_each_path(tmp_path, monkeypatch):
+    """A tiny `seqlab bench decoding`: every row measured, the native, ATen-step and nn.LSTM
+    rows of both LSTMs present, and the fractions are the measured rates over the roofline."""
+    from seqlab.bench import decoding
+    full = decoding.roofline_seconds
+    monkeypatch.setattr(decoding, "roofline_seconds", lambda model, repeats=200: full(model, 3))
+    report = decoding.run_decoding(str(tmp_path / "decoding"), repeats=1, tokens=4, command="test")
+    names = [row["model"] for row in report["rows"]]
+    for size in ("demo LSTM 1x384", "LSTM 2x512"):
+        assert {size, size + ", ATen step (no C++ compiler)", size + ", through nn.LSTM (first)"} <= set(names)
+    for row in report["rows"]:
+        assert row["sample_tokens_per_s"] > 0 and row["greedy_tokens_per_s"] > 0
+        assert row["sample_fraction"] == pytest.approx(row["sample_tokens_per_s"] / row["roofline_tokens_per_s"])
+    text = (tmp_path / "decoding.md").read_text()
+    assert "ATen step (no C++ compiler)" in text and "built on this machine" in text

@@ -8,9 +8,11 @@ the same run); a decoder "at the speed of the arithmetic" reaches a large fracti
 
 Rows, each timed through `decode.sampling.generate` (sampling at temperature 0.8, the way
 `seqlab sample` draws) and greedily, in rounds that interleave every row:
-- the demo LSTM (1 x 384, embedding 64, 88 symbols) and a 2 x 512 LSTM, PyTorch's fused
-  modules stepped by hand on cached weights (models/kernels/fused_step.py), and the same models
-  stepped through nn.LSTM itself (what seqlab did before);
+- the demo LSTM (1 x 384, embedding 64, 88 symbols) and a 2 x 512 LSTM, each three ways: the
+  step and the draw as one native call each (models/kernels/native/decode.cpp, what seqlab
+  runs when its kernels are built); PyTorch's fused modules stepped by hand on cached
+  weights, one ATen call per operation (models/kernels/fused_step.py, what runs without a
+  C++ compiler); and stepped through nn.LSTM itself (what seqlab did first);
 - a GRU 1 x 384 (fused) and a layer-normalised LSTM 1 x 384 (seqlab's own cells);
 - the demo LSTM drawing 16 samples as one batch (`seqlab sample --num-samples 16`), in
   tokens per second summed over the samples.
@@ -28,12 +30,13 @@ from seqlab.bench.common import bench_parser, commit, machine, provenance, write
 from seqlab.config import ModelConfig
 from seqlab.decode.sampling import generate, generate_batch
 from seqlab.models import build_model
+from seqlab.models.kernels import native
 
 VOCAB = 88      # the demo corpus's symbols, specials included
 
 
 def make_models() -> dict[str, tuple[torch.nn.Module, bool]]:
-    """name -> (model, fast step on)."""
+    """name -> (model, native kernels on)."""
     torch.manual_seed(0)
     specs = {
         "demo LSTM 1x384": ModelConfig(name="lstm", embedding_size=64, hidden_size=384, num_layers=1, dropout=0.0),
@@ -47,10 +50,11 @@ def make_models() -> dict[str, tuple[torch.nn.Module, bool]]:
         model = build_model(cfg, VOCAB).eval()
         models[name] = (model, True)
         if name in ("demo LSTM 1x384", "LSTM 2x512"):
+            models[name + ", ATen step (no C++ compiler)"] = (model, False)
             before = build_model(cfg, VOCAB).eval()
             before.load_state_dict(model.state_dict())
             before.fast_step = False
-            models[name + ", through nn.LSTM (before)"] = (before, False)
+            models[name + ", through nn.LSTM (first)"] = (before, False)
     return models
 
 
@@ -95,10 +99,11 @@ def run_decoding(out: str, repeats: int, tokens: int, command: str) -> dict:
         for round_ in range(repeats):
             names = list(models) if round_ % 2 == 0 else list(reversed(models))
             for name in names:
-                model, _ = models[name]
+                model, kernels = models[name]
                 timed[name]["roofline"].append(roofline_seconds(model))
-                timed[name]["sample"].append(tokens_per_second(model, tokens, greedy=False))
-                timed[name]["greedy"].append(tokens_per_second(model, tokens, greedy=True))
+                with native.enabled(kernels):
+                    timed[name]["sample"].append(tokens_per_second(model, tokens, greedy=False))
+                    timed[name]["greedy"].append(tokens_per_second(model, tokens, greedy=True))
             batch.append(tokens_per_second(models["demo LSTM 1x384"][0], tokens, greedy=False, samples=16))
             print(f"round {round_ + 1}/{repeats} done", flush=True)
     finally:
@@ -107,10 +112,10 @@ def run_decoding(out: str, repeats: int, tokens: int, command: str) -> dict:
     for name, t in timed.items():
         roof = 1.0 / statistics.median(t["roofline"])
         sample, greedy = statistics.median(t["sample"]), statistics.median(t["greedy"])
-        rows.append({"model": name, "fast_step": models[name][1], "sample_tokens_per_s": sample,
+        rows.append({"model": name, "native": models[name][1] and native.available(), "sample_tokens_per_s": sample,
                      "greedy_tokens_per_s": greedy, "roofline_tokens_per_s": roof, "sample_fraction": sample / roof,
                      "greedy_fraction": greedy / roof, "runs": t})
-    report = {"rows": rows, "batch16_tokens_per_s": statistics.median(batch), "batch16_runs": batch,
+    report = {"rows": rows, "native": native.available(), "batch16_tokens_per_s": statistics.median(batch), "batch16_runs": batch,
               "repeats": repeats, "tokens": tokens, "machine": machine(), "commit": commit(),
               "date": time.strftime("%Y-%m-%d"), "command": command}
     return write_report(out, report, markdown)
@@ -125,8 +130,10 @@ def markdown(r: dict) -> str:
         f"{r['tokens']} tokens per measurement from a 4-token prime, one CPU thread, random weights, "
         f"{VOCAB} symbols; medians of {r['repeats']} rounds that interleave every row. Roofline: the "
         "matrix-vector products one token needs ([W_ih W_hh] per layer, then the output layer), timed "
-        "with torch.mv in the same run. Sampling is at temperature 0.8 (softmax, multinomial), as "
-        "`seqlab sample` draws.\n\n"
+        "with torch.mv in the same run. Sampling is at temperature 0.8 (softmax, then the inverse "
+        "cumulative distribution at a uniform number), as `seqlab sample` draws. Rows without a "
+        "path named run seqlab's native kernels where they apply (the LSTM's step and the draw; "
+        f"built on this machine: {'yes' if r.get('native', True) else 'NO'}).\n\n"
         "| model | sampling tokens/s | greedy tokens/s | roofline tokens/s | sampling / roofline | "
         "greedy / roofline |\n|---|---:|---:|---:|---:|---:|\n" + rows +
         f"\nThe demo LSTM drawing 16 samples as one batch (`seqlab sample --num-samples 16`): "

@@ -14,6 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from seqlab.models.base import State, model_device, select_state
+from seqlab.models.kernels import native
 
 NEG_INF = float("-inf")
 
@@ -72,6 +73,12 @@ def _next_tokens(logits: Tensor, ban: Tensor | None, greedy: bool, temperature: 
         logits = logits.index_fill_(-1, ban, NEG_INF)
     if greedy:
         return logits.argmax(-1)                                            # (B,)
+    if (top_k <= 0 and top_p >= 1.0 and logits.dtype == torch.float32 and logits.device.type == "cpu"
+            and (generator is None or generator.device.type == "cpu") and native.available()):
+        # the softmax at this temperature and the draw in one native call (native/decode.cpp),
+        # the same rule as `draw` from the same uniform numbers
+        u = torch.rand(logits.size(0), generator=generator)
+        return torch.ops.seqlab_native.draw_rows(logits.contiguous(), temperature, u)
     probs = filter_logits(logits.float(), temperature, top_k, top_p).softmax(-1)
     if generator is not None and generator.device != probs.device:
         return draw(probs.to(generator.device), generator).to(logits.device)

@@ -86,12 +86,12 @@ class RecurrentLM(nn.Module):
 
     def step(self, x_t: Tensor, state: State) -> tuple[Tensor, State]:
         # x_t: (B,) -> logits (B, V); one time step, the state carries all the history
-        if self.fused and self.fast_step and fused_step.applies(self.rnn, self.head.weight):
-            if state is None:
-                state = self.init_state(x_t.size(0))
+        if self.fused and self.fast_step:
             # decoding: PyTorch's fused modules stepped by hand on cached weights (fused_step.py)
-            out, state = fused_step.step(self.rnn, self._step_weights, self.embedding, x_t, state)  # (B, H)
-            return self.head(out), state                                     # (B, V)
+            done = fused_step.step_logits(self.rnn, self._step_weights, self.embedding, self.head, x_t,
+                                          self.init_state(x_t.size(0)) if state is None else state)
+            if done is not None:
+                return done                                                  # (B, V), state
         logits, state = self.forward(x_t.unsqueeze(1), state)
         return logits.squeeze(1), state
 

@@ -17,17 +17,24 @@ changes (its version counter moves: an optimizer step, load_state_dict).
 
 Used only where it computes the same thing: eval mode (no dropout between layers), no
 gradient, no autocast.
+
+For the LSTM in float32 on the CPU, `step_logits` runs the whole step, output layer included,
+as one call into seqlab's native library (native/decode.cpp) when it is built: the ~15
+operations above cost more in dispatch than in arithmetic at batch 1.
 """
 from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
 
+from seqlab.models.kernels import native
 
-def applies(rnn: nn.Module, x: Tensor) -> bool:
-    return (isinstance(rnn, (nn.LSTM, nn.GRU, nn.RNN)) and not rnn.training and not torch.is_grad_enabled()
-            and not rnn.bidirectional and rnn.bias and getattr(rnn, "proj_size", 0) == 0
-            and not torch.is_autocast_enabled(x.device.type) and x.dtype == rnn.weight_ih_l0.dtype)
+
+def _static_ok(rnn: nn.Module, head: nn.Linear | None) -> bool:
+    """What does not change between calls: a module this step computes, and its dtype."""
+    weight = rnn._parameters.get("weight_ih_l0") if isinstance(rnn, (nn.LSTM, nn.GRU, nn.RNN)) else None
+    return (weight is not None and not rnn.bidirectional and rnn.bias and getattr(rnn, "proj_size", 0) == 0
+            and (head is None or head.weight.dtype == weight.dtype))
 
 
 class StepWeights:
@@ -35,44 +42,75 @@ class StepWeights:
     - layer 0: a table (V, G*H) = E W_ih^T + b, so a token's input term is one row of it: the
       embedding lookup and the input product are folded into one gather (E: the embedding);
     - the LSTM and RNN's later layers: [W_ih W_hh]^T (I+H, G*H) and the summed bias, one product;
-    - every layer: W_hh^T (H, G*H); the GRU keeps b_hh apart (r multiplies gh_n + b_hn)."""
+    - every layer: W_hh^T (H, G*H); the GRU keeps b_hh apart (r multiplies gh_n + b_hn);
+    - with `head` (the output layer): its W^T (H, V) and bias, in `self.head`;
+    - `self.native`: the native call's weight arguments, for the float32 CPU LSTM.
+
+    Decoding calls `get` once per token, so its check is cheap: the parameters' version
+    counters and storage (an optimizer step, load_state_dict or .to() changes one of them)."""
 
     def __init__(self) -> None:
-        self.key: tuple | None = None
+        self.key: list | None = None
         self.params: list[Tensor] = []
+        self.owner: tuple | None = None
+        self.ok = False
         self.layers: list[dict[str, Tensor]] = []
+        self.head: tuple[Tensor, Tensor] | None = None
+        self.native: tuple | None = None
+        self.device_type = "cpu"
 
-    def get(self, rnn: nn.Module, embedding: nn.Embedding) -> list[dict[str, Tensor]]:
-        # the cache holds while the same parameter tensors keep their versions and storage
-        key = tuple((p._version, p.data_ptr()) for p in self.params)
-        if key != self.key or self.params[0] is not rnn.weight_ih_l0 or self.params[-1] is not embedding.weight:
-            self.params = [*rnn.parameters(), embedding.weight]
-            key = tuple((p._version, p.data_ptr()) for p in self.params)
-            gru = isinstance(rnn, nn.GRU)
-            self.layers = []
-            for layer in range(rnn.num_layers):
-                w_ih = getattr(rnn, f"weight_ih_l{layer}").detach()                  # (G*H, I)
-                w_hh = getattr(rnn, f"weight_hh_l{layer}").detach()                  # (G*H, H)
-                b_ih = getattr(rnn, f"bias_ih_l{layer}").detach()
-                b_hh = getattr(rnn, f"bias_hh_l{layer}").detach()
-                bias = b_ih if gru else b_ih + b_hh
-                entry = {"w_hh": w_hh.t().contiguous(), "b_hh": b_hh.clone()}
-                if layer == 0:
-                    entry["table"] = torch.addmm(bias, embedding.weight.detach(), w_ih.t())   # (V, G*H)
-                elif gru:
-                    entry["w_ih"], entry["b_ih"] = w_ih.t().contiguous(), b_ih.clone()
-                else:
-                    entry["both"] = torch.cat([w_ih, w_hh], 1).t().contiguous()      # (I+H, G*H)
-                    entry["bias"] = bias
-                self.layers.append(entry)
-            self.key = key
-        return self.layers
+    def get(self, rnn: nn.Module, embedding: nn.Embedding, head: nn.Linear | None = None) -> list[dict[str, Tensor]] | None:
+        """The prepared weights, or None when this step does not compute `rnn`."""
+        if (self.owner is not None and self.owner[0] is rnn and self.owner[1] is embedding and self.owner[2] is head
+                and [(p._version, p.data_ptr()) for p in self.params] == self.key):
+            return self.layers if self.ok else None
+        self.owner = (rnn, embedding, head)
+        head_params = [] if head is None else [p for p in head.parameters()]
+        self.params = [*rnn.parameters(), embedding.weight, *head_params]
+        self.key = [(p._version, p.data_ptr()) for p in self.params]
+        self.ok = _static_ok(rnn, head)
+        self.layers, self.head, self.native = [], None, None
+        if self.ok:
+            self._build(rnn, embedding, head)
+        return self.layers if self.ok else None
+
+    def _build(self, rnn: nn.Module, embedding: nn.Embedding, head: nn.Linear | None) -> None:
+        gru = isinstance(rnn, nn.GRU)
+        self.device_type = rnn.weight_ih_l0.device.type
+        for layer in range(rnn.num_layers):
+            w_ih = getattr(rnn, f"weight_ih_l{layer}").detach()                  # (G*H, I)
+            w_hh = getattr(rnn, f"weight_hh_l{layer}").detach()                  # (G*H, H)
+            b_ih = getattr(rnn, f"bias_ih_l{layer}").detach()
+            b_hh = getattr(rnn, f"bias_hh_l{layer}").detach()
+            bias = b_ih if gru else b_ih + b_hh
+            entry = {"w_hh": w_hh.t().contiguous(), "b_hh": b_hh.clone()}
+            if layer == 0:
+                entry["table"] = torch.addmm(bias, embedding.weight.detach(), w_ih.t())   # (V, G*H)
+            elif gru:
+                entry["w_ih"], entry["b_ih"] = w_ih.t().contiguous(), b_ih.clone()
+            else:
+                entry["both"] = torch.cat([w_ih, w_hh], 1).t().contiguous()      # (I+H, G*H)
+                entry["bias"] = bias
+            self.layers.append(entry)
+        if head is not None:
+            hb = head.bias.detach() if head.bias is not None else head.weight.new_zeros(head.weight.size(0))
+            self.head = (head.weight.detach().t().contiguous(), hb.contiguous())
+            if isinstance(rnn, nn.LSTM) and rnn.weight_ih_l0.dtype == torch.float32 and self.device_type == "cpu":
+                layers = self.layers
+                self.native = (layers[0]["table"], [w["w_hh"] for w in layers], [w["both"] for w in layers[1:]],
+                               [w["bias"] for w in layers[1:]])
+
+
+def usable(rnn: nn.Module) -> bool:
+    """The conditions that change from call to call (with no autocast, checked once the
+    weights' device is known): eval mode (no dropout between layers), no gradient."""
+    return not rnn.training and not torch.is_grad_enabled()
 
 
 def step(rnn: nn.Module, weights: StepWeights, embedding: nn.Embedding, tokens: Tensor, state):
     """tokens (B,) and seqlab's batch-first state ((B, L, H), or a pair for the LSTM) ->
     (top layer's output (B, H), new state in the same layout)."""
-    layers = weights.get(rnn, embedding)
+    layers = weights.layers
     lstm, gru = isinstance(rnn, nn.LSTM), isinstance(rnn, nn.GRU)
     h_all, c_all = state if lstm else (state, None)
     hs, cs = [], []
@@ -104,3 +142,20 @@ def step(rnn: nn.Module, weights: StepWeights, embedding: nn.Embedding, tokens: 
         return x, ((new_h, cs[0].unsqueeze(1)) if lstm else new_h)
     new_h = torch.stack(hs, 1)
     return x, ((new_h, torch.stack(cs, 1)) if lstm else new_h)
+
+
+def step_logits(rnn: nn.Module, weights: StepWeights, embedding: nn.Embedding, head: nn.Linear, tokens: Tensor,
+                state):
+    """One step and the output layer: tokens (B,) -> (logits (B, V), new state), or None where
+    this hand-made step does not apply (the caller runs the module itself). One native call
+    for the float32 CPU LSTM (native/decode.cpp), else the ATen calls of `step`."""
+    if not usable(rnn) or weights.get(rnn, embedding, head) is None or torch.is_autocast_enabled(weights.device_type):
+        return None
+    if weights.native is not None and native.available():
+        table, w_hh, w_both, bias = weights.native
+        h, c = state
+        logits, h, c = torch.ops.seqlab_native.lstm_decode_step(tokens.contiguous(), table, w_hh, w_both, bias, h.contiguous(),
+                                                                c.contiguous(), *weights.head)
+        return logits, (h, c)
+    out, state = step(rnn, weights, embedding, tokens, state)
+    return head(out), state

@@ -1,4 +1,4 @@
-"""seqlab's fused CPU kernels (lstm.cpp), built once per machine with the system C++ compiler.
+"""seqlab's fused CPU kernels (lstm.cpp, decode.cpp), built once per machine with the system C++ compiler.
 
     available() -> bool     True once the library is loaded (built on first call if needed)
     reason() -> str         why not, when available() is False
@@ -6,12 +6,13 @@
     enabled(flag) -> ctx    turn the kernels off (or on) inside a `with` block, for tests
                             and for timing both paths side by side
 
-The library is compiled from the one source file with g++ (or $CXX) against the installed
+The library is compiled from the source files (and their shared maths.h) with g++ (or $CXX) against the installed
 torch's headers and libraries, into ~/.cache/seqlab/native/<torch version>-<hash of source,
 flags and compiler>/ (or $SEQLAB_NATIVE_DIR; a temporary folder when the home directory
 cannot be written), and loaded with torch.ops.load_library. It registers
 torch.ops.seqlab_native.lstm_forward / lstm_backward (and the small helpers time_major,
-pooled_empty and gate_functions, the last for the accuracy test). The build takes about
+pooled_empty and gate_functions, the last for the accuracy test), and decoding's
+lstm_decode_step and draw_rows (decode.cpp). The build takes about
 20 s on two cores and says so on stderr; it runs under a file lock, so that parallel
 processes (torchrun ranks, test workers) build it once, and the library is written under a
 temporary name and renamed into place, so that a killed build leaves nothing half written.
@@ -37,7 +38,8 @@ import torch
 
 __all__ = ["available", "reason", "enabled", "tried", "library_path", "build_root", "compiler"]
 
-SOURCE = Path(__file__).with_name("lstm.cpp")
+SOURCES = [Path(__file__).with_name(name) for name in ("lstm.cpp", "decode.cpp")]
+HEADERS = [Path(__file__).with_name("maths.h")]
 _state: dict = {"loaded": False, "tried": False, "reason": "", "on": True}
 
 
@@ -79,7 +81,8 @@ def build_root() -> Path:
 
 def _build_dir(cxx: str, flags: list[str]) -> Path:
     key = hashlib.sha256()
-    key.update(SOURCE.read_bytes())
+    for path in SOURCES + HEADERS:
+        key.update(path.read_bytes())
     key.update(" ".join([cxx] + flags).encode())
     return build_root() / f"torch{torch.__version__}-{key.hexdigest()[:16]}"
 
@@ -95,7 +98,7 @@ def _build(cxx: str, flags: list[str], target: Path) -> None:
         fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".so.tmp")
         os.close(fd)
         try:
-            cmd = [cxx, str(SOURCE), "-o", tmp] + flags
+            cmd = [cxx, *map(str, SOURCES), "-o", tmp] + flags
             done = subprocess.run(cmd, capture_output=True, text=True)
             if done.returncode != 0:
                 tail = "\n".join((done.stderr or done.stdout).strip().splitlines()[-8:])
