@@ -65,18 +65,31 @@ TINY = [
 ]
 
 
-@pytest.fixture(params=["native", "python"])
-def lstm_path(request):
-    """Run the test once on the fused C++ LSTM (models/kernels/native) and once on the Python fast
-    path (parametrize it indirectly, with `paths_for`, to run the other cells only once). The native run fails, with the build's reason, when the kernels did not build
-    (CI has g++); SEQLAB_NATIVE=0 skips it on purpose."""
+def require_native() -> None:
+    """Fail with the build's reason when the native library (models/kernels/native) did not
+    build (CI has g++); SEQLAB_NATIVE=0 skips on purpose."""
     import os
 
     from seqlab.models.kernels import native
-    if request.param == "native" and not native.available():
+    if not native.available():
         if os.environ.get("SEQLAB_NATIVE") == "0":
             pytest.skip("SEQLAB_NATIVE=0")
-        pytest.fail(f"the fused CPU kernels are unavailable: {native.reason()}")
+        pytest.fail(f"the native kernels are unavailable: {native.reason()}")
+
+
+@pytest.fixture
+def kernels():
+    """A test that needs the native library (see require_native)."""
+    require_native()
+
+
+@pytest.fixture(params=["native", "python"])
+def lstm_path(request):
+    """Run the test once on the fused C++ LSTM (models/kernels/native) and once on the Python fast
+    path (parametrize it indirectly, with `paths_for`, to run the other cells only once)."""
+    from seqlab.models.kernels import native
+    if request.param == "native":
+        require_native()
     with native.enabled(request.param == "native"):
         yield request.param
 

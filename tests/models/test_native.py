@@ -16,14 +16,6 @@ from seqlab.models.kernels.native import lstm as native_lstm
 from seqlab.models.stack import RecurrentLayer
 
 
-@pytest.fixture
-def kernels():
-    if not native.available():
-        if os.environ.get("SEQLAB_NATIVE") == "0":
-            pytest.skip("SEQLAB_NATIVE=0")
-        pytest.fail(f"the fused CPU kernels are unavailable: {native.reason()}")
-
-
 def _d(*shape):
     return torch.randn(*shape, dtype=torch.float64, requires_grad=True)
 

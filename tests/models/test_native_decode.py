@@ -4,8 +4,6 @@ nn.LSTM stepped one token at a time, against a float64 inverse-CDF, and against 
 distribution itself."""
 from __future__ import annotations
 
-import os
-
 import pytest
 import torch
 from torch import nn
@@ -14,14 +12,6 @@ from seqlab.config import ModelConfig
 from seqlab.decode.sampling import generate
 from seqlab.models import build_model
 from seqlab.models.kernels import fused_step, native
-
-
-@pytest.fixture
-def kernels():
-    if not native.available():
-        if os.environ.get("SEQLAB_NATIVE") == "0":
-            pytest.skip("SEQLAB_NATIVE=0")
-        pytest.fail(f"the native kernels are unavailable: {native.reason()}")
 
 
 def _pair(layers: int, tie: bool = False, hidden: int = 24):
