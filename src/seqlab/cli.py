@@ -113,6 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="abc: whole folk tunes (a run trained on ABC, e.g. configs/folk.toml): each sample starts "
                         "at --prime (default 'T:') and stops at the blank line that ends a tune; written one "
                         "file per tune to -o DIR (default: text, printed)")
+    p.add_argument("--warmup", type=int, default=None, metavar="N",
+                   help="with --format abc: tunes drawn first, one after another, and thrown away, so each tune "
+                        "starts from the model's state after a tune of its own, as in training (default: 1)")
     p.add_argument("-o", "--out", metavar="PATH", help="with --format abc: the folder to write tune-001.abc, ... to; "
                                                       "for a task.name=speech run: the WAV file to write")
     p.add_argument("--seconds", type=float, default=None,

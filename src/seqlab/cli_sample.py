@@ -23,6 +23,8 @@ def cmd_sample(args) -> int:
 
     if args.format == "abc":
         return write_tunes(args)
+    if args.warmup is not None:
+        raise SeqlabError("--warmup is the number of tunes thrown away before --format abc tunes; drop it for text")
     if _task_of(args.run) == "speech":
         return write_speech(args)
     if args.seconds is not None:
@@ -101,15 +103,15 @@ def write_tunes(args) -> int:
     run = load(args.run, args.device)
     if run._vocab.level == "word":
         raise SeqlabError(f"{args.run} is a word-level model; tunes are sampled from character or byte models")
-    samples = run.sample(TUNE_END + head, length, num_samples=args.num_samples, temperature=args.temperature,
-                         top_k=args.top_k, top_p=args.top_p, greedy=args.greedy, seed=args.seed, stop=TUNE_END)
-    samples = [samples] if isinstance(samples, str) else samples
+    samples = run.tunes(args.num_samples, head, length, temperature=args.temperature, top_k=args.top_k,
+                        top_p=args.top_p, greedy=args.greedy, seed=args.seed,
+                        warmup=1 if args.warmup is None else args.warmup, end=TUNE_END)
     out.mkdir(parents=True, exist_ok=True)
     width = max(3, len(str(len(samples))))
     unfinished = 0
     for i, body in enumerate(samples, start=1):
-        unfinished += len(body) >= length            # ran to --length without the blank line that ends a tune
-        atomic_write_text(out / f"tune-{i:0{width}d}.abc", f"X:{i}\n{head}{body.rstrip()}\n")
+        unfinished += len(body) - len(head) >= length   # ran to --length without the blank line that ends a tune
+        atomic_write_text(out / f"tune-{i:0{width}d}.abc", f"X:{i}\n{body}\n")
     note = f" ({unfinished} reached --length {length} before the tune ended)" if unfinished else ""
     print(f"wrote {len(samples)} tunes to {out}{note}; check them: seqlab analyze tunes {out} --reference folk")
     return 0

@@ -141,10 +141,26 @@ def test_stop_ends_each_sample(folk_run):
         assert len(cut) == len(whole) or whole[len(cut):].startswith("\n\n")
 
 
+def test_tunes_start_after_warmup_tunes_of_the_models_own(folk_run):
+    """warmup=1: one tune drawn from the blank line and thrown away, then the batch continues
+    from the model's state after it; warmup=0 samples from the blank line straight away."""
+    from seqlab.api import load
+
+    run = load(folk_run)
+    warm = run.sample("\n\nT:", 400, seed=1, stop="\n\n")
+    expected = run.sample("\n\nT:" + warm.rstrip("\n") + "\n\nT:", 400, num_samples=3, seed=0, stop="\n\n")
+    assert run.tunes(3, "T:", 400, seed=0, warmup=1) == ["T:" + t.rstrip() for t in expected]
+    cold = run.sample("\n\nT:", 400, num_samples=3, seed=0, stop="\n\n")
+    assert run.tunes(3, "T:", 400, seed=0, warmup=0) == ["T:" + t.rstrip() for t in cold]
+    assert len(run.tunes(1, "T:", 400, seed=0)) == 1
+
+
 @pytest.mark.parametrize("argv, fragment", [
     (["--format", "abc"], "give the folder"),
     (["-o", "somewhere"], "names the folder for --format abc"),
     (["--format", "abc", "-o", "x", "--beam", "2"], "drop --beam"),
+    (["--warmup", "2"], "drop it for text"),
+    (["--format", "abc", "-o", "x", "--warmup", "-1"], "warmup must be 0 or more"),
 ])
 def test_sample_format_refusals(folk_run, capsys, argv, fragment):
     code, _, err = run_cli(capsys, "sample", folk_run, *argv)
@@ -175,6 +191,23 @@ def test_folk_bench_report(tmp_path, monkeypatch):
     assert len(list((tmp_path / "runs" / "lstm" / "tunes").glob("tune-*.abc"))) == 3
     shown = tmp_path / "bench" / "folk"                       # the gallery: real tunes always read, so always drawn
     assert {"real-1.abc", "real-1.mid", "real-1.png", "real-2.abc"} <= {p.name for p in shown.iterdir()}
+    # --sample-only: the same runs sampled again, their training figures and commit kept
+    assert folk.main(["--sample-only", "--tunes", "2", "--warmup", "0", "--reference-tunes", "4", "--length", "150",
+                      "--threads", "1", "--runs", str(tmp_path / "runs"), "--out", str(out)]) == 0
+    again = json.loads((tmp_path / "bench" / "results" / "folk.json").read_text())
+    assert again["trained_commit"] == report["commit"]
+    for old, new in zip(report["results"], again["results"]):
+        assert (new["label"], new["valid_bpc"], new["command"]) == (old["label"], old["valid_bpc"], old["command"])
+        assert new["tunes"]["summary"]["tunes"] == 2 and "--warmup 0" in new["sample_command"]
+    assert "were sampled from those runs by `--sample-only`" in (tmp_path / "bench" / "folk.md").read_text()
+
+
+def test_folk_bench_sample_only_needs_an_earlier_report(tmp_path, capsys):
+    from seqlab.cli import main
+
+    assert main(["bench", "folk", "--sample-only", "--out", str(tmp_path / "folk")]) != 0
+    err = capsys.readouterr().err
+    assert "run it once without --sample-only" in err and "Traceback" not in err
 
 
 @pytest.mark.skipif(__import__("shutil").which("fluidsynth") is None,
@@ -193,3 +226,8 @@ def test_render_wav_plays_the_notes(tmp_path, capsys):
     steady = samples[int(2.2 * rate):int(3.8 * rate)]                                # inside the long A
     peak = np.argmax(np.abs(np.fft.rfft(steady * np.hanning(len(steady))))) * rate / len(steady)
     assert abs(peak - 440) < 3 or abs(peak - 880) < 6                                 # the note or its octave
+    # a long tune is cut at 30 s, faded out
+    (folder / "b.abc").write_text("T:Long\nM:4/4\nL:1/4\nK:C\n" + "A A A A | " * 30 + "\n")
+    code, _, _ = run_cli(capsys, "analyze", "tunes", folder, "--render", out, "--wav")
+    samples, rate = read_wav(out / "b.wav", rate=None)
+    assert code == 0 and len(samples) == 30 * rate and abs(samples[-1]) < 1e-3

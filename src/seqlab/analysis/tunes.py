@@ -35,6 +35,7 @@ from seqlab.io import atomic_path, atomic_write_text, check_output
 
 WAV_RATE = 16000                                    # rendered tunes: mono 16-bit, 32 kB a second
 SOUNDFONTS = (Path("/usr/share/sounds/sf2/FluidR3_GM.sf2"), Path("/usr/share/sounds/sf2/default-GM.sf2"))
+WAV_SECONDS = 30.0            # the longest audio a rendered tune gets
 INSTALL_SOUND = "apt-get install fluidsynth fluid-soundfont-gm (as root; `make sound` does it)"
 
 
@@ -180,9 +181,10 @@ def render(tunes: list[tuple[str, str]], out: Path, wav: bool = False) -> list[s
     return written
 
 
-def synthesize(midi: Path, soundfont: Path, path: Path, rate: int = WAV_RATE) -> None:
+def synthesize(midi: Path, soundfont: Path, path: Path, rate: int = WAV_RATE, seconds: float = WAV_SECONDS) -> None:
     """fluidsynth plays the MIDI file (stereo, 16-bit); kept as mono 16-bit at `rate` (small files),
-    scaled to a peak of 0.9 (fluidsynth plays one voice quietly)."""
+    scaled to a peak of 0.9 (fluidsynth plays one voice quietly), at most `seconds` long (a
+    slow tune ran to 3 minutes, 5.6 MB), faded out over its last half second when cut."""
     with tempfile.TemporaryDirectory() as tmp:
         stereo = Path(tmp) / "stereo.wav"
         done = subprocess.run(["fluidsynth", "-ni", "-q", "-F", str(stereo), "-r", str(rate), str(soundfont), str(midi)],
@@ -191,6 +193,10 @@ def synthesize(midi: Path, soundfont: Path, path: Path, rate: int = WAV_RATE) ->
             raise SeqlabError(f"fluidsynth could not play {midi}: {(done.stderr.strip() or 'no output')[:200]}")
         samples, got = read_wav(stereo, rate=None, mono=True)
     samples = resample(samples, got, rate)
+    if len(samples) > seconds * rate:
+        samples = samples[:int(seconds * rate)].copy()
+        fade = min(len(samples), rate // 2)
+        samples[-fade:] *= np.linspace(1.0, 0.0, fade)
     write_wav(path, 0.9 * samples / max(float(np.abs(samples).max()), 1e-9), rate)
 
 
@@ -209,7 +215,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reference", metavar="CORPUS", help="also check the test-split tunes of this corpus (folk)")
     p.add_argument("--reference-tunes", type=int, default=200, metavar="N", help="how many (default: 200)")
     p.add_argument("--render", metavar="OUT", help="write a MIDI file and a piano-roll PNG per tune to OUT")
-    p.add_argument("--wav", action="store_true", help=f"with --render, also WAV audio ({INSTALL_SOUND})")
+    p.add_argument("--wav", action="store_true",
+                   help=f"with --render, also WAV audio, at most {WAV_SECONDS:.0f} s a tune ({INSTALL_SOUND})")
     p.add_argument("--json", metavar="FILE", help="write every tune's readings as JSON (- for stdout)")
     return p
 

@@ -133,6 +133,26 @@ class Run:
         return "".join(self.stream(prime, length, temperature=temperature, top_k=top_k, top_p=top_p, greedy=greedy,
                                    beam=beam, alpha=alpha, seed=seed, condition=condition))
 
+    def tunes(self, num: int, head: str = "T:", length: int = 2000, *, temperature: float = 1.0, top_k: int = 0,
+              top_p: float = 1.0, greedy: bool = False, seed: int | None = None, warmup: int = 1,
+              end: str = "\n\n") -> list[str]:
+        """`num` whole pieces (folk tunes in ABC, say), each `head` + what follows it up to the
+        blank line (`end`) that ends a piece, at most `length` characters, drawn as one batch.
+        First `warmup` pieces are drawn one after another and thrown away, so that every
+        returned piece starts from the state the model is in after a piece of its own, as in
+        training: a recurrent model trained with carried state (TBPTT) has seldom started from
+        a zero state, and the demo LSTM started there wrote the meter in the title line."""
+        if warmup < 0:
+            raise SeqlabError(f"warmup must be 0 or more pieces, got {warmup}")
+        prime = end + head
+        for i in range(warmup):
+            piece = self.sample(prime, length, temperature=temperature, top_k=top_k, top_p=top_p, greedy=greedy,
+                                seed=None if seed is None else seed + 1 + i, stop=end)
+            prime += piece.rstrip("\n") + end + head
+        bodies = self.sample(prime, length, num_samples=num, temperature=temperature, top_k=top_k, top_p=top_p,
+                             greedy=greedy, seed=seed, stop=end)
+        return [head + body.rstrip() for body in ([bodies] if isinstance(bodies, str) else bodies)]
+
     def stream(self, prime: str | None = None, length: int = 200, *, temperature: float = 1.0, top_k: int = 0,
                top_p: float = 1.0, greedy: bool = False, beam: int = 0, alpha: float = 0.6, seed: int | None = None,
                condition: str | None = None, name: Callable[[str], str] = plain) -> Iterator[str]:

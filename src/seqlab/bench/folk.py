@@ -11,11 +11,14 @@ shuffled, so the 90 / 5 / 5 % contiguous split is by tune): the LSTM is configs/
 receptive field of 253 characters), both for the same --steps updates of the same batches;
 the n-gram is interpolated Kneser-Ney at each order of --orders, the best on validation kept.
 
-Then each writes --tunes tunes (`seqlab sample RUN --format abc`: primed with `T:`, stopped
-at the blank line that ends a tune, temperature --temperature) and `seqlab analyze tunes`
+Then each writes --tunes tunes (`seqlab sample RUN --format abc`: primed with `T:` after
+--warmup tunes of its own that are thrown away, stopped at the blank line that ends a tune,
+temperature --temperature) and `seqlab analyze tunes`
 reads them: the share that music21 parses, the share seqlab's strict ABC reader reads, and
 the share of bars that hold what the meter says. The same figures for the corpus's test
-tunes (never trained on) are the reference. The runs and tunes stay in --runs.
+tunes (never trained on) are the reference. The runs and tunes stay in --runs;
+--sample-only samples, checks and renders again from them, keeping the training figures of
+the earlier report at --out (and naming the commit that trained them).
 """
 from __future__ import annotations
 
@@ -24,9 +27,10 @@ import shutil
 import time
 from pathlib import Path
 
+from seqlab import SeqlabError
 from seqlab.analysis.tunes import SOUNDFONTS, check, reference_tunes, render
 from seqlab.api import load
-from seqlab.bench.common import bench_parser, clock, command_line, provenance, record, write_report
+from seqlab.bench.common import bench_parser, clock, command_line, provenance, record, result_path, write_report
 from seqlab.config import load_config
 from seqlab.data import sources
 from seqlab.training.engine import fit
@@ -69,6 +73,22 @@ def train(name: str, command: list[str], args) -> dict:
             "valid_bpc": trained.evaluate("valid")["bpc"], "test_bpc": trained.evaluate("test")["bpc"]}
 
 
+def earlier(args) -> tuple[list[dict], list[dict], str]:
+    """--sample-only: the training figures of the report at --out, checked against --runs."""
+    path = result_path(args.out)
+    if not path.is_file():
+        raise SeqlabError(f"--sample-only reuses an earlier run of `seqlab bench folk`, but {path} is not there; "
+                          "run it once without --sample-only")
+    old = json.loads(path.read_text())
+    keep = ("name", "run", "command", "train_seconds", "parameters", "valid_bpc", "test_bpc", "label")
+    results = [{k: x[k] for k in keep if k in x} for x in old["results"]]
+    for x in results:
+        if not (Path(x["run"]) / "config.json").is_file():
+            raise SeqlabError(f"--sample-only: the run {x['run']} of {path} is gone; rerun without --sample-only")
+    grams = [{"name": name, "valid_bpc": bpc} for name, bpc in old["ngram_orders"].items()]
+    return results, grams, old["commit"]
+
+
 def write_tunes(result: dict, args) -> None:
     """The model's --tunes tunes, as `seqlab sample RUN --format abc` writes them, and their check."""
     folder = Path(result["run"]) / "tunes"
@@ -76,15 +96,15 @@ def write_tunes(result: dict, args) -> None:
         old.unlink()
     folder.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    bodies = load(result["run"], "cpu").sample(TUNE_END + "T:", args.length, num_samples=args.tunes,
-                                               temperature=args.temperature, seed=args.seed, stop=TUNE_END)
+    pieces = load(result["run"], "cpu").tunes(args.tunes, "T:", args.length, temperature=args.temperature,
+                                              seed=args.seed, warmup=args.warmup, end=TUNE_END)
     result["sample_seconds"] = round(time.perf_counter() - started, 1)
-    result["unfinished"] = sum(len(b) >= args.length for b in bodies)
-    tunes = [(f"tune-{i:03d}", "T:" + b.rstrip()) for i, b in enumerate(bodies, start=1)]
+    result["unfinished"] = sum(len(t) - 2 >= args.length for t in pieces)
+    tunes = [(f"tune-{i:03d}", t) for i, t in enumerate(pieces, start=1)]
     for name, tune in tunes:
         (folder / f"{name}.abc").write_text(f"X:{name[5:].lstrip('0')}\n{tune}\n", encoding="utf-8")
     result["sample_command"] = (f"seqlab sample {result['run']} --format abc --num-samples {args.tunes} --length "
-                                f"{args.length} --temperature {args.temperature:g} --seed {args.seed} -o {folder}")
+                                f"{args.length} --temperature {args.temperature:g} --seed {args.seed} --warmup {args.warmup} -o {folder}")
     result["tunes"] = check(tunes)
     # the first tunes, in the order drawn, that seqlab's reader reads (and so can render): not picked for quality
     result["shown"] = [t for (_, t), row in zip(tunes, result["tunes"]["tunes"]) if row["read"]][:args.gallery]
@@ -127,7 +147,9 @@ def markdown(r: dict) -> str:
         f"The Essen folk tunes (`seqlab data fetch folk`, {r['corpus_tunes']:,} tunes, split by tune), "
         f"{a['steps']:,} updates of 32 x 100 characters for the LSTM and the TCN (Adam {a['lr']:g}, cosine), the "
         f"n-gram at its best order on validation ({r['ngram_order']}). {a['tunes']} tunes sampled per model at "
-        f"temperature {a['temperature']:g}, each primed with `T:` and ended at its blank line (at most "
+        f"temperature {a['temperature']:g}, each primed with `T:` after {a.get('warmup', 0)} tune(s) of the model's own "
+        "(thrown away: a recurrent model trained with carried state seldom started from a zero state) and ended "
+        f"at its blank line (at most "
         f"{a['length']:,} characters; \"unfinished\" ran out first). *Parse*: music21 reads the tune and finds notes; "
         "*read strictly*: seqlab's ABC reader accepts every character; *bars in meter*: bars holding exactly what "
         "M: says, over the strictly read tunes (an upbeat and the last bar may be shorter).\n\n"
@@ -142,6 +164,8 @@ def markdown(r: dict) -> str:
         "Commands (rerun alone):\n\n"
         + "\n".join(f"- {x['label']}: `{x['command']}` ({x['train_seconds']:.0f} s), then `{x['sample_command']}`"
                     for x in r["results"]) + "\n\n"
+        + (f"The models were trained by `seqlab bench folk` at commit {r['trained_commit']}; this report's tunes "
+           "were sampled from those runs by `--sample-only`.\n\n" if r.get("trained_commit") else "")
         + provenance(r, threads=a["threads"], data="Essen folksong collection (music21 10.5.1 corpus), ABC"))
 
 
@@ -157,17 +181,26 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=2, help="CPU threads for PyTorch")
     p.add_argument("--seed", type=int, default=0, help="weights and sampling seed")
     p.add_argument("--gallery", type=int, default=2, help="tunes per model (and real ones) rendered into --out's folder")
+    p.add_argument("--warmup", type=int, default=1, help="tunes each model draws and throws away before its --tunes")
     p.add_argument("--runs", default="runs/bench-folk", help="where the runs and their tunes are kept")
+    p.add_argument("--sample-only", action="store_true",
+                   help="reuse the runs an earlier `seqlab bench folk` trained (in --runs, its report at --out): "
+                        "sample, check and render again")
     args = p.parse_args(argv)
     start = clock()
+    trained_commit = None
+    if args.sample_only:
+        results, grams, trained_commit = earlier(args)
     corpus = sources.corpus("folk")
     if not corpus.is_ready():
         corpus.fetch(log=print)
-    grams = [train(f"ngram-{n}", ngram(n, args), args) for n in args.orders]
-    best = min(grams, key=lambda g: g["valid_bpc"])
-    results = [{**train("lstm", neural(LSTM, args), args), "label": label(LSTM)},
-               {**train("tcn", neural(TCN, args), args), "label": label(TCN)},
-               {**best, "label": f"{best['name']} (Kneser-Ney)"}]
+    if not args.sample_only:
+        grams = [train(f"ngram-{n}", ngram(n, args), args) for n in args.orders]
+        best = min(grams, key=lambda g: g["valid_bpc"])
+        results = [{**train("lstm", neural(LSTM, args), args), "label": label(LSTM)},
+                   {**train("tcn", neural(TCN, args), args), "label": label(TCN)},
+                   {**best, "label": f"{best['name']} (Kneser-Ney)"}]
+    best = results[-1]
     for result in results:
         write_tunes(result, args)
     real = reference_tunes("folk", args.reference_tunes)
@@ -176,7 +209,7 @@ def main(argv=None) -> int:
     report = {"benchmark": "folk", "args": vars(args), "results": results, "reference": reference,
               "ngram_orders": {g["name"]: g["valid_bpc"] for g in grams}, "ngram_order": best["name"].split("-")[1],
               "corpus_tunes": corpus.text().count(TUNE_END + "T:") + 1,
-              "gallery": shown,
+              "gallery": shown, "trained_commit": trained_commit,
               **record(start, command_line("folk", p, args))}
     write_report(args.out, report, markdown)
     print(json.dumps({x["label"]: {"valid_bpc": round(x["valid_bpc"], 3), **{k: x["tunes"]["summary"][k] for k in (
