@@ -117,3 +117,16 @@ def test_decoding_report_names_each_path(tmp_path, monkeypatch):
         assert row["sample_fraction"] == pytest.approx(row["sample_tokens_per_s"] / row["roofline_tokens_per_s"])
     text = (tmp_path / "decoding.md").read_text()
     assert "ATen step (no C++ compiler)" in text and "built on this machine" in text
+
+
+def test_command_line_names_a_flag_without_a_value():
+    import argparse
+
+    from seqlab.bench.common import command_line
+    p = argparse.ArgumentParser()
+    p.add_argument("--sample-only", action="store_true")
+    p.add_argument("--steps", type=int, default=10)
+    p.add_argument("--orders", type=int, nargs="+", default=[2])
+    assert command_line("folk", p, p.parse_args([])) == "seqlab bench folk"
+    assert (command_line("folk", p, p.parse_args(["--sample-only", "--steps", "5", "--orders", "3", "4"]))
+            == "seqlab bench folk --sample-only --steps 5 --orders 3 4")

@@ -25,9 +25,13 @@ def bench_parser(name: str, doc: str | None, out: str | None = None) -> argparse
 def command_line(name: str, parser: argparse.ArgumentParser, args: argparse.Namespace) -> str:
     """`seqlab bench NAME` with the options that differ from their defaults: the command a
     report names, to run it again."""
-    return f"seqlab bench {name}" + "".join(
-        f" --{k.replace('_', '-')} {' '.join(map(str, v)) if isinstance(v, list) else v}"
-        for k, v in vars(args).items() if v != parser.get_default(k))
+    def option(k: str, v) -> str:
+        flag = f" --{k.replace('_', '-')}"
+        if isinstance(v, bool):                  # a store_true flag: present or not
+            return flag if v else ""
+        return f"{flag} {' '.join(map(str, v)) if isinstance(v, list) else v}"
+
+    return f"seqlab bench {name}" + "".join(option(k, v) for k, v in vars(args).items() if v != parser.get_default(k))
 
 
 def clock() -> tuple[float, float]:
