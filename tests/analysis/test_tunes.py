@@ -200,6 +200,12 @@ def test_folk_bench_report(tmp_path, monkeypatch):
         assert (new["label"], new["valid_bpc"], new["command"]) == (old["label"], old["valid_bpc"], old["command"])
         assert new["tunes"]["summary"]["tunes"] == 2 and "--warmup 0" in new["sample_command"]
     assert "were sampled from those runs by `--sample-only`" in (tmp_path / "bench" / "folk.md").read_text()
+    # a second --sample-only, at a later commit, still names the commit that trained the runs
+    path = tmp_path / "bench" / "results" / "folk.json"
+    path.write_text(json.dumps({**again, "commit": "later00"}))
+    assert folk.main(["--sample-only", "--tunes", "2", "--warmup", "0", "--reference-tunes", "4", "--length", "150",
+                      "--threads", "1", "--runs", str(tmp_path / "runs"), "--out", str(out)]) == 0
+    assert json.loads(path.read_text())["trained_commit"] == report["commit"]
 
 
 def test_folk_bench_sample_only_needs_an_earlier_report(tmp_path, capsys):

@@ -86,7 +86,7 @@ def earlier(args) -> tuple[list[dict], list[dict], str]:
         if not (Path(x["run"]) / "config.json").is_file():
             raise SeqlabError(f"--sample-only: the run {x['run']} of {path} is gone; rerun without --sample-only")
     grams = [{"name": name, "valid_bpc": bpc} for name, bpc in old["ngram_orders"].items()]
-    return results, grams, old["commit"]
+    return results, grams, old.get("trained_commit") or old["commit"]     # an earlier --sample-only kept it
 
 
 def write_tunes(result: dict, args) -> None:
