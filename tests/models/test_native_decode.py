@@ -1,6 +1,6 @@
-"""Decoding's native calls (models/kernels/native/decode.cpp): one LSTM step with its output
-layer, and one draw from the softmax, each a single call. Checked against PyTorch's own
-nn.LSTM stepped one token at a time, against a float64 inverse-CDF, and against the softmax
+"""Decoding's native calls (models/kernels/native/decode.cpp): one LSTM or GRU step with its
+output layer, and one draw from the softmax, each a single call. Checked against PyTorch's own
+nn.LSTM / nn.GRU stepped one token at a time, against a float64 inverse-CDF, and against the softmax
 distribution itself."""
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ from seqlab.models import build_model
 from seqlab.models.kernels import fused_step, native
 
 
-def _pair(layers: int, tie: bool = False, hidden: int = 24):
+def _pair(layers: int, tie: bool = False, hidden: int = 24, name: str = "lstm"):
     torch.manual_seed(layers)
-    cfg = ModelConfig(name="lstm", embedding_size=hidden if tie else 10, hidden_size=hidden, num_layers=layers,
+    cfg = ModelConfig(name=name, embedding_size=hidden if tie else 10, hidden_size=hidden, num_layers=layers,
                       dropout=0.2, tie_weights=tie)
     fast = build_model(cfg, 17).eval()
     slow = build_model(cfg, 17).eval()
@@ -25,11 +25,12 @@ def _pair(layers: int, tie: bool = False, hidden: int = 24):
     return fast, slow
 
 
+@pytest.mark.parametrize("name", ["lstm", "gru"])
 @pytest.mark.parametrize("layers,batch,tie", [(1, 1, False), (2, 1, False), (3, 4, False), (1, 3, True)])
-def test_the_native_step_equals_nn_lstm(kernels, monkeypatch, layers, batch, tie):
+def test_the_native_step_equals_pytorchs_module(kernels, monkeypatch, name, layers, batch, tie):
     """40 steps carrying the state from a non-zero start, float32. The ATen step is made to
     fail, so the native call is the one measured."""
-    fast, slow = _pair(layers, tie)
+    fast, slow = _pair(layers, tie, name=name)
 
     def refuse(*args, **kwargs):
         raise AssertionError("the ATen step ran where the native one should")
@@ -37,20 +38,23 @@ def test_the_native_step_equals_nn_lstm(kernels, monkeypatch, layers, batch, tie
     monkeypatch.setattr(fused_step, "step", refuse)
     tokens = torch.randint(0, 17, (40, batch), generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
-        s_fast = tuple(s + 0.3 for s in fast.init_state(batch))
-        s_slow = tuple(s + 0.3 for s in slow.init_state(batch))
+        s_fast, s_slow = fast.init_state(batch), slow.init_state(batch)
+        s_fast = tuple(s + 0.3 for s in s_fast) if name == "lstm" else (s_fast + 0.3,)
+        s_slow = tuple(s + 0.3 for s in s_slow) if name == "lstm" else (s_slow + 0.3,)
         for t in range(40):
-            a, s_fast = fast.step(tokens[t], s_fast)
-            b, s_slow = slow.step(tokens[t], s_slow)
+            a, s_fast = fast.step(tokens[t], s_fast if name == "lstm" else s_fast[0])
+            b, s_slow = slow.step(tokens[t], s_slow if name == "lstm" else s_slow[0])
+            s_fast, s_slow = (s_fast, s_slow) if name == "lstm" else ((s_fast,), (s_slow,))
             torch.testing.assert_close(a, b, rtol=0, atol=2e-6)
     for x, y in zip(s_fast, s_slow):
         assert x.shape == y.shape == (batch, layers, 24)
         torch.testing.assert_close(x, y, rtol=0, atol=2e-6)
 
 
-def test_a_large_batch(kernels):
+@pytest.mark.parametrize("name", ["lstm", "gru"])
+def test_a_large_batch(kernels, name):
     """40 rows (beam search, `--num-samples`): the products run over all rows at once."""
-    fast, slow = _pair(2)
+    fast, slow = _pair(2, name=name)
     rows = 40
     tokens = torch.arange(rows) % 17
     with torch.no_grad():
@@ -59,22 +63,25 @@ def test_a_large_batch(kernels):
     torch.testing.assert_close(a, b, rtol=0, atol=2e-6)
 
 
-def test_the_native_step_follows_a_weight_update_and_a_head_without_bias(kernels):
+@pytest.mark.parametrize("kind", [nn.LSTM, nn.GRU])
+def test_the_native_step_follows_a_weight_update_and_a_head_without_bias(kernels, kind):
     torch.manual_seed(0)
-    rnn = nn.LSTM(5, 8, num_layers=2, batch_first=True).eval()
+    rnn = kind(5, 8, num_layers=2, batch_first=True).eval()
     embedding, head = nn.Embedding(9, 5), nn.Linear(8, 9, bias=False)
     weights = fused_step.StepWeights()
     tokens = torch.tensor([2, 7])
-    state = (torch.randn(2, 2, 8), torch.randn(2, 2, 8))
+    lstm = kind is nn.LSTM
+    state = (torch.randn(2, 2, 8), torch.randn(2, 2, 8)) if lstm else torch.randn(2, 2, 8)
+    layout = (lambda s: tuple(x.transpose(0, 1).contiguous() for x in s)) if lstm else (
+        lambda s: s.transpose(0, 1).contiguous())
     with torch.no_grad():
         for _ in range(2):
-            logits, (h, c) = fused_step.step_logits(rnn, weights, embedding, head, tokens, state)
+            logits, new = fused_step.step_logits(rnn, weights, embedding, head, tokens, state)
             assert weights.native is not None                        # the native call ran
-            out, (h_ref, c_ref) = rnn(embedding(tokens).unsqueeze(1),
-                                      (state[0].transpose(0, 1).contiguous(), state[1].transpose(0, 1).contiguous()))
+            out, ref = rnn(embedding(tokens).unsqueeze(1), layout(state))
             torch.testing.assert_close(logits, head(out[:, 0]), rtol=0, atol=2e-6)
-            torch.testing.assert_close(h, h_ref.transpose(0, 1), rtol=0, atol=2e-6)
-            torch.testing.assert_close(c, c_ref.transpose(0, 1), rtol=0, atol=2e-6)
+            for x, y in zip(new if lstm else (new,), ref if lstm else (ref,)):
+                torch.testing.assert_close(x, y.transpose(0, 1), rtol=0, atol=2e-6)
             rnn.weight_hh_l1.add_(0.25)                              # in place, as an optimizer step is
             head.weight.mul_(-1.5)
 

@@ -13,7 +13,7 @@ Rows, each timed through `decode.sampling.generate` (sampling at temperature 0.8
   runs when its kernels are built); PyTorch's fused modules stepped by hand on cached
   weights, one ATen call per operation (models/kernels/fused_step.py, what runs without a
   C++ compiler); and stepped through nn.LSTM itself (what seqlab did first);
-- a GRU 1 x 384 (fused) and a layer-normalised LSTM 1 x 384 (seqlab's own cells);
+- a GRU 1 x 384 (native step, and the ATen step) and a layer-normalised LSTM 1 x 384 (seqlab's own cells);
 - the demo LSTM drawing 16 samples as one batch (`seqlab sample --num-samples 16`), in
   tokens per second summed over the samples.
 Weights are random (speed does not depend on them).
@@ -49,12 +49,13 @@ def make_models() -> dict[str, tuple[torch.nn.Module, bool]]:
     for name, cfg in specs.items():
         model = build_model(cfg, VOCAB).eval()
         models[name] = (model, True)
-        if name in ("demo LSTM 1x384", "LSTM 2x512"):
+        if name in ("demo LSTM 1x384", "LSTM 2x512", "GRU 1x384"):
             models[name + ", ATen step (no C++ compiler)"] = (model, False)
-            before = build_model(cfg, VOCAB).eval()
-            before.load_state_dict(model.state_dict())
-            before.fast_step = False
-            models[name + ", through nn.LSTM (first)"] = (before, False)
+            if cfg.name == "lstm":
+                before = build_model(cfg, VOCAB).eval()
+                before.load_state_dict(model.state_dict())
+                before.fast_step = False
+                models[name + ", through nn.LSTM (first)"] = (before, False)
     return models
 
 
@@ -132,7 +133,7 @@ def markdown(r: dict) -> str:
         "matrix-vector products one token needs ([W_ih W_hh] per layer, then the output layer), timed "
         "with torch.mv in the same run. Sampling is at temperature 0.8 (softmax, then the inverse "
         "cumulative distribution at a uniform number), as `seqlab sample` draws. Rows without a "
-        "path named run seqlab's native kernels where they apply (the LSTM's step and the draw; "
+        "path named run seqlab's native kernels where they apply (the LSTM's and the GRU's step, and the draw; "
         f"built on this machine: {'yes' if r.get('native', True) else 'NO'}).\n\n"
         "| model | sampling tokens/s | greedy tokens/s | roofline tokens/s | sampling / roofline | "
         "greedy / roofline |\n|---|---:|---:|---:|---:|---:|\n" + rows +

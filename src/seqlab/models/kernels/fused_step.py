@@ -18,7 +18,7 @@ changes (its version counter moves: an optimizer step, load_state_dict).
 Used only where it computes the same thing: eval mode (no dropout between layers), no
 gradient, no autocast.
 
-For the LSTM in float32 on the CPU, `step_logits` runs the whole step, output layer included,
+For the LSTM and the GRU in float32 on the CPU, `step_logits` runs the whole step, output layer included,
 as one call into seqlab's native library (native/decode.cpp) when it is built: the ~15
 operations above cost more in dispatch than in arithmetic at batch 1.
 """
@@ -44,7 +44,7 @@ class StepWeights:
     - the LSTM and RNN's later layers: [W_ih W_hh]^T (I+H, G*H) and the summed bias, one product;
     - every layer: W_hh^T (H, G*H); the GRU keeps b_hh apart (r multiplies gh_n + b_hn);
     - with `head` (the output layer): its W^T (H, V) and bias, in `self.head`;
-    - `self.native`: the native call's weight arguments, for the float32 CPU LSTM.
+    - `self.native`: the native op's name and its weight arguments, for the float32 CPU LSTM and GRU.
 
     Decoding calls `get` once per token, so its check is cheap: the parameters' version
     counters and storage (an optimizer step, load_state_dict or .to() changes one of them)."""
@@ -95,10 +95,16 @@ class StepWeights:
         if head is not None:
             hb = head.bias.detach() if head.bias is not None else head.weight.new_zeros(head.weight.size(0))
             self.head = (head.weight.detach().t().contiguous(), hb.contiguous())
-            if isinstance(rnn, nn.LSTM) and rnn.weight_ih_l0.dtype == torch.float32 and self.device_type == "cpu":
+            if rnn.weight_ih_l0.dtype == torch.float32 and self.device_type == "cpu":
                 layers = self.layers
-                self.native = (layers[0]["table"], [w["w_hh"] for w in layers], [w["both"] for w in layers[1:]],
-                               [w["bias"] for w in layers[1:]])
+                if isinstance(rnn, nn.LSTM):
+                    self.native = ("lstm_decode_step", layers[0]["table"],
+                                   [w["w_hh"] for w in layers], [w["both"] for w in layers[1:]],
+                                   [w["bias"] for w in layers[1:]])
+                elif gru:
+                    self.native = ("gru_decode_step", layers[0]["table"],
+                                   [w["w_ih"] for w in layers[1:]], [w["b_ih"] for w in layers[1:]],
+                                   [w["w_hh"] for w in layers], [w["b_hh"] for w in layers])
 
 
 def usable(rnn: nn.Module) -> bool:
@@ -148,14 +154,17 @@ def step_logits(rnn: nn.Module, weights: StepWeights, embedding: nn.Embedding, h
                 state):
     """One step and the output layer: tokens (B,) -> (logits (B, V), new state), or None where
     this hand-made step does not apply (the caller runs the module itself). One native call
-    for the float32 CPU LSTM (native/decode.cpp), else the ATen calls of `step`."""
+    for the float32 CPU LSTM or GRU (native/decode.cpp), else the ATen calls of `step`."""
     if not usable(rnn) or weights.get(rnn, embedding, head) is None or torch.is_autocast_enabled(weights.device_type):
         return None
     if weights.native is not None and native.available():
-        table, w_hh, w_both, bias = weights.native
-        h, c = state
-        logits, h, c = torch.ops.seqlab_native.lstm_decode_step(tokens.contiguous(), table, w_hh, w_both, bias, h.contiguous(),
-                                                                c.contiguous(), *weights.head)
-        return logits, (h, c)
+        name, *prepared = weights.native
+        op = getattr(torch.ops.seqlab_native, name)
+        if isinstance(state, tuple):                                       # the LSTM: (h, c)
+            logits, h, c = op(tokens.contiguous(), *prepared, state[0].contiguous(), state[1].contiguous(),
+                              *weights.head)
+            return logits, (h, c)
+        logits, h = op(tokens.contiguous(), *prepared, state.contiguous(), *weights.head)
+        return logits, h
     out, state = step(rnn, weights, embedding, tokens, state)
     return head(out), state

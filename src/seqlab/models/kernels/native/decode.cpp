@@ -1,4 +1,4 @@
-// One decoding step of an LSTM language model, and one draw from its softmax, each in one call.
+// One decoding step of an LSTM or GRU language model, and one draw from its softmax, each in one call.
 //
 // Batch-1 generation is a chain of tiny operations: per token, per layer, a gather of the
 // input term, one matrix-vector product with the recurrent weights, ten elementwise gate
@@ -15,6 +15,12 @@
 // i, f, g, o as nn.LSTM: layer 0's input term is a row of table = E W_ih^T + b; later layers
 // one product of [x h] with [W_ih W_hh]^T): ATen's matrix products, and one pass over each
 // row for the gates, the cell and the new h.
+//
+//   gru_decode_step(tokens, table (V, 3H), w_ih [(H, 3H) for layers 1..L-1], b_ih [...],
+//                   w_hh [(H, 3H) per layer], b_hh [(3H) per layer], h (B, L, H), head_w, head_b)
+//                   -> [logits (B, V), h']
+//
+// the same for nn.GRU (gate blocks r, z, n; b_hh kept apart, as r multiplies W_hn h + b_hn).
 //
 //   draw_rows(logits (B, V), temperature, u (B,)) -> tokens (B,)
 //
@@ -55,6 +61,26 @@ void rows_times(const float* x, int64_t ldx, int64_t B, int64_t K, const Tensor&
     out.addmm_(xs, w);
 }
 
+// the token ids, each checked to be a row of the input table
+const int64_t* checked_tokens(const Tensor& tokens, int64_t B, int64_t rows) {
+    TORCH_CHECK(tokens.scalar_type() == at::kLong && tokens.dim() == 1 && tokens.is_contiguous() && tokens.size(0) == B,
+                "seqlab decode step: tokens must be a contiguous (B,) int64 tensor, B the state's batch");
+    const int64_t* tok = tokens.data_ptr<int64_t>();
+    for (int64_t b = 0; b < B; ++b)
+        TORCH_CHECK(tok[b] >= 0 && tok[b] < rows, "seqlab decode step: token id ", tok[b], " outside the vocabulary of ", rows);
+    return tok;
+}
+
+// logits (B, V) = head_b + h_top (B, H; rows ldh apart) @ head_w (H, V)
+void output_layer(const float* h_top, int64_t ldh, int64_t B, int64_t H, const Tensor& head_w, const Tensor& head_b,
+                  Tensor& logits) {
+    const int64_t V = head_w.size(1);
+    float* lp = logits.data_ptr<float>();
+    const float* hb = head_b.data_ptr<float>();
+    for (int64_t b = 0; b < B; ++b) std::copy(hb, hb + V, lp + b * V);
+    rows_times(h_top, ldh, B, H, head_w, lp);
+}
+
 // the gates of one row in place -> c' and h' (gate blocks i, f, g, o)
 SEQLAB_INLINE void lstm_gates(const float* __restrict g, const float* __restrict c, float* __restrict c_new,
                               float* __restrict h_new, int64_t H) {
@@ -75,10 +101,8 @@ std::vector<Tensor> lstm_decode_step(const Tensor& tokens, const Tensor& table, 
     check_f32(c, "c");
     check_f32(head_w, "head_w");
     check_f32(head_b, "head_b");
-    TORCH_CHECK(tokens.scalar_type() == at::kLong && tokens.dim() == 1 && tokens.is_contiguous(),
-                "seqlab decode step: tokens must be a contiguous (B,) int64 tensor");
     const int64_t B = h.size(0), L = h.size(1), H = h.size(2), G = 4 * H, V = head_w.size(1), rows = table.size(0);
-    TORCH_CHECK(tokens.size(0) == B && c.sizes() == h.sizes(), "seqlab decode step: tokens, h and c disagree on the batch");
+    TORCH_CHECK(c.sizes() == h.sizes(), "seqlab decode step: h and c must have the same shape");
     TORCH_CHECK(table.size(1) == G && head_w.size(0) == H && head_b.size(0) == V, "seqlab decode step: weight shapes");
     TORCH_CHECK(int64_t(w_hh.size()) == L && int64_t(w_both.size()) == L - 1 && int64_t(bias.size()) == L - 1,
                 "seqlab decode step: one recurrent matrix per layer, one [W_ih W_hh] and bias per later layer");
@@ -92,9 +116,7 @@ std::vector<Tensor> lstm_decode_step(const Tensor& tokens, const Tensor& table, 
                         "seqlab decode step: w_both must be (2H, 4H)");
         }
     }
-    const int64_t* tok = tokens.data_ptr<int64_t>();
-    for (int64_t b = 0; b < B; ++b)
-        TORCH_CHECK(tok[b] >= 0 && tok[b] < rows, "seqlab decode step: token id ", tok[b], " outside the vocabulary of ", rows);
+    const int64_t* tok = checked_tokens(tokens, B, rows);
 
     Tensor h_new = at::empty_like(h), c_new = at::empty_like(c);
     Tensor logits = at::empty({B, V}, h.options());
@@ -117,12 +139,66 @@ std::vector<Tensor> lstm_decode_step(const Tensor& tokens, const Tensor& table, 
             lstm_gates(acc.data() + b * G, cp + at_, cn + at_, hn + at_, H);
         }
     }
-    // the output layer on the top layer's h'
-    float* lp = logits.data_ptr<float>();
-    const float* hb = head_b.data_ptr<float>();
-    for (int64_t b = 0; b < B; ++b) std::copy(hb, hb + V, lp + b * V);
-    rows_times(hn + (L - 1) * H, L * H, B, H, head_w, lp);
+    output_layer(hn + (L - 1) * H, L * H, B, H, head_w, head_b, logits);
     return {logits, h_new, c_new};
+}
+
+// the GRU's new h of one row from its input and recurrent terms (blocks r, z, n; PyTorch's
+// form: r multiplies the recurrent term of n, bias b_hn included)
+SEQLAB_INLINE void gru_gates(const float* __restrict gi, const float* __restrict gh, const float* __restrict h,
+                             float* __restrict h_new, int64_t H) {
+#pragma omp simd
+    for (int64_t j = 0; j < H; ++j) {
+        const float r = sigmoid(gi[j] + gh[j]), z = sigmoid(gi[H + j] + gh[H + j]);
+        const float n = tanh_t(gi[2 * H + j] + r * gh[2 * H + j]);
+        h_new[j] = n + z * (h[j] - n);
+    }
+}
+
+std::vector<Tensor> gru_decode_step(const Tensor& tokens, const Tensor& table, at::TensorList w_ih,
+                                    at::TensorList b_ih, at::TensorList w_hh, at::TensorList b_hh, const Tensor& h,
+                                    const Tensor& head_w, const Tensor& head_b) {
+    check_f32(table, "table");
+    check_f32(h, "h");
+    check_f32(head_w, "head_w");
+    check_f32(head_b, "head_b");
+    const int64_t B = h.size(0), L = h.size(1), H = h.size(2), G = 3 * H, V = head_w.size(1);
+    TORCH_CHECK(table.size(1) == G && head_w.size(0) == H && head_b.size(0) == V, "seqlab decode step: weight shapes");
+    TORCH_CHECK(int64_t(w_hh.size()) == L && int64_t(b_hh.size()) == L && int64_t(w_ih.size()) == L - 1 &&
+                    int64_t(b_ih.size()) == L - 1,
+                "seqlab decode step: W_hh and b_hh per layer, W_ih and b_ih per later layer");
+    for (int64_t l = 0; l < L; ++l) {
+        check_f32(w_hh[l], "w_hh");
+        check_f32(b_hh[l], "b_hh");
+        TORCH_CHECK(w_hh[l].size(0) == H && w_hh[l].size(1) == G, "seqlab decode step: w_hh must be (H, 3H)");
+        if (l) {
+            check_f32(w_ih[l - 1], "w_ih");
+            check_f32(b_ih[l - 1], "b_ih");
+            TORCH_CHECK(w_ih[l - 1].size(0) == H && w_ih[l - 1].size(1) == G, "seqlab decode step: w_ih must be (H, 3H)");
+        }
+    }
+    const int64_t* tok = checked_tokens(tokens, B, table.size(0));
+    Tensor h_new = at::empty_like(h);
+    Tensor logits = at::empty({B, V}, h.options());
+    std::vector<float> gi(static_cast<size_t>(B * G)), gh(static_cast<size_t>(B * G));
+    const float *hp = h.data_ptr<float>(), *tab = table.data_ptr<float>();
+    float* hn = h_new.data_ptr<float>();
+    for (int64_t l = 0; l < L; ++l) {
+        for (int64_t b = 0; b < B; ++b) {
+            const float* src = l == 0 ? tab + tok[b] * G : b_ih[l - 1].data_ptr<float>();
+            std::copy(src, src + G, gi.data() + b * G);
+            const float* bh = b_hh[l].data_ptr<float>();
+            std::copy(bh, bh + G, gh.data() + b * G);
+        }
+        if (l) rows_times(hn + (l - 1) * H, L * H, B, H, w_ih[l - 1], gi.data());
+        rows_times(hp + l * H, L * H, B, H, w_hh[l], gh.data());
+        for (int64_t b = 0; b < B; ++b) {
+            const int64_t at_ = (b * L + l) * H;
+            gru_gates(gi.data() + b * G, gh.data() + b * G, hp + at_, hn + at_, H);
+        }
+    }
+    output_layer(hn + (L - 1) * H, L * H, B, H, head_w, head_b, logits);
+    return {logits, h_new};
 }
 
 Tensor draw_rows(const Tensor& logits, double temperature, const Tensor& u) {
@@ -159,10 +235,13 @@ Tensor draw_rows(const Tensor& logits, double temperature, const Tensor& u) {
 TORCH_LIBRARY_FRAGMENT(seqlab_native, m) {
     m.def("lstm_decode_step(Tensor tokens, Tensor table, Tensor[] w_hh, Tensor[] w_both, Tensor[] bias, Tensor h, "
           "Tensor c, Tensor head_w, Tensor head_b) -> Tensor[]");
+    m.def("gru_decode_step(Tensor tokens, Tensor table, Tensor[] w_ih, Tensor[] b_ih, Tensor[] w_hh, Tensor[] b_hh, "
+          "Tensor h, Tensor head_w, Tensor head_b) -> Tensor[]");
     m.def("draw_rows(Tensor logits, float temperature, Tensor u) -> Tensor");
 }
 
 TORCH_LIBRARY_IMPL(seqlab_native, CPU, m) {
     m.impl("lstm_decode_step", &lstm_decode_step);
+    m.impl("gru_decode_step", &gru_decode_step);
     m.impl("draw_rows", &draw_rows);
 }
