@@ -30,11 +30,11 @@ from torch import Tensor, nn
 from seqlab.models.kernels import native
 
 
-def _static_ok(rnn: nn.Module, head: nn.Linear | None) -> bool:
+def _static_ok(rnn: nn.Module, head: nn.Linear) -> bool:
     """What does not change between calls: a module this step computes, and its dtype."""
     weight = rnn._parameters.get("weight_ih_l0") if isinstance(rnn, (nn.LSTM, nn.GRU, nn.RNN)) else None
     return (weight is not None and not rnn.bidirectional and rnn.bias and getattr(rnn, "proj_size", 0) == 0
-            and (head is None or head.weight.dtype == weight.dtype))
+            and head.weight.dtype == weight.dtype)
 
 
 class StepWeights:
@@ -43,7 +43,7 @@ class StepWeights:
       embedding lookup and the input product are folded into one gather (E: the embedding);
     - the LSTM and RNN's later layers: [W_ih W_hh]^T (I+H, G*H) and the summed bias, one product;
     - every layer: W_hh^T (H, G*H); the GRU keeps b_hh apart (r multiplies gh_n + b_hn);
-    - with `head` (the output layer): its W^T (H, V) and bias, in `self.head`;
+    - the output layer: its W^T (H, V) and bias, in `self.head`;
     - `self.native`: the native op's name and its weight arguments, for the float32 CPU LSTM and GRU.
 
     Decoding calls `get` once per token, so its check is cheap: the parameters' version
@@ -59,14 +59,13 @@ class StepWeights:
         self.native: tuple | None = None
         self.device_type = "cpu"
 
-    def get(self, rnn: nn.Module, embedding: nn.Embedding, head: nn.Linear | None = None) -> list[dict[str, Tensor]] | None:
+    def get(self, rnn: nn.Module, embedding: nn.Embedding, head: nn.Linear) -> list[dict[str, Tensor]] | None:
         """The prepared weights, or None when this step does not compute `rnn`."""
         if (self.owner is not None and self.owner[0] is rnn and self.owner[1] is embedding and self.owner[2] is head
                 and [(p._version, p.data_ptr()) for p in self.params] == self.key):
             return self.layers if self.ok else None
         self.owner = (rnn, embedding, head)
-        head_params = [] if head is None else [p for p in head.parameters()]
-        self.params = [*rnn.parameters(), embedding.weight, *head_params]
+        self.params = [*rnn.parameters(), embedding.weight, *head.parameters()]
         self.key = [(p._version, p.data_ptr()) for p in self.params]
         self.ok = _static_ok(rnn, head)
         self.layers, self.head, self.native = [], None, None
@@ -74,7 +73,7 @@ class StepWeights:
             self._build(rnn, embedding, head)
         return self.layers if self.ok else None
 
-    def _build(self, rnn: nn.Module, embedding: nn.Embedding, head: nn.Linear | None) -> None:
+    def _build(self, rnn: nn.Module, embedding: nn.Embedding, head: nn.Linear) -> None:
         gru = isinstance(rnn, nn.GRU)
         self.device_type = rnn.weight_ih_l0.device.type
         for layer in range(rnn.num_layers):
@@ -92,19 +91,16 @@ class StepWeights:
                 entry["both"] = torch.cat([w_ih, w_hh], 1).t().contiguous()      # (I+H, G*H)
                 entry["bias"] = bias
             self.layers.append(entry)
-        if head is not None:
-            hb = head.bias.detach() if head.bias is not None else head.weight.new_zeros(head.weight.size(0))
-            self.head = (head.weight.detach().t().contiguous(), hb.contiguous())
-            if rnn.weight_ih_l0.dtype == torch.float32 and self.device_type == "cpu":
-                layers = self.layers
-                if isinstance(rnn, nn.LSTM):
-                    self.native = ("lstm_decode_step", layers[0]["table"],
-                                   [w["w_hh"] for w in layers], [w["both"] for w in layers[1:]],
-                                   [w["bias"] for w in layers[1:]])
-                elif gru:
-                    self.native = ("gru_decode_step", layers[0]["table"],
-                                   [w["w_ih"] for w in layers[1:]], [w["b_ih"] for w in layers[1:]],
-                                   [w["w_hh"] for w in layers], [w["b_hh"] for w in layers])
+        hb = head.bias.detach() if head.bias is not None else head.weight.new_zeros(head.weight.size(0))
+        self.head = (head.weight.detach().t().contiguous(), hb.contiguous())
+        if rnn.weight_ih_l0.dtype == torch.float32 and self.device_type == "cpu":
+            layers = self.layers
+            if isinstance(rnn, nn.LSTM):
+                self.native = ("lstm_decode_step", layers[0]["table"], [w["w_hh"] for w in layers],
+                               [w["both"] for w in layers[1:]], [w["bias"] for w in layers[1:]])
+            elif gru:
+                self.native = ("gru_decode_step", layers[0]["table"], [w["w_ih"] for w in layers[1:]],
+                               [w["b_ih"] for w in layers[1:]], [w["w_hh"] for w in layers], [w["b_hh"] for w in layers])
 
 
 def usable(rnn: nn.Module) -> bool:
@@ -115,7 +111,8 @@ def usable(rnn: nn.Module) -> bool:
 
 def step(rnn: nn.Module, weights: StepWeights, embedding: nn.Embedding, tokens: Tensor, state):
     """tokens (B,) and seqlab's batch-first state ((B, L, H), or a pair for the LSTM) ->
-    (top layer's output (B, H), new state in the same layout)."""
+    (top layer's output (B, H), new state in the same layout), on the weights `weights.get`
+    prepared."""
     layers = weights.layers
     lstm, gru = isinstance(rnn, nn.LSTM), isinstance(rnn, nn.GRU)
     h_all, c_all = state if lstm else (state, None)
