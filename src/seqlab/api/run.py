@@ -141,7 +141,7 @@ class Run:
         First `warmup` pieces are drawn one after another and thrown away, so that every
         returned piece starts from the state the model is in after a piece of its own, as in
         training: a recurrent model trained with carried state (TBPTT) has seldom started from
-        a zero state, and the demo LSTM started there wrote the meter in the title line."""
+        a zero state, and `seqlab bench folk`'s LSTM started there wrote the meter in the title line."""
         if warmup < 0:
             raise SeqlabError(f"warmup must be 0 or more pieces, got {warmup}")
         prime = end + head
