@@ -12,8 +12,27 @@ __version__ = "0.1.0"
 __all__ = ["Run", "SeqlabError", "load", "train", "__version__"]
 
 
-class SeqlabError(Exception):
-    """An error the user can fix: printed as one line by the CLI, never as a traceback."""
+class SeqlabError(ValueError):
+    """An error the user can fix: printed as one line by the CLI, never as a traceback. A
+    ValueError, so code that catches bad values catches it too (a wrong type given to the API
+    raises it as well, with the same message the command line prints)."""
+
+
+class Interrupted(Exception):
+    """Work stopped by Ctrl-C, SIGTERM or SIGHUP after saving what there was to save
+    (training: a checkpoint). `signal` is the signal's number."""
+
+    def __init__(self, signal: int = 2):
+        super().__init__(signal)
+        self.signal = signal
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP outside training: unwinds like Ctrl-C, so temporaries are removed."""
+
+    def __init__(self, signal: int = 15):
+        super().__init__(signal)
+        self.signal = signal
 
 
 def __getattr__(name: str):

@@ -16,8 +16,8 @@ import sys
 import textwrap
 from pathlib import Path
 
-from seqlab import SeqlabError, __version__
-from seqlab.io import check_output
+from seqlab import Interrupted, SeqlabError, Terminated, __version__
+from seqlab.io import Output
 from seqlab.cli_bench import BENCHES, add_bench_parser, cmd_bench
 from seqlab.cli_compress import cmd_compress, cmd_decompress
 from seqlab.cli_sample import cmd_sample
@@ -120,6 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                       "for a task.name=speech run: the WAV file to write")
     p.add_argument("--seconds", type=float, default=None,
                    help="task.name=speech runs: seconds of audio to generate (default: 2)")
+    p.add_argument("--overwrite", action="store_true", help="with -o: replace files that exist (default: refuse)")
     p.add_argument("--device", default="auto", help="cpu, cuda or auto (default: auto)")
 
     # export ----------------------------------------------------------------------------------
@@ -134,6 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--out", required=True, metavar="FILE", help="the file to write")
     p.add_argument("--format", default=None, metavar="FORMAT",
                    help="onnx or arpa (default: from FILE's suffix, .onnx or .arpa)")
+    p.add_argument("--overwrite", action="store_true", help="replace FILE if it exists (default: refuse)")
 
     # compress / decompress (cli_compress.py) --------------------------------------------------
     from seqlab.cli_compress import add_parsers as add_compress_parsers
@@ -253,8 +255,8 @@ def cmd_export(args) -> int:
     from seqlab.api.run import export_format
 
     fmt = export_format(args.out, args.format)        # a bad format or path: refused before loading
-    check_output(args.out, "-o")
-    info = load(args.run, "cpu").export(args.out, fmt)
+    Output(args.out, "-o", overwrite=args.overwrite)
+    info = load(args.run, "cpu").export(args.out, fmt, overwrite=args.overwrite)
     print(f"wrote {args.out}: " + ", ".join(f"{k} {v}" for k, v in info.items()))
     return 0
 
@@ -308,7 +310,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     delegated = _module_main(argv)     # modules with their own parsers, --help included
     if delegated is not None:
-        return _guarded(delegated)
+        return _guarded(delegated, argv[0])
     parser = build_parser()
     # Overrides may come before or after options (`train --out R model.hidden_size=8`):
     # argparse stops a nargs="*" positional at the first option, so collect the rest here.
@@ -321,25 +323,106 @@ def main(argv: list[str] | None = None) -> int:
     if not args.command:
         parser.print_help()
         return 2
-    return _guarded(lambda: COMMANDS[args.command](args))
+    return _guarded(lambda: COMMANDS[args.command](args), args.command)
 
 
-def _guarded(command) -> int:
-    """Run a command, turning seqlab's errors and Ctrl-C into one line and an exit status."""
-    from seqlab.training.control import Interrupted
+def _stop_on_signals() -> None:
+    """SIGTERM and SIGHUP unwind a command like Ctrl-C (its temporaries are removed, its output
+    left as it was); training catches them itself to save a checkpoint first."""
+    import signal
 
+    def stop(signum, frame):
+        raise Terminated(signum)
+    for name in ("SIGTERM", "SIGHUP"):
+        if hasattr(signal, name):
+            try:
+                signal.signal(getattr(signal, name), stop)
+            except ValueError:          # not the main thread (seqlab.cli.main called from a thread)
+                pass
+
+
+# verbs whose job is what they print: a closed stdout (`| head`) ends them quietly with exit 0.
+# Every other verb (train above all) keeps working when its stdout closes.
+PRINTING = {"sample", "eval", "classify", "tag", "translate", "caption", "forecast", "data", "info"}
+
+
+class _Forgiving:
+    """stdout for a verb whose output is a report on the side: once the reader has gone (a closed
+    pipe), further writes are dropped, and the work goes on. Said once on stderr."""
+
+    def __init__(self, stream):
+        self._stream, self._closed = stream, False
+
+    def write(self, text):
+        if self._closed:
+            return len(text)
+        try:
+            return self._stream.write(text)
+        except BrokenPipeError:
+            self._gone()
+            return len(text)
+
+    def flush(self):
+        if not self._closed:
+            try:
+                self._stream.flush()
+            except BrokenPipeError:
+                self._gone()
+
+    def _gone(self):
+        self._closed = True
+        try:
+            import os
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self._stream.fileno())      # the interpreter's own last flush stays quiet
+            os.close(devnull)
+        except (OSError, ValueError, AttributeError):
+            pass
+        print("seqlab: stdout was closed; carrying on (the run folder keeps every number)", file=sys.stderr)
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+
+def _guarded(command, verb: str | None = None) -> int:
+    """Run a command, turning seqlab's errors, Ctrl-C and signals into one line and an exit status."""
+    _stop_on_signals()
+    original = sys.stdout
+    if verb is not None and verb not in PRINTING and not isinstance(original, _Forgiving):
+        sys.stdout = _Forgiving(original)
+    try:
+        return _run(command, verb)
+    finally:
+        if isinstance(sys.stdout, _Forgiving) and sys.stdout is not original:
+            sys.stdout = original
+
+
+def _run(command, verb: str | None) -> int:
     try:
         return command()
     except SeqlabError as e:
         print(f"seqlab: error: {e}", file=sys.stderr)
         return 2
-    except Interrupted:
-        return 130
+    except Interrupted as e:
+        return 128 + e.signal
+    except Terminated as e:
+        import signal
+        print(f"\nseqlab: stopped by {signal.Signals(e.signal).name}", file=sys.stderr)
+        return 128 + e.signal
     except KeyboardInterrupt:
         print("\nseqlab: interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:   # `seqlab sample RUN | head`
-        sys.stderr.close()
+    except BrokenPipeError:   # `seqlab sample RUN | head`: the reader has what it wanted
+        try:
+            import os
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
+        except (OSError, ValueError):
+            pass
+        if verb is not None and verb not in PRINTING:
+            print("seqlab: error: stdout was closed before the command finished", file=sys.stderr)
+            return 1
         return 0
     except OSError as e:      # a file system's refusal that no command foresaw: still one line
         if os.environ.get("SEQLAB_DEBUG"):

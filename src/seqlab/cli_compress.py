@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from seqlab import SeqlabError
-from seqlab.io import atomic_path, check_output
+from seqlab.io import Output, read_input
 
 EXAMPLES = """examples:
   seqlab compress notes.txt                          # adaptive n-gram + match model, mixed -> notes.txt.sqz
@@ -32,7 +32,7 @@ def add_parsers(sub, fmt) -> None:
                        epilog=EXAMPLES)
     p.add_argument("file", metavar="FILE", help="the file to compress (any bytes)")
     p.add_argument("-o", "--out", metavar="OUT", help="where to write (default: FILE.sqz)")
-    p.add_argument("--adaptive", default="mix", metavar="MODEL",
+    p.add_argument("--adaptive", default=None, metavar="MODEL",
                    help="the model that learns as it codes: mix (an n-gram and a match model, mixed), ngram "
                         "(alone; faster), lstm, or mix-lstm (all three; slowest) (default: mix)")
     p.add_argument("--model", metavar="RUN", help="code with this trained byte-level run instead (static mode)")
@@ -55,23 +55,18 @@ def add_parsers(sub, fmt) -> None:
 
 
 def _read(path: str) -> bytes:
-    p = Path(path)
-    if not p.is_file():
-        raise SeqlabError(f"{path}: no such file" if not p.exists() else f"{path} is not a regular file")
-    return p.read_bytes()
+    return read_input(path)
 
 
-def _target(out: str, overwrite: bool) -> Path:
-    check_output(out, "-o")
-    if Path(out).exists() and not overwrite:
-        raise SeqlabError(f"{out} exists; add --overwrite to replace it, or choose another -o")
-    return Path(out)
+def _target(out: str, overwrite: bool, source: str) -> Output:
+    """The output, claimed before any work: refused if it exists (unless --overwrite) or is the input;
+    at the end it is created only if nothing appeared under its name meanwhile."""
+    return Output(out, "-o", overwrite=overwrite, inputs=[source])
 
 
-def _write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        Path(tmp).write_bytes(data)
+def _write(out: Output, data: bytes) -> None:
+    out.path.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(data)
 
 
 def _static(run_path: str):
@@ -84,24 +79,47 @@ def _static(run_path: str):
     if run.config().data.level != "byte" or run.config().task.name != "lm":
         raise SeqlabError(f"{run_path} is not a byte-level language model; train one with "
                           f"`seqlab train data.level=byte ...`, or compress without --model")
-    weights = run.file("model.safetensors")
-    checksum = hashlib.sha256(weights.read_bytes()).hexdigest() if weights.is_file() else ""
     cfg, _, model, _ = load_run(run_path, "cpu")
     return StaticPredictor(model, {"family": "run", "run": Path(run_path).name, "model": cfg.model.name,
-                                   "weights_sha256": checksum})
+                                   "weights_sha256": weights_checksum(model)})
+
+
+def weights_checksum(model) -> str:
+    """sha256 over the weights the model codes with (names, shapes, dtypes and bytes, in name
+    order): never empty, whichever checkpoint the run loaded them from."""
+    import torch
+
+    digest = hashlib.sha256()
+    for key, tensor in sorted(model.state_dict().items()):
+        t = tensor.detach().cpu().contiguous()
+        digest.update(f"{key}:{tuple(t.shape)}:{t.dtype};".encode())
+        digest.update(t.view(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return digest.hexdigest()
 
 
 def cmd_compress(args) -> int:
     from seqlab.compress.codec import compress
     from seqlab.compress.predictors import ADAPTIVE, LAYOUT, adaptive
 
-    for flag, value in (("--streams", args.streams), ("--chunk", args.chunk), ("--order", args.order),
-                        ("--hidden", args.hidden)):
-        if value is not None and value < 1:
-            raise SeqlabError(f"{flag} must be 1 or more, got {value}")
+    from seqlab.compress.container import MAX_CHUNK, MAX_STREAMS
+    from seqlab.compress.predictors import MAX_HIDDEN, MAX_ORDER
+
+    for flag, value, most in (("--streams", args.streams, MAX_STREAMS), ("--chunk", args.chunk, MAX_CHUNK),
+                              ("--order", args.order, MAX_ORDER), ("--hidden", args.hidden, MAX_HIDDEN)):
+        if value is not None and not 1 <= value <= most:
+            raise SeqlabError(f"{flag} must be between 1 and {most:,}, got {value:,}")
+    if args.model and (args.adaptive or args.order or args.hidden):
+        given = next(f for f, v in (("--adaptive", args.adaptive), ("--order", args.order), ("--hidden", args.hidden)) if v)
+        raise SeqlabError(f"{given} chooses an adaptive model; --model RUN codes with the trained run instead: "
+                          f"give one of them")
+    args.adaptive = args.adaptive or "mix"
     if args.adaptive not in ADAPTIVE:
         raise SeqlabError(f"--adaptive must be one of {', '.join(ADAPTIVE)}; got {args.adaptive!r}")
-    out = _target(args.out or args.file + ".sqz", args.overwrite)
+    if args.hidden and "lstm" not in args.adaptive:
+        raise SeqlabError(f"--hidden is the LSTM's size; --adaptive {args.adaptive} has no LSTM (use lstm or mix-lstm)")
+    if args.order and args.adaptive == "lstm":
+        raise SeqlabError("--order is the n-gram's order; --adaptive lstm has no n-gram (use ngram, mix or mix-lstm)")
+    out = _target(args.out or args.file + ".sqz", args.overwrite, args.file)
     data = _read(args.file)
     if args.model:
         predictor, mode = _static(args.model), "static"
@@ -127,7 +145,7 @@ def cmd_decompress(args) -> int:
 
     blob = _read(args.file)
     default = args.file[:-4] if args.file.endswith(".sqz") else args.file + ".out"
-    out = _target(args.out or default, args.overwrite)
+    out = _target(args.out or default, args.overwrite, args.file)
 
     def predictor_for(header: dict):
         model = header.get("model", {})
@@ -142,7 +160,10 @@ def cmd_decompress(args) -> int:
             return predictor
         if args.model:
             raise SeqlabError(f"{args.file} was compressed adaptively; it needs no --model")
-        return from_description(model)
+        try:
+            return from_description(model)
+        except SeqlabError as e:
+            raise SeqlabError(f"{args.file}: {e}; the file was not made by this seqlab's compress") from None
 
     started = time.perf_counter()
     data = decompress(blob, predictor_for, name=args.file, progress=args.progress)

@@ -34,7 +34,7 @@ def cmd_sample(args) -> int:
                           "(redirect them: seqlab sample RUN > file.txt)")
     args.length = 500 if args.length is None else args.length
     check_sampling(args.length, args.temperature, args.top_k, args.top_p, args.beam, args.greedy, args.num_samples,
-                   args.alpha, flag)
+                   args.alpha, flag, args.seed)
     task = _task_of(args.run)
     if task == "conditional" and args.num_samples > 1:
         raise SeqlabError("--num-samples applies to language-model runs; a conditional run writes one "
@@ -80,23 +80,27 @@ def write_tunes(args) -> int:
 
     from seqlab.api import load
     from seqlab.api.run import check_sampling
-    from seqlab.io import atomic_write_text
+    from seqlab.io import output_folder
 
     length = 2000 if args.length is None else args.length
     check_sampling(length, args.temperature, args.top_k, args.top_p, args.beam, args.greedy, args.num_samples,
-                   args.alpha, flag)
+                   args.alpha, flag, args.seed)
     if not args.out:
         raise SeqlabError("--format abc writes one file per tune: give the folder, e.g. -o tunes/")
+    if args.warmup is not None and not 0 <= args.warmup <= 1000:
+        raise SeqlabError(f"--warmup must be from 0 to 1,000 tunes, got {args.warmup:,}")
     if args.beam or args.condition:
         raise SeqlabError("--format abc samples tunes; drop --beam / --condition")
     if _task_of(args.run) != "lm":
         raise SeqlabError(f"{args.run} is not a language model; --format abc samples from a character model "
                           f"trained on tunes (seqlab train --config configs/folk.toml)")
     out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise SeqlabError(f"-o {out} is a file; give a folder for the tunes")
-    if out.is_dir() and any(out.glob("tune-*.abc")):
-        raise SeqlabError(f"{out} already holds tune-*.abc files; give an empty or new folder")
+    width = max(3, len(str(args.num_samples)))
+    names = [f"tune-{i:0{width}d}.abc" for i in range(1, args.num_samples + 1)]
+    outs = output_folder(out, "-o", names, args.overwrite)       # refused before any sampling
+    if out.is_dir() and not args.overwrite and any(out.glob("tune-*.abc")):
+        raise SeqlabError(f"-o {out} already holds tune-*.abc files (another sampling's); give an empty or new "
+                          f"folder, or add --overwrite")
     head = args.prime if args.prime is not None else "T:"
     if head == "":
         raise SeqlabError("--prime is empty; give the start of a tune (e.g. 'T:' or 'T:Reel\nM:4/4'), or leave it out")
@@ -107,11 +111,10 @@ def write_tunes(args) -> int:
                         top_p=args.top_p, greedy=args.greedy, seed=args.seed,
                         warmup=1 if args.warmup is None else args.warmup, end=TUNE_END)
     out.mkdir(parents=True, exist_ok=True)
-    width = max(3, len(str(len(samples))))
     unfinished = 0
-    for i, body in enumerate(samples, start=1):
+    for i, (name, body) in enumerate(zip(names, samples), start=1):
         unfinished += len(body) - len(head) >= length   # ran to --length without the blank line that ends a tune
-        atomic_write_text(out / f"tune-{i:0{width}d}.abc", f"X:{i}\n{body}\n")
+        outs[name].write_text(f"X:{i}\n{body}\n")
     note = f" ({unfinished} reached --length {length} before the tune ended)" if unfinished else ""
     print(f"wrote {len(samples)} tunes to {out}{note}; check them: seqlab analyze tunes {out} --reference folk")
     return 0
@@ -126,7 +129,7 @@ def write_speech(args) -> int:
     from seqlab.api import load
     from seqlab.api.verbs import check_speaking
     from seqlab.data.audio import RATE, write_wav
-    from seqlab.io import check_output
+    from seqlab.io import Output
 
     if not args.out or not args.out.lower().endswith(".wav"):
         raise SeqlabError("a speech run writes audio: give the file, e.g. -o speech.wav")
@@ -135,7 +138,7 @@ def write_speech(args) -> int:
         if given:
             raise SeqlabError(f"{flag_name} applies to text; a speech run takes --condition VOICE, --seconds, "
                               f"--temperature, --top-k, --top-p and --seed")
-    check_output(args.out, "-o")
+    out = Output(args.out, "-o", overwrite=args.overwrite)
     seconds = 2.0 if args.seconds is None else args.seconds
     run = load(args.run, args.device)
     check_speaking(run, args.condition, seconds)              # refused before the progress bar starts
@@ -143,7 +146,7 @@ def write_speech(args) -> int:
               file=sys.stderr) as bar:
         samples = run.speak(args.condition, seconds, temperature=args.temperature, top_k=args.top_k,
                             top_p=args.top_p, seed=args.seed, progress=bar.update)
-    write_wav(Path(args.out), samples, RATE)
+    write_wav(out, samples, RATE)
     print(f"wrote {args.out}: {len(samples) / RATE:.2f} s at {RATE} Hz" + (f" in the voice {args.condition}"
                                                                            if args.condition else ""))
     return 0

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from seqlab import SeqlabError
-from seqlab.io import check_output
+from seqlab.io import output
 
 
 def _sentence_arguments(p, verb: str) -> None:
@@ -45,6 +45,7 @@ def add_task_parsers(sub, fmt) -> None:
     p.add_argument("--beam", type=int, default=0, metavar="K", help="beam width (default: the run's task.beam_size; 1 = greedy)")
     p.add_argument("--alpha", type=float, default=None, help="length-penalty exponent (default: the run's task.length_penalty)")
     p.add_argument("--attention", metavar="PNG", help="draw the first sentence's attention weights into this PNG")
+    p.add_argument("--overwrite", action="store_true", help="replace the --attention PNG if it exists (default: refuse)")
 
     p = sub.add_parser("caption", formatter_class=fmt, help="caption images with a `task.name=caption` run",
                        description="Write a caption for each image by beam search (or greedily with --beam 1)\n"
@@ -57,6 +58,7 @@ def add_task_parsers(sub, fmt) -> None:
     p.add_argument("--beam", type=int, default=0, metavar="K", help="beam width (default: the run's task.beam_size; 1 = greedy)")
     p.add_argument("--alpha", type=float, default=None, help="length-penalty exponent (default: the run's task.length_penalty)")
     p.add_argument("--attention", metavar="PNG", help="draw the first image's attention, one panel per word, into this PNG")
+    p.add_argument("--overwrite", action="store_true", help="replace the --attention PNG if it exists (default: refuse)")
     p.add_argument("--device", default="auto", help="cpu, cuda or auto (default: auto)")
     p.add_argument("--json", action="store_true", help="one JSON object per image")
 
@@ -67,6 +69,7 @@ def add_task_parsers(sub, fmt) -> None:
     p.add_argument("run", metavar="RUN", help="run directory made by `seqlab train task.name=forecast`")
     p.add_argument("--steps", type=int, default=12, help="values to forecast (default: 12)")
     p.add_argument("--plot", metavar="PNG", help="also draw the series and the forecast into this PNG file")
+    p.add_argument("--overwrite", action="store_true", help="replace the --plot PNG if it exists (default: refuse)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of lines")
 
 
@@ -142,7 +145,7 @@ def cmd_translate(args) -> int:
         raise SeqlabError(f"--beam must be 1 or more (0 = the run's own), got {args.beam}")
     if args.alpha is not None and not math.isfinite(args.alpha):
         raise SeqlabError(f"--alpha must be a finite number, got {args.alpha}")
-    check_output(args.attention, "--attention")
+    picture = output(args.attention, "--attention", args.overwrite, inputs=[args.file])
     sentences = _sentences(args)
     run = _load_task_run(args, "translate")
     for sentence, text in zip(sentences, run.translate(sentences, beam=args.beam or None, alpha=args.alpha)):
@@ -150,7 +153,7 @@ def cmd_translate(args) -> int:
     if args.attention:
         from seqlab.analysis.attention import plot_attention
         drawn = run.attention(sentences[0], beam=args.beam or None)
-        plot_attention(args.attention, drawn["weights"], drawn["source"], drawn["target"],
+        plot_attention(picture, drawn["weights"], drawn["source"], drawn["target"],
                        title=f"{Path(args.run).name}: attention ({run.config['task']['attention']})")
         print(f"attention map: {args.attention}", file=sys.stderr)
     return 0
@@ -159,7 +162,7 @@ def cmd_translate(args) -> int:
 def cmd_forecast(args) -> int:
     if args.steps <= 0:
         raise SeqlabError(f"--steps must be greater than 0, got {args.steps}")
-    check_output(args.plot, "--plot")
+    picture = output(args.plot, "--plot", args.overwrite)
     run = _load_task_run(args, "forecast")
     future = run.forecast(args.steps)
     series = run._meta["series"]
@@ -168,7 +171,7 @@ def cmd_forecast(args) -> int:
 
         from seqlab.tasks.forecast_eval import plot_forecast
         history = np.asarray(run._meta["values"])
-        plot_forecast(args.plot, history, None, None, {"forecast": future}, show_last=4 * args.steps,
+        plot_forecast(picture, history, None, None, {"forecast": future}, show_last=4 * args.steps,
                       title=f"{series}: the next {args.steps} values, fed back step by step")
         print(f"plot: {args.plot}", file=sys.stderr)
     if args.json:
@@ -185,7 +188,7 @@ def cmd_caption(args) -> int:
         raise SeqlabError(f"--alpha must be a finite number, got {args.alpha}")
     if not args.image:
         raise SeqlabError("give an image with --image FILE (repeatable)")
-    check_output(args.attention, "--attention")
+    picture = output(args.attention, "--attention", args.overwrite, inputs=args.image)
     run = _load_task_run(args, "caption")
     if args.attention and run.config["task"]["attention"] == "none":
         raise SeqlabError(f"{args.run} has no attention (task.attention=none): there is nothing to draw; "
@@ -196,6 +199,6 @@ def cmd_caption(args) -> int:
     if args.attention:
         from seqlab.analysis.attention import plot_image_attention
         first = results[0]
-        plot_image_attention(args.attention, first["image"], first["attention"], first["grid"], first["words"],
+        plot_image_attention(picture, first["image"], first["attention"], first["grid"], first["words"],
                              title=f"{Path(args.image[0]).name}: {first['caption']}")
     return 0

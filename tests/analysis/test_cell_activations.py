@@ -142,5 +142,5 @@ def test_analyze_cells_on_the_command_line(tmp_path, capsys):
     best = json.loads(out[-1])["best"]
     assert len(best["bracket_depth"]) == 2 and best["comment"] == []
     assert png.stat().st_size > 5000
-    assert main(["analyze", "cells", str(run), "--cell", "3:0", "--png", str(png), "--file", str(corpus)]) == 2
+    assert main(["analyze", "cells", str(run), "--cell", "3:0", "--png", str(png), "--file", str(corpus), "--overwrite"]) == 2
     assert "layers run 1..2" in capsys.readouterr().err

@@ -137,7 +137,7 @@ def test_resume_through_the_api(tmp_path):
 
 def test_wrong_verbs_and_bad_arguments_are_one_line_errors(lm):
     for call, words in ((lambda: lm.classify("a film"), "task.name=lm run; classify needs a task.name=classify"),
-                        (lambda: lm.forecast(3), "forecast needs"), (lambda: lm.score(b"bytes"), "takes a str"),
+                        (lambda: lm.forecast(3), "forecast needs"), (lambda: lm.score(b"bytes"), "text must be a str"),
                         (lambda: lm.score(""), "nothing to score"), (lambda: lm.score("ab", streams=0), "streams"),
                         (lambda: lm.sample("The", 0), "length must be greater than 0"),
                         (lambda: lm.sample("The", 5, top_p=2.0), r"top_p must be in \(0, 1\]"),

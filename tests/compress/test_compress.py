@@ -149,7 +149,7 @@ def test_bad_requests_are_one_line(tmp_path, capsys):
     source.write_bytes(TEXT[:100])
     for argv, words in ((["compress", str(tmp_path / "none.txt")], "no such file"),
                         (["compress", str(source), "--adaptive", "zip"], "--adaptive must be one of"),
-                        (["compress", str(source), "--streams", "0"], "--streams must be 1 or more"),
+                        (["compress", str(source), "--streams", "0"], "--streams must be between 1 and"),
                         (["compress", str(source), "-o", str(tmp_path)], "is a folder"),
                         (["compress", str(source), "--model", str(tmp_path / "nothing")], "not found")):
         assert main(argv) == 2, argv

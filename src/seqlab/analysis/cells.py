@@ -37,7 +37,7 @@ from seqlab.analysis.char_features import LABELS, feature_matrix
 from seqlab.analysis.gates import lstm_gates
 from seqlab.data.sources import read_path
 from seqlab.data.text import load_splits
-from seqlab.io import check_output
+from seqlab.io import output
 from seqlab.training.plots import pyplot, save_figure
 from seqlab.training.runs import load_run
 
@@ -284,12 +284,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--feature", default=None, choices=list(LABELS),
                    help="with --png: draw this feature's best cell (default: the best cell of any feature)")
     p.add_argument("--cell", metavar="L:N", help="with --png: draw this cell instead")
+    p.add_argument("--overwrite", action="store_true", help="replace the files to write if they exist (default: refuse)")
     return p
 
 
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv[1:] if argv and argv[0] == "cells" else argv)
-    check_output(args.png, "--png")
+    png = output(args.png, "--png", args.overwrite, inputs=[args.file, args.run])
     cfg, _, text, what, reading = read_run(args, args.file, "seqlab analyze cells")
     names, best, _ = search(reading, top=args.top)
     print(f"{Path(args.run).name}: {reading.what} of {reading.cells.shape[1]} cells on {len(text):,} characters "
@@ -306,7 +307,7 @@ def main(argv: list[str]) -> int:
     if args.png:
         layer, unit, label = _cell_to_draw(args, best, cfg)
         values = reading.activations[:, layer, unit]
-        plot_cell_text(args.png, text, values, title=f"{Path(args.run).name}: cell {layer + 1}:{unit} ({label}), "
+        plot_cell_text(png, text, values, title=f"{Path(args.run).name}: cell {layer + 1}:{unit} ({label}), "
                                                       f"{reading.what} from -1 (blue) to +1 (red)")
         print(f"plot: {args.png}", file=sys.stderr)
     return 0

@@ -51,7 +51,7 @@ from seqlab import SeqlabError
 from seqlab.config import ModelConfig
 from seqlab.data.sources import read_path
 from seqlab.data.text import batchify, load_splits
-from seqlab.io import atomic_write_text, check_output
+from seqlab.io import Output, output
 from seqlab.models.base import hook
 from seqlab.models.ngram import MAX_ORDER, SMOOTHINGS, NGramLM
 from seqlab.tasks.tbptt import summary
@@ -319,6 +319,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", nargs="?", const="-", metavar="PATH",
                    help="write every number as JSON to PATH, or print it instead of the table when no PATH is given "
                         "(default: off)")
+    p.add_argument("--overwrite", action="store_true", help="replace the files to write if they exist (default: refuse)")
     return p
 
 
@@ -367,15 +368,17 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] == "errors":            # forwarded by `seqlab analyze errors ...`
         argv = argv[1:]
     args = build_parser().parse_args(argv)
-    check_output(args.out, "--out")
+    inputs = [args.file, args.run]
+    out = Output(args.out, "--out", overwrite=args.overwrite, inputs=inputs)
+    report_out = output(args.json if args.json != "-" else None, "--json", args.overwrite, inputs + [args.out])
     report = analyze(args)
-    plot_errors(args.out, report, title=f"{Path(args.run).name} vs {args.order}-gram: {report['scored']:,} "
+    plot_errors(out, report, title=f"{Path(args.run).name} vs {args.order}-gram: {report['scored']:,} "
                                         f"characters of {report['data']}")
     if args.json == "-":
         print(json.dumps(report))
         return 0
     if args.json:
-        atomic_write_text(args.json, json.dumps(report, indent=1) + "\n")
+        report_out.write_text(json.dumps(report, indent=1) + "\n")
     m, g = report["model_summary"]["bpc"], report["ngram_summary"]["bpc"]
     print(f"{report['data']}: {report['scored']:,} characters | model {m:.4f} bpc | {args.order}-gram {g:.4f} bpc "
           f"| gain {g - m:+.4f} bpc, {report['total_gain_bits']:+,.0f} bits in all")

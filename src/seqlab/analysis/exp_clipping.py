@@ -133,7 +133,7 @@ def main(argv: list[str]) -> int:
         for clip in (0.0, args.clip):
             results.append(train(clip, args, Path(folder)))
             bar.update()
-    plot(args.out, results, args)
+    plot(args.figure_output, results, args)
     path = common.write_report(args, argv, "clipping", {
         "task": {"name": "adding problem", "T": args.steps, "baseline_mse": 1 / 6,
                  "model": f"Elman tanh RNN, hidden {args.hidden}, W_hh = {args.recurrent_scale:g} x orthogonal",

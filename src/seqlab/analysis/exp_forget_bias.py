@@ -120,7 +120,7 @@ def main(argv: list[str]) -> int:
                 runs.append(train_one(bias, args.seed + k, args, Path(folder)))
                 bar.update()
     summary = summarise(runs, biases)
-    plot(args.out, runs, biases, args)
+    plot(args.figure_output, runs, biases, args)
     path = common.write_report(args, argv, "forget-bias", {
         "task": {"name": "adding problem", "T": args.steps, "baseline_mse": BASELINE, "held_out_sequences": TEST_SIZE,
                  "learnt": f"final test MSE < {LEARNT:.4f} (a tenth of the baseline)",

@@ -166,7 +166,7 @@ def main(argv: list[str]) -> int:
             runs.append(train_one(cell, init, T, seed, args, Path(folder)))
             bar.update()
     summary = summarise(runs)
-    plot(args.out, summary, runs, args)
+    plot(args.figure_output, summary, runs, args)
     path = common.write_report(args, argv, "onebit", {
         "task": {"first_input": "±1", "noise_sigma": args.noise, "loss": "logistic on h_T",
                  "valid_sequences": HELD_OUT, "stop_at_valid_accuracy": STOP_AT, "eval_every": EVAL_EVERY,

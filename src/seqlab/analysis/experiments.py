@@ -28,7 +28,7 @@ from torch import Tensor
 from tqdm import tqdm
 
 from seqlab import SeqlabError
-from seqlab.io import atomic_write_text, check_output
+from seqlab.io import Output
 from seqlab.provenance import commit, machine
 
 EXPERIMENTS = {
@@ -66,14 +66,16 @@ def common_options(p: argparse.ArgumentParser, out: str) -> None:
     p.add_argument("--threads", type=int, default=1, help="CPU threads for PyTorch (1 is fastest for these small nets)")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True,
                    help="show a progress bar on stderr")
+    p.add_argument("--overwrite", action="store_true", help="replace the files to write if they exist (default: refuse)")
 
 
 def check_options(args, positive: tuple[str, ...] = ()) -> None:
     """One-line SeqlabErrors for options a user can get wrong."""
     if not str(args.out).lower().endswith(".png"):
         raise SeqlabError(f"--out must name a .png file (the JSON goes beside it), got {args.out!r}")
-    check_output(args.out, "--out")
-    check_output(Path(args.out).with_suffix(".json"), "--out (its JSON)")
+    # the figure and its JSON, claimed before the runs (kept on args; write_report leaves them out)
+    args.figure_output = Output(args.out, "--out", overwrite=args.overwrite)
+    args.report_output = Output(Path(args.out).with_suffix(".json"), "--out (its JSON)", overwrite=args.overwrite)
     for name in positive + ("threads",):
         values = getattr(args, name)
         for v in values if isinstance(values, list) else [values]:
@@ -89,10 +91,10 @@ def write_report(args, argv: list[str], experiment: str, report: dict, started: 
     """`--out`'s stem + .json, atomically: the experiment's numbers plus how they were made."""
     path = Path(args.out).with_suffix(".json")
     full = {"experiment": experiment, "command": "seqlab analyze " + " ".join(argv),
-            "args": vars(args), **report, "figure": str(args.out),
+            "args": {k: v for k, v in vars(args).items() if not isinstance(v, Output)}, **report, "figure": str(args.out),
             "wall_seconds": round(time.perf_counter() - started, 1),
             "commit": commit(), "machine": machine(), "date": date.today().isoformat()}
-    atomic_write_text(path, json.dumps(full, indent=2, allow_nan=False) + "\n")
+    args.report_output.write_text(json.dumps(full, indent=2, allow_nan=False) + "\n")
     return path
 
 

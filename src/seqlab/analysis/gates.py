@@ -28,7 +28,7 @@ from torch import Tensor
 from seqlab import SeqlabError
 from seqlab.data.sources import read_path
 from seqlab.data.text import batchify, load_splits
-from seqlab.io import check_output
+from seqlab.io import Output
 from seqlab.models.body import to_layer_first as _to_layer_first
 from seqlab.training.plots import pyplot, save_figure
 from seqlab.training.runs import load_run
@@ -169,13 +169,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tokens", type=int, default=100000, help="read at most this many tokens (default: 100000)")
     p.add_argument("--out", default="saturation.png", help="PNG to write (default: saturation.png)")
     p.add_argument("--json", action="store_true", help="also print the fractions per layer and gate as JSON")
+    p.add_argument("--overwrite", action="store_true", help="replace the files to write if they exist (default: refuse)")
     return p
 
 
 def main(argv: list[str]) -> int:
 
     args = build_parser().parse_args(argv[1:] if argv and argv[0] == "saturation" else argv)
-    check_output(args.out, "--out")
+    out = Output(args.out, "--out", overwrite=args.overwrite, inputs=[args.file, args.run])
     if args.tokens <= 0:
         raise SeqlabError(f"--tokens must be greater than 0, got {args.tokens}")
     cfg, vocab, model, device = load_run(args.run, "cpu", lm_for="gate saturation")
@@ -185,7 +186,7 @@ def main(argv: list[str]) -> int:
         ids, what = load_splits(cfg.data, log=lambda m: print(m, file=sys.stderr)).get(args.split), args.split
     ids = torch.as_tensor(ids[:args.tokens])
     stats = lm_saturation(model, ids)
-    plot_saturation(args.out, stats, title=f"{Path(args.run).name}: gate saturation on {len(ids):,} tokens of {what}")
+    plot_saturation(out, stats, title=f"{Path(args.run).name}: gate saturation on {len(ids):,} tokens of {what}")
     for k, layer in enumerate(stats, 1):
         for gate, (left, right) in layer.items():
             print(f"layer {k} {gate:>7} gate: mean left-saturated {left.mean():.3f}, right-saturated {right.mean():.3f}; "

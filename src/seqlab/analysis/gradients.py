@@ -24,7 +24,7 @@ from torch import Tensor
 
 from seqlab import SeqlabError
 from seqlab.config import ModelConfig
-from seqlab.io import check_output
+from seqlab.io import Output
 from seqlab.models.body import cell_factory, init_recurrent
 from seqlab.training.plots import pyplot, save_figure
 
@@ -123,16 +123,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     p.add_argument("--out", default="gradients.png", help="PNG to write (default: gradients.png)")
     p.add_argument("--json", action="store_true", help="also print every norm as JSON")
+    p.add_argument("--overwrite", action="store_true", help="replace the files to write if they exist (default: refuse)")
     return p
 
 
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv[1:] if argv and argv[0] == "gradients" else argv)
-    check_output(args.out, "--out")
+    out = Output(args.out, "--out", overwrite=args.overwrite)
     if args.hidden <= 0 or args.steps <= 1:
         raise SeqlabError("--hidden must be greater than 0 and --steps greater than 1")
     flow = gradient_flow(args.cells, args.hidden, args.steps, recurrent_init=args.init, seed=args.seed)
-    plot_gradient_flow(args.out, flow, title=f"gradient flow back through {args.steps} steps, hidden {args.hidden}, "
+    plot_gradient_flow(out, flow, title=f"gradient flow back through {args.steps} steps, hidden {args.hidden}, "
                                              f"{args.init} recurrent init")
     for name, f in flow.items():
         norms = ", ".join(f"{n:.2f}" for n in f["recurrent_spectral_norms"])

@@ -15,7 +15,7 @@ import numpy as np
 
 from seqlab import SeqlabError
 from seqlab.data.audio import read_wav
-from seqlab.io import atomic_path, check_output
+from seqlab.io import Output, writing
 
 FLOOR_DB = -80.0
 
@@ -53,7 +53,7 @@ def plot_spectrograms(path: str | Path, rows: list[tuple[str, np.ndarray]], rate
     for ax in axes[-1]:
         ax.set_xlabel("seconds", fontsize=8)
     fig.tight_layout()
-    with atomic_path(Path(path)) as tmp:
+    with writing(path) as tmp:
         fig.savefig(tmp, dpi=100, format="png")
     plt.close(fig)
 
@@ -68,16 +68,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default="spectrograms.png", help="the PNG to write")
     p.add_argument("--window", type=int, default=256, help="samples per Fourier window")
     p.add_argument("--hop", type=int, default=64, help="samples between windows")
+    p.add_argument("--overwrite", action="store_true", help="replace the files to write if they exist (default: refuse)")
     args = p.parse_args(argv)
     if args.window < 16 or args.hop < 1:
         raise SeqlabError(f"--window must be 16 or more and --hop 1 or more; got {args.window} and {args.hop}")
-    check_output(args.out, "--out")
+    out = Output(args.out, "--out", overwrite=args.overwrite, inputs=args.files)
     rows, rate = [], None
     for name in args.files:
         x, got = read_wav(name, rate=rate)          # the first file sets the rate; the others must match it
         rate = rate or got
         rows.append((Path(name).name, x))
-    plot_spectrograms(args.out, rows, rate, args.window, args.hop)
+    plot_spectrograms(out, rows, rate, args.window, args.hop)
     print(f"wrote {args.out}: {len(rows)} spectrogram(s) at {rate:,} Hz")
     return 0
 

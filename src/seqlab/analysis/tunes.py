@@ -31,11 +31,13 @@ from seqlab import SeqlabError
 from seqlab.data import abc
 from seqlab.data.audio import read_wav, resample, write_wav
 from seqlab.data.midi import midi_bytes
-from seqlab.io import atomic_path, atomic_write_text, check_output
+from seqlab.io import Output, folder_files, output, output_folder, read_input, writing
 
 WAV_RATE = 16000                                    # rendered tunes: mono 16-bit, 32 kB a second
 SOUNDFONTS = (Path("/usr/share/sounds/sf2/FluidR3_GM.sf2"), Path("/usr/share/sounds/sf2/default-GM.sf2"))
 WAV_SECONDS = 30.0            # the longest audio a rendered tune gets
+MAX_TUNE_CHARS = 20_000      # a longer "tune" is not read: music21's parser grows much faster than its length
+MAX_FILE_BYTES = 50_000_000  # and a larger .abc file is refused
 INSTALL_SOUND = "apt-get install fluidsynth fluid-soundfont-gm (as root; `make sound` does it)"
 
 
@@ -45,12 +47,12 @@ def read_folder(folder: str | Path) -> list[tuple[str, str]]:
     if not folder.is_dir():
         raise SeqlabError(f"{folder} is not a folder; give the folder the tunes were written to "
                           f"(seqlab sample RUN --format abc -o DIR)")
-    files = sorted(folder.glob("*.abc"))
+    files = folder_files(folder, [".abc"], max_bytes=MAX_FILE_BYTES)      # no links out, no FIFOs
     if not files:
         raise SeqlabError(f"{folder} holds no .abc files; write some with: seqlab sample RUN --format abc -o {folder}")
     tunes = []
     for path in files:
-        data = path.read_bytes()
+        data = read_input(path, inside=folder, max_bytes=MAX_FILE_BYTES)
         if b"\x00" in data:
             raise SeqlabError(f"{path}: a binary file, not ABC text; remove it from {folder}")
         try:
@@ -107,6 +109,10 @@ def check(tunes: list[tuple[str, str]]) -> dict:
     converter = _music21()
     rows = []
     for name, text in tunes:
+        if len(text) > MAX_TUNE_CHARS:
+            rows.append({"name": name, "music21": False, "read": False,
+                         "error": f"{len(text):,} characters, longer than the {MAX_TUNE_CHARS:,} a tune is read to"})
+            continue
         row = {"name": name, "music21": music21_parses(text, converter) is not None}
         try:
             tune = abc.parse(text)
@@ -121,7 +127,7 @@ def check(tunes: list[tuple[str, str]]) -> dict:
     read = [r for r in rows if r["read"]]
     kept, bars = sum(r["bars_kept"] for r in read), sum(r["bars"] for r in read)
     spans = [r["highest"] - r["lowest"] for r in read if r["notes"]]
-    summary = {"tunes": len(rows), "parse_share": sum(r["music21"] for r in rows) / max(len(rows), 1),
+    summary = {"tunes": len(rows), "too_long": sum(r.get("error", "").endswith("a tune is read to") for r in rows), "parse_share": sum(r["music21"] for r in rows) / max(len(rows), 1),
                "read_share": len(read) / max(len(rows), 1), "bars": bars,
                "bars_in_meter": kept / bars if bars else None,
                "tunes_all_bars_in_meter": sum(r["bars"] > 0 and r["bars_kept"] == r["bars"] for r in read) / max(len(rows), 1),
@@ -152,36 +158,48 @@ def piano_roll_png(tune: abc.Tune, path: Path, title: str) -> None:
     ax.set_ylabel("pitch")
     ax.set_title(title[:80], fontsize=9)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
+    with writing(path) as tmp:
         fig.savefig(tmp, dpi=90, format="png")
     plt.close(fig)
 
 
-def render(tunes: list[tuple[str, str]], out: Path, wav: bool = False) -> list[str]:
-    """A MIDI file and a piano-roll PNG for every tune seqlab's reader reads (and WAV through
-    fluidsynth); the files written."""
+def render_outputs(names: list[str], out: Path, wav: bool = False, overwrite: bool = False, inputs=()):
+    """The files `render` may write for tunes `names`, claimed before any work: none may exist
+    in `out` already (unless `overwrite`), and none may be an input."""
     soundfont = next((p for p in SOUNDFONTS if p.is_file()), None)
     if wav and (shutil.which("fluidsynth") is None or soundfont is None):
         raise SeqlabError(f"--wav needs fluidsynth and a General MIDI soundfont: {INSTALL_SOUND}")
-    out.mkdir(parents=True, exist_ok=True)
+    kinds = (".mid", ".png") + ((".wav",) if wav else ())
+    return output_folder(out, "--render", [name + kind for name in names for kind in kinds], overwrite, inputs)
+
+
+def render(tunes: list[tuple[str, str]], out: Path, wav: bool = False, overwrite: bool = False,
+           inputs=(), outs=None) -> list[str]:
+    """A MIDI file and a piano-roll PNG for every tune seqlab's reader reads (and WAV through
+    fluidsynth); the files written (`outs`: render_outputs's, else claimed here)."""
+    if outs is None:
+        outs = render_outputs([name for name, _ in tunes], out, wav, overwrite, inputs)
+    soundfont = next((p for p in SOUNDFONTS if p.is_file()), None)
+    Path(out).mkdir(parents=True, exist_ok=True)
     written = []
     for name, text in tunes:
+        if len(text) > MAX_TUNE_CHARS:
+            continue
         try:
             tune = abc.parse(text)
         except abc.AbcError:
             continue
-        midi = out / f"{name}.mid"
-        with atomic_path(midi) as tmp:
-            tmp.write_bytes(midi_bytes((n.onset, n.duration, n.pitch) for n in tune.notes if n.pitch is not None))
-        piano_roll_png(tune, out / f"{name}.png", f"{name}: {tune.title}")
-        written += [str(midi), str(out / f"{name}.png")]
+        midi = outs[f"{name}.mid"]
+        midi.write_bytes(midi_bytes((n.onset, n.duration, n.pitch) for n in tune.notes if n.pitch is not None))
+        piano_roll_png(tune, outs[f"{name}.png"], f"{name}: {tune.title}")
+        written += [str(midi), str(outs[f"{name}.png"])]
         if wav:
-            synthesize(midi, soundfont, out / f"{name}.wav")
-            written.append(str(out / f"{name}.wav"))
+            synthesize(midi.path, soundfont, outs[f"{name}.wav"])
+            written.append(str(outs[f"{name}.wav"]))
     return written
 
 
-def synthesize(midi: Path, soundfont: Path, path: Path, rate: int = WAV_RATE, seconds: float = WAV_SECONDS) -> None:
+def synthesize(midi: Path, soundfont: Path, path, rate: int = WAV_RATE, seconds: float = WAV_SECONDS) -> None:
     """fluidsynth plays the MIDI file (stereo, 16-bit); kept as mono 16-bit at `rate` (small files),
     scaled to a peak of 0.9 (fluidsynth plays one voice quietly), at most `seconds` long (a
     slow tune ran to 3 minutes, 5.6 MB), faded out over its last half second when cut."""
@@ -218,6 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--wav", action="store_true",
                    help=f"with --render, also WAV audio, at most {WAV_SECONDS:.0f} s a tune ({INSTALL_SOUND})")
     p.add_argument("--json", metavar="FILE", help="write every tune's readings as JSON (- for stdout)")
+    p.add_argument("--overwrite", action="store_true", help="replace --json and --render files that exist (default: refuse)")
     return p
 
 
@@ -230,19 +249,22 @@ def main(argv: list[str] | None = None) -> int:
         raise SeqlabError(f"--reference-tunes must be at least 1, got {args.reference_tunes}")
     if args.wav and not args.render:
         raise SeqlabError("--wav writes audio beside the MIDI files: give --render OUT too")
-    if args.json and args.json != "-":
-        check_output(args.json, "--json")
+    inputs = [p for p in Path(args.folder).glob("*.abc")] if Path(args.folder).is_dir() else []
+    report_out = output(args.json if args.json != "-" else None, "--json", args.overwrite, inputs)
     tunes = read_folder(args.folder)
+    claimed = inputs + ([report_out.path] if report_out else [])
+    outs = render_outputs([n for n, _ in tunes], Path(args.render), args.wav, args.overwrite, claimed) \
+        if args.render else None
     report = {"folder": str(args.folder), **check(tunes)}
     if args.reference:
         report["reference"] = {"corpus": args.reference, **check(reference_tunes(args.reference, args.reference_tunes))}
     if args.render:
-        report["rendered"] = render(tunes, Path(args.render), args.wav)
+        report["rendered"] = render(tunes, Path(args.render), args.wav, outs=outs)
     if args.json == "-":
         print(json.dumps(report))
         return 0
     if args.json:
-        atomic_write_text(args.json, json.dumps(report, indent=1) + "\n")
+        report_out.write_text(json.dumps(report, indent=1) + "\n")
     print(line(str(args.folder), report["summary"]))
     if args.reference:
         print(line(f"{args.reference} test split", report["reference"]["summary"]))

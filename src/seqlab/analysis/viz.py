@@ -22,9 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
+from seqlab import SeqlabError
 from seqlab.analysis.cells import Reading, best_cells, correlations, parse_cell, plot_cell_text, read_run
 from seqlab.analysis.char_features import LABELS, feature_matrix
-from seqlab.io import atomic_write_text, check_output
+from seqlab.io import Output, output
 
 PLACEHOLDER = "/*DATA*/"
 
@@ -114,24 +115,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--state", default="cell", choices=["cell", "hidden"],
                    help="LSTM value to read: cell = tanh(c_t), hidden = h_t (default: cell)")
     p.add_argument("--png", metavar="OUT", help="also draw the first lines coloured by that cell as a PNG")
+    p.add_argument("--overwrite", action="store_true", help="replace the files to write if they exist (default: refuse)")
     return p
 
 
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
-    check_output(args.out, "--out")
-    check_output(args.png, "--png")
+    out = Output(args.out, "--out", overwrite=args.overwrite, inputs=[args.text])
+    png = output(args.png, "--png", args.overwrite, inputs=[args.text, args.out])
+    if png is not None and png.path.resolve() == out.path.resolve():
+        raise SeqlabError(f"--out and --png are both {args.out}; give them different names")
     cfg, vocab, text, source, reading = read_run(args, args.text, "seqlab viz")
     cell = parse_cell(args.cell, cfg.model.num_layers, cfg.model.hidden_size) if args.cell else None
     run_name = Path(args.run).resolve().name
     data = page_data(reading, list(vocab.itos), run_name, Path(source).name if args.text else source, cell, args.top)
     page = render_page(data)
-    atomic_write_text(args.out, page)
+    out.write_text(page)
     layer, unit = data["initial"]["layer"], data["initial"]["unit"]
     print(f"{args.out}: {len(text):,} characters x {reading.cells.shape[1]} cells, {len(page.encode()) / 1e6:.1f} MB; "
           f"showing cell {layer + 1}:{unit}")
     if args.png:
-        plot_cell_text(args.png, text, reading.activations[:, layer, unit],
+        plot_cell_text(png, text, reading.activations[:, layer, unit],
                        title=f"{run_name}: cell {layer + 1}:{unit}, {reading.what} from -1 (blue) to +1 (red)")
         print(f"plot: {args.png}", file=sys.stderr)
     return 0

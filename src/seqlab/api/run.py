@@ -18,7 +18,8 @@ import numpy as np
 import torch
 
 from seqlab import SeqlabError
-from seqlab.api import verbs
+from seqlab.api import arguments, verbs
+from seqlab.api.arguments import check_sampling, plain  # noqa: F401  (check_sampling: the CLI's too)
 from seqlab.config import to_dict
 from seqlab.data.sources import read_path
 from seqlab.data.text import load_splits
@@ -26,8 +27,8 @@ from seqlab.data.vocab import BOS, EOS, PAD, SPECIALS, UNK
 from seqlab.decode.beam import beam_search
 from seqlab.decode.sampling import generate, generate_batch
 from seqlab.export.arpa import write_arpa
-from seqlab.export.onnx import export_onnx
-from seqlab.io import check_output
+from seqlab.export.onnx import export_onnx, exportable, onnx_refusal
+from seqlab.io import Output
 from seqlab.tasks.forecast import load_forecaster
 from seqlab.tasks.tbptt import evaluate, summary, token_log_probs
 from seqlab.training.checkpoint import RunDir
@@ -41,19 +42,15 @@ EXPORT_FORMATS = ("onnx", "arpa")
 def load(path: str | Path, device: str = "auto") -> "Run":
     """Open the run folder `path` (made by `seqlab train` or `seqlab.training`) with its best weights
     on `device` ('cpu', 'cuda', 'cuda:N' or 'auto')."""
-    return Run(path, device)
-
-
-def plain(name: str) -> str:
-    """How the Python API names a parameter in its messages (the command line names its flags)."""
-    return name
+    return Run(arguments.path(path, "path"), arguments.text(device, "device", optional=False))
 
 
 class Run:
     """A trained run: `.config`, `.vocab`, `.model`, `.metrics`, `.result`, and its task's verbs."""
 
     def __init__(self, path: str | Path, device: str = "auto"):
-        self.path = Path(path)
+        self.path = Path(arguments.path(path, "path"))
+        arguments.text(device, "device", optional=False)
         folder = RunDir(self.path).require()
         self._cfg = folder.config()
         self.task: str = self._cfg.task.name
@@ -116,7 +113,10 @@ class Run:
         list, drawn as one batch. A conditional run writes a sentence of class `condition`.
         `stop` (character and byte models, sampling): each continuation ends before its first
         `stop` (e.g. "\n\n" between tunes), and drawing ends when every one has it."""
-        check_sampling(length, temperature, top_k, top_p, beam, greedy, num_samples, alpha, plain)
+        check_sampling(length, temperature, top_k, top_p, beam, greedy, num_samples, alpha, plain, seed)
+        arguments.text(prime, "prime")
+        arguments.text(condition, "condition")
+        arguments.text(stop, "stop")
         if num_samples > 1 or stop:
             self._need("sampling several continuations" if num_samples > 1 else "sampling up to a stop", "lm")
             ids, banned, vocab, _ = self._lm_prime(prime, plain)
@@ -142,8 +142,10 @@ class Run:
         returned piece starts from the state the model is in after a piece of its own, as in
         training: a recurrent model trained with carried state (TBPTT) has seldom started from
         a zero state, and `seqlab bench folk`'s LSTM started there wrote the meter in the title line."""
-        if warmup < 0:
-            raise SeqlabError(f"warmup must be 0 or more pieces, got {warmup}")
+        arguments.whole(num, "num", low=1, high=100_000)
+        arguments.text(head, "head", optional=False)
+        arguments.text(end, "end", optional=False)
+        arguments.whole(warmup, "warmup", low=0, high=1000)
         prime = end + head
         for i in range(warmup):
             piece = self.sample(prime, length, temperature=temperature, top_k=top_k, top_p=top_p, greedy=greedy,
@@ -157,7 +159,9 @@ class Run:
                top_p: float = 1.0, greedy: bool = False, beam: int = 0, alpha: float = 0.6, seed: int | None = None,
                condition: str | None = None, name: Callable[[str], str] = plain) -> Iterator[str]:
         """`sample`, piece by piece as it is drawn (a beam search yields once, at the end)."""
-        check_sampling(length, temperature, top_k, top_p, beam, greedy, 1, alpha, name)
+        check_sampling(length, temperature, top_k, top_p, beam, greedy, 1, alpha, name, seed)
+        arguments.text(prime, "prime", name)
+        arguments.text(condition, "condition", name)
         self._need("sampling", *LM_TASKS)
         generator = torch.Generator().manual_seed(seed) if seed is not None else None
         if self.task == "conditional":
@@ -213,10 +217,8 @@ class Run:
         token. Tokens outside the vocabulary count as <unk> and are listed under "unknown".
         streams=S > 1 scores S contiguous segments side by side (faster; each starts afresh)."""
         self._need("score", "lm")
-        if not isinstance(text, str):
-            raise SeqlabError(f"score takes a str, got {type(text).__name__}")
-        if streams < 1:
-            raise SeqlabError(f"streams must be 1 or more, got {streams}")
+        arguments.text(text, "text", optional=False)
+        arguments.whole(streams, "streams", low=1, high=1 << 16)
         vocab = self._vocab
         ids = torch.as_tensor(vocab.encode(text), dtype=torch.long)
         start = EOS if vocab.level == "word" else int(vocab.encode("\n")[0]) if "\n" in vocab.stoi else None
@@ -236,6 +238,9 @@ class Run:
         a text file: the file is scored as `score` does (one stream unless `streams`), a split
         in 32 parallel streams as during training unless `streams`."""
         say = log or (lambda m: None)
+        arguments.path(file, "file", optional=True)
+        if streams is not None:
+            arguments.whole(streams, "streams", low=1, high=1 << 16)
         if split not in ("train", "valid", "test"):
             raise SeqlabError(f"split must be train, valid or test; got {split!r}")
         if self.task != "lm":
@@ -260,19 +265,26 @@ class Run:
 
     # -- other tools' formats (export/) -----------------------------------------------------------
 
-    def export(self, path: str | Path, format: str | None = None) -> dict[str, Any]:
+    def export(self, path: str | Path, format: str | None = None, *, overwrite: bool = False) -> dict[str, Any]:
         """Write the model for another tool: 'onnx' (a neural model's step function) or 'arpa'
-        (an n-gram model); the format defaults to the file's suffix. Returns what was written."""
+        (an n-gram model); the format defaults to the file's suffix. An existing file is refused
+        unless `overwrite`. Returns what was written."""
+        arguments.path(path, "path")
+        arguments.text(format, "format")
         fmt = export_format(path, format)
         self._need("export", "lm")
-        check_output(path, "path")
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
         family = self._cfg.model.name
+        if fmt == "arpa" and family != "ngram":
+            other = "; it exports with format onnx" if onnx_refusal(self.model, family) is None else \
+                " and ONNX holds step functions of neural models, which this is not either: it cannot be exported"
+            raise SeqlabError(f"ARPA holds n-gram models; this run is model.name={family}{other}")
+        if fmt == "onnx":
+            exportable(self.model, family)          # refused before the file is claimed
+        out = Output(path, "path", overwrite=overwrite)
+        Path(out.path).parent.mkdir(parents=True, exist_ok=True)
         if fmt == "arpa":
-            if family != "ngram":
-                raise SeqlabError(f"ARPA holds n-gram models; model.name={family} exports with format onnx")
-            return {"format": "arpa", **write_arpa(self.model, self.vocab, path)}
-        return export_onnx(self.model, family, self.vocab, path)
+            return {"format": "arpa", **write_arpa(self.model, self.vocab, out)}
+        return export_onnx(self.model, family, self.vocab, out)
 
     # -- the task verbs (verbs.py) --------------------------------------------------------------
 
@@ -314,7 +326,9 @@ class Run:
         None for a model trained without speakers): float samples in [-1, 1] at 8 kHz, drawn one
         at a time through the per-layer queues."""
         self._need("speaking", "speech")
-        check_sampling(1, temperature, top_k, top_p, 0, False, 1, 0.6, plain)
+        check_sampling(1, temperature, top_k, top_p, 0, False, 1, 0.6, plain, seed)
+        arguments.text(voice, "voice")
+        arguments.number(seconds, "seconds")
         generator = torch.Generator().manual_seed(seed) if seed is not None else None
         return verbs.speak(self, voice, seconds, temperature, top_k, top_p, generator, progress)
 
@@ -322,6 +336,7 @@ class Run:
         """The next `steps` values after the end of the run's series, each prediction fed back
         as the next input (closed loop)."""
         self._need("forecast", "forecast")
+        arguments.whole(steps, "steps", low=1, high=1_000_000)
         return verbs.forecast(self, steps)
 
 
@@ -332,29 +347,3 @@ def export_format(path: str | Path, given: str | None) -> str:
         raise SeqlabError(f"export format must be one of {', '.join(EXPORT_FORMATS)}; got {given or fmt or 'nothing'}"
                           + ("" if given else f" (name the file .onnx or .arpa, or give the format)"))
     return fmt
-
-
-def check_sampling(length: int, temperature: float, top_k: int, top_p: float, beam: int, greedy: bool,
-                   num_samples: int, alpha: float, name: Callable[[str], str]) -> None:
-    """One-line errors for sampling options; `name` says how the caller spells an option."""
-    if length <= 0:
-        raise SeqlabError(f"{name('length')} must be greater than 0, got {length}")
-    for key, value in (("temperature", temperature), ("top_p", top_p), ("alpha", alpha)):
-        if not math.isfinite(value):
-            raise SeqlabError(f"{name(key)} must be a finite number, got {value}")
-    if temperature <= 0:
-        raise SeqlabError(f"{name('temperature')} must be greater than 0, got {temperature} "
-                          f"(use {name('greedy')} for T -> 0)")
-    if top_k < 0:
-        raise SeqlabError(f"{name('top_k')} must be 0 (off) or more, got {top_k}")
-    if not 0 < top_p <= 1:
-        raise SeqlabError(f"{name('top_p')} must be in (0, 1], got {top_p}")
-    if beam < 0:
-        raise SeqlabError(f"{name('beam')} must be 0 (off) or more, got {beam}")
-    if beam and greedy:
-        raise SeqlabError(f"choose one of {name('greedy')} and {name('beam')}")
-    if not 1 <= num_samples <= 100_000:
-        raise SeqlabError(f"{name('num_samples')} must be between 1 and 100000, got {num_samples}")
-    if num_samples > 1 and (beam or greedy):
-        raise SeqlabError(f"{name('num_samples')} draws different samples; {name('greedy')} and {name('beam')} "
-                          f"give one continuation")

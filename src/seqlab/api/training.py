@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from seqlab import SeqlabError
+from seqlab.api import arguments
 from seqlab.api.run import Run
 from seqlab.config import SHORTHAND, Config, apply, from_dict, load_config, parse_overrides, to_dict, validate
 from seqlab.training.checkpoint import RunDir
@@ -30,6 +31,8 @@ def to_config(config: ConfigLike, base: Config | None = None) -> Config:
     elif isinstance(config, Mapping):
         nested: dict[str, dict[str, Any]] = {}
         for key, value in config.items():
+            if not isinstance(key, str):
+                raise SeqlabError(f"config keys are str (section.key, or a section holding a dict); got {key!r}")
             if isinstance(value, Mapping):
                 nested.setdefault(key, {}).update(value)
             else:
@@ -68,6 +71,15 @@ def train(config: ConfigLike = None, out: str | Path | None = None, *, resume: b
     replaces a finished run folder that seqlab made. progress: the live bar (default: when
     standard error is a terminal). log: where messages go (default: standard error in a
     terminal, nowhere in a notebook or a pipe). device: where the returned Run's model lives."""
+    arguments.path(out, "out", optional=True)
+    arguments.text(device, "device", optional=False)
+    for key, value in (("resume", resume), ("overwrite", overwrite)):
+        if not isinstance(value, bool):
+            raise SeqlabError(f"{key} must be True or False, got {value!r}")
+    if progress is not None and not isinstance(progress, bool):
+        raise SeqlabError(f"progress must be True, False or None, got {progress!r}")
+    if log is not None and not callable(log):
+        raise SeqlabError(f"log must be a function of one str (print, say), got {log!r:.60}")
     terminal = sys.stderr.isatty()
     if log is None:
         log = (lambda m: print(m, file=sys.stderr)) if terminal else (lambda m: None)

@@ -120,7 +120,7 @@ def gallery(results: list[dict], reference: list[tuple[str, str]], args) -> dict
     for name, tune in chosen:
         (folder / f"{name}.abc").write_text(f"X:1\n{tune}\n", encoding="utf-8")
     wav = shutil.which("fluidsynth") is not None and any(p.is_file() for p in SOUNDFONTS)
-    render(chosen, folder, wav)
+    render(chosen, folder, wav, overwrite=True)      # the bench's own folder: its files are replaced
     return {"folder": str(folder), "tunes": [n for n, _ in chosen], "wav": wav,
             "command": f"seqlab analyze tunes {folder} --render {folder}" + (" --wav" if wav else "")}
 

@@ -125,12 +125,18 @@ def decompress(blob: bytes, predictor_for: Callable[[dict], object], *, name: st
         try:
             grid, _ = run_loop(predictor, n, int(header["streams"]), int(header["chunk"]), None, Decoder(payload),
                                None, progress, "decompress", expect)
-        except (ValueError, RuntimeError, OverflowError) as e:
-            raise SeqlabError(f"{name} cannot be decoded: its payload is damaged ({type(e).__name__})") from None
+        except (ValueError, RuntimeError, OverflowError, AssertionError, IndexError) as e:
+            # the payload matched its checksum, so the bytes are what was written: the model differs
+            raise SeqlabError(f"{name} cannot be decoded here: the coder failed ({type(e).__name__}) on intact bytes, "
+                              f"so this machine's model computes other probabilities (torch {torch.__version__} "
+                              f"against {header.get('torch')}); decompress it where it was made") from None
         finally:
             torch.set_num_threads(before)
         L, lengths = layout(n, int(header["streams"]))
         data = b"".join(bytes(grid[b, :size].astype(np.uint8)) for b, size in enumerate(lengths))
     if hashlib.sha256(data).hexdigest() != header["sha256"] or len(data) != n:
-        raise SeqlabError(f"{name} decodes to bytes that do not match its checksum: the file is damaged")
+        raise SeqlabError(f"{name} decodes to bytes that do not match the original's checksum"
+                          + (": the file is damaged" if header.get("payload_sha256") is None else
+                             " although the file is intact: this machine computes the model's probabilities "
+                             "differently; decompress it where it was made"))
     return data

@@ -17,6 +17,8 @@ probabilities. Byte b is token id 4 + b in a byte-level vocabulary (data/vocab.p
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -25,7 +27,7 @@ from seqlab import SeqlabError
 from seqlab.compress.mixing import MixPredictor
 from seqlab.config import ModelConfig, TrainConfig
 from seqlab.models import build_model
-from seqlab.models.ngram import NGramLM
+from seqlab.models.ngram import MAX_ORDER, SMOOTHINGS, NGramLM
 from seqlab.tokens import SPECIALS
 from seqlab.training.optim import make_optimizer
 
@@ -156,6 +158,50 @@ def adaptive(name: str, **options):
     raise SeqlabError(f"unknown adaptive model {name!r}; one of {', '.join(ADAPTIVE)}")
 
 
+MAX_HIDDEN, MAX_LAYERS, MAX_PARTS, MAX_MIN_LEN = 4096, 8, 4, 256
+
+
+def _whole(d: dict, key: str, low: int, high: int, default=None) -> None:
+    value = d.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise SeqlabError(f"the model's {key} is {value!r}, not a whole number in [{low:,}, {high:,}]")
+
+
+def _rate(d: dict, key: str, default: float) -> None:
+    value = d.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (math.isfinite(value) and 0 < value <= 1):
+        raise SeqlabError(f"the model's {key} is {value!r}, not a number in (0, 1]")
+
+
+def check_description(description, top: bool = True) -> None:
+    """Refuse, before anything is built, a model description (from a .sqz header) whose family,
+    sizes or rates are outside what seqlab compress makes."""
+    if not isinstance(description, dict):
+        raise SeqlabError(f"the model description is {type(description).__name__}, not an object")
+    family = description.get("family")
+    if family == "ngram":
+        _whole(description, "order", 1, MAX_ORDER, 6)
+        if description.get("smoothing", "kneser_ney") not in SMOOTHINGS:
+            raise SeqlabError(f"the model's smoothing is {description.get('smoothing')!r}, not one of {', '.join(SMOOTHINGS)}")
+    elif family == "lstm":
+        _whole(description, "hidden", 1, MAX_HIDDEN, 256)
+        _whole(description, "layers", 1, MAX_LAYERS, 1)
+        _whole(description, "seed", 0, 2 ** 63 - 1, 0)
+        _rate(description, "lr", 3e-3)
+    elif family == "mix" and top:
+        parts = description.get("parts")
+        if not isinstance(parts, list) or not 1 <= len(parts) <= MAX_PARTS:
+            raise SeqlabError(f"a mix has 1 to {MAX_PARTS} parts; its description gives {parts!r:.60}")
+        for part in parts:
+            check_description(part, top=False)
+        _whole(description, "min_len", 1, MAX_MIN_LEN, 10)
+        _rate(description, "rate", 0.001)
+    else:
+        raise SeqlabError(f"the model family {family!r} is not one seqlab compress codes with")
+
+
 def from_description(description: dict):
-    """The adaptive predictor a header's model description names (decompression rebuilds it so)."""
+    """The adaptive predictor a header's model description names (decompression rebuilds it so),
+    once its every field is checked."""
+    check_description(description)
     return adaptive(str(description.get("family")), **{k: v for k, v in description.items() if k != "family"})

@@ -25,7 +25,7 @@ import numpy as np
 
 from seqlab import SeqlabError
 from seqlab.data.arrays import ArrayDataset, add
-from seqlab.io import atomic_path
+from seqlab.io import read_input, writing
 from seqlab.registry import get
 
 RATE = 8000
@@ -39,24 +39,33 @@ INSTALL_ESPEAK = "apt-get install espeak-ng (as root; `make speech` does it)"
 RESAMPLE_HINT = "convert it, e.g. sox IN.wav -r {rate} -c 1 -b 16 OUT.wav"
 
 
-def read_wav(path: str | Path, rate: int | None = RATE, mono: bool = False) -> tuple[np.ndarray, int]:
+MAX_WAV_BYTES = 1 << 30          # 1 GiB: 18 hours of 8 kHz speech; a larger "WAV" is refused, not read
+
+
+def read_wav(path: str | Path, rate: int | None = RATE, mono: bool = False,
+             max_bytes: int = MAX_WAV_BYTES) -> tuple[np.ndarray, int]:
     """(float32 samples in [-1, 1], rate) of a mono 8- or 16-bit PCM WAV (`mono`: of any channel
-    count, averaged); a one-line SeqlabError for anything else, or for another rate than `rate`
-    (None: any rate)."""
+    count, averaged); a one-line SeqlabError for anything else (not a regular file, over
+    `max_bytes`, a damaged header), or for another rate than `rate` (None: any rate)."""
     path = Path(path)
+    raw = read_input(path, max_bytes=max_bytes, what="WAV file")
+    if not raw:
+        raise SeqlabError(f"{path}: an empty file, not a WAV file")
     try:
-        with wave.open(str(path), "rb") as w:
+        with wave.open(io.BytesIO(raw), "rb") as w:
             channels, width, got, frames = w.getnchannels(), w.getsampwidth(), w.getframerate(), w.getnframes()
-            data = w.readframes(frames)
-    except FileNotFoundError:
-        raise SeqlabError(f"{path}: no such file") from None
-    except (wave.Error, EOFError) as e:
-        raise SeqlabError(f"{path}: not a PCM WAV file ({e}); {RESAMPLE_HINT.format(rate=rate or RATE)}") from None
-    if (channels != 1 and not mono) or width not in (1, 2):
+            data = w.readframes(min(frames, len(raw)))
+    except Exception as e:            # wave raises Error, EOFError, struct.error, ValueError ... on damage
+        why = str(e) or type(e).__name__
+        raise SeqlabError(f"{path}: not a PCM WAV file ({why}); {RESAMPLE_HINT.format(rate=rate or RATE)}") from None
+    if channels < 1 or (channels != 1 and not mono) or width not in (1, 2):
         raise SeqlabError(f"{path}: {channels} channel(s) of {8 * width}-bit samples; seqlab reads mono 8- or "
-                          f"16-bit PCM: {RESAMPLE_HINT.format(rate=rate or got)}")
+                          f"16-bit PCM: {RESAMPLE_HINT.format(rate=rate or got or RATE)}")
+    if got <= 0:
+        raise SeqlabError(f"{path}: its header gives a sample rate of {got}; the file is damaged")
     if rate is not None and got != rate:
         raise SeqlabError(f"{path}: {got:,} Hz, not {rate:,} Hz; {RESAMPLE_HINT.format(rate=rate)}")
+    data = data[:len(data) - len(data) % (width * channels)]          # a cut-off last frame is dropped
     if width == 1:
         samples = (np.frombuffer(data, dtype=np.uint8).astype(np.float32) - 128) / 128
     else:
@@ -78,8 +87,9 @@ def wav_bytes(samples: np.ndarray, rate: int = RATE) -> bytes:
     return buffer.getvalue()
 
 
-def write_wav(path: str | Path, samples: np.ndarray, rate: int = RATE) -> None:
-    with atomic_path(Path(path)) as tmp:
+def write_wav(path, samples: np.ndarray, rate: int = RATE) -> None:
+    """`path`: a file name or a seqlab.io.Output (which refuses to replace a file)."""
+    with writing(path) as tmp:
         tmp.write_bytes(wav_bytes(samples, rate))
 
 

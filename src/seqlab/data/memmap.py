@@ -34,7 +34,7 @@ from seqlab.config import DataConfig
 from seqlab.data import sources
 from seqlab.data.splits import Splits, split_sizes
 from seqlab.data.vocab import UNK, Vocab, tokenize
-from seqlab.io import atomic_path, atomic_write_text
+from seqlab.io import atomic_path, atomic_write_text, json_loads
 
 BLOCK_BYTES = 1 << 24          # 16 MiB of text per read: big enough for numpy, small beside RAM
 TOKENS, VOCAB, META = "tokens.npy", "vocab.json", "meta.json"
@@ -184,12 +184,15 @@ def load_memmap(cfg: DataConfig, log: Callable[[str], None] = print):
         log(f"converting {cfg.path} to a token file (once; cached in {folder})")
         convert(files, cfg, folder, log)
     try:
-        meta = json.loads((folder / META).read_text(encoding="utf-8"))
+        meta = json_loads((folder / META).read_text(encoding="utf-8"))
         ids = np.load(folder / TOKENS, mmap_mode="r", allow_pickle=False)
     except (OSError, ValueError, KeyError) as e:
         raise SeqlabError(f"{folder} is damaged ({e}); delete it and run again") from None
     if len(ids) != meta["tokens"]:
         raise SeqlabError(f"{folder / TOKENS} is truncated ({len(ids)} of {meta['tokens']} tokens); delete {folder}")
     vocab = Vocab.load(folder / VOCAB)
+    if len(ids) and (int(ids.max()) >= len(vocab) or int(ids.min()) < 0):
+        raise SeqlabError(f"{folder / TOKENS} holds token ids outside its vocabulary of {len(vocab):,} (the cache is "
+                          f"damaged or from another corpus); delete {folder} and run again")
     a, b = meta["train"], meta["train"] + meta["valid"]
     return Splits(vocab, ids[:a], ids[a:b], ids[b:], f"file {cfg.path} (memory-mapped)")

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from seqlab import SeqlabError
-from seqlab.io import atomic_path
+from seqlab.io import atomic_path, input_file
 
 NAMES = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 WORDS = NAMES + ("above", ",", "then")
@@ -140,6 +140,7 @@ def glyphs(count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 # -- a user's image -----------------------------------------------------------------------------
 
 MAX_PIXELS = 40_000_000                   # larger images are refused before they are decoded
+MAX_IMAGE_BYTES = 200_000_000            # and larger files before they are opened
 
 
 def read_image(path: str | Path) -> np.ndarray:
@@ -148,9 +149,7 @@ def read_image(path: str | Path) -> np.ndarray:
     borders), and light digits on a dark ground (a mostly light image is inverted)."""
     from PIL import Image, UnidentifiedImageError          # only images need Pillow (it comes with matplotlib)
 
-    p = Path(path)
-    if not p.is_file():
-        raise SeqlabError(f"{path}: no such file" if not p.exists() else f"{path} is not a file")
+    p = input_file(path, max_bytes=MAX_IMAGE_BYTES, what="image")
     if p.stat().st_size == 0:
         raise SeqlabError(f"{path} is empty; give a PNG or JPEG image")
     try:
@@ -167,8 +166,11 @@ def read_image(path: str | Path) -> np.ndarray:
             scale = min(WIDTH / w, HEIGHT / h)
             size = (max(1, round(w * scale)), max(1, round(h * scale)))
             grey = grey.resize(size, Image.Resampling.BOX if scale < 1 else Image.Resampling.BILINEAR)
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as e:
-        raise SeqlabError(f"{path} is not an image seqlab can read ({type(e).__name__}); give a PNG or JPEG") from None
+    except Image.DecompressionBombError:
+        raise SeqlabError(f"{path} has more pixels than seqlab reads ({MAX_PIXELS // 1_000_000} megapixels); "
+                          f"scale it down first") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
+        raise SeqlabError(f"{path} is not an image seqlab can read ({_why(e)}); give a PNG or JPEG") from None
     pixels = np.asarray(grey, np.uint8)
     if pixels.mean() > 127:                                  # dark digits on a light ground
         pixels = 255 - pixels
@@ -176,6 +178,31 @@ def read_image(path: str | Path) -> np.ndarray:
     top, left = (HEIGHT - pixels.shape[0]) // 2, (WIDTH - pixels.shape[1]) // 2
     canvas[top:top + pixels.shape[0], left:left + pixels.shape[1]] = pixels
     return canvas
+
+
+def _why(e: Exception) -> str:
+    text = str(e).splitlines()[0][:120] if str(e) else ""
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__
+
+
+def check_png(path: str | Path, max_pixels: int = MAX_PIXELS, max_bytes: int = MAX_IMAGE_BYTES) -> tuple[int, int]:
+    """(width, height) of a PNG that decodes whole (a truncated or damaged one is refused), of at
+    most `max_pixels`; a one-line SeqlabError naming the file otherwise."""
+    from PIL import Image, UnidentifiedImageError
+
+    p = input_file(path, max_bytes=max_bytes, what="PNG image")
+    try:
+        with warnings.catch_warnings(), Image.open(p, formats=["PNG"]) as image:
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            w, h = image.size
+            if w * h > max_pixels:
+                raise SeqlabError(f"{path} is {w:,} x {h:,} pixels, more than {max_pixels // 1_000_000} megapixels")
+            image.load()                                # decodes every row: a cut-off file fails here
+    except Image.DecompressionBombError:
+        raise SeqlabError(f"{path} has more pixels than {max_pixels // 1_000_000} megapixels") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError) as e:
+        raise SeqlabError(f"{path} is not a whole PNG image ({_why(e)})") from None
+    return w, h
 
 
 def write_image(path: str | Path, image: np.ndarray) -> None:

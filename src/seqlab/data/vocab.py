@@ -20,7 +20,7 @@ from typing import Iterable
 import numpy as np
 
 from seqlab import SeqlabError
-from seqlab.io import atomic_write_text
+from seqlab.io import atomic_write_text, json_loads
 from seqlab.tokens import BOS, EOS, PAD, SPECIALS, UNK  # noqa: F401 - re-exported for data's users
 
 
@@ -131,7 +131,7 @@ class Vocab:
     @classmethod
     def load(cls, path: str | Path) -> "Vocab":
         try:
-            data = json.loads(Path(path).read_text(encoding="utf-8"))
+            data = json_loads(Path(path).read_text(encoding="utf-8"))
             tokens, level = data["tokens"], data["level"]
         except FileNotFoundError:
             raise SeqlabError(f"vocabulary not found: {path}") from None

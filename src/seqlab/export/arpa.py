@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from seqlab import SeqlabError
-from seqlab.io import atomic_write_text
+from seqlab.io import writing
 from seqlab.models.ngram import NGramLM
 from seqlab.tokens import BOS, EOS, PAD, UNK
 
@@ -114,5 +114,6 @@ def write_arpa(model: NGramLM, itos: list[str], path: str | Path) -> dict[str, i
     body = []
     for k, lines in enumerate(sections, start=1):
         body += [f"\\{k}-grams:", *lines, ""]
-    atomic_write_text(Path(path), "\n".join(head + body + ["\\end\\", ""]))
+    with writing(path) as tmp:
+        tmp.write_text("\n".join(head + body + ["\\end\\", ""]), encoding="utf-8")
     return {f"{k}-grams": len(lines) for k, lines in enumerate(sections, start=1)}

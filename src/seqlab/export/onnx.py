@@ -29,8 +29,6 @@ import importlib.util
 import io
 import json
 import logging
-import os
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
@@ -40,6 +38,7 @@ from torch import Tensor, nn
 
 import seqlab
 from seqlab import SeqlabError
+from seqlab.io import writing
 from seqlab.models.base import is_count_model
 
 OPSET = 18
@@ -92,17 +91,26 @@ class StepGraph(nn.Module):
         return (logits, *flatten(new)[0])
 
 
+def onnx_refusal(model: nn.Module, family: str) -> str | None:
+    """Why `model` has no ONNX step graph, or None where it has one."""
+    if is_count_model(model):
+        return (f"model.name={family} is counted, not a neural network: it has no ONNX graph"
+                + ("; export it with --format arpa" if family == "ngram" else ""))
+    if not hasattr(model, "step"):
+        return f"model.name={family} has no step function to export"
+    return None
+
+
 def exportable(model: nn.Module, family: str) -> None:
     """A one-line refusal for a model that has no step graph."""
-    if is_count_model(model):
-        raise SeqlabError(f"model.name={family} is counted, not a neural network: it has no ONNX graph"
-                          + ("; export it with --format arpa" if family == "ngram" else ""))
-    if not hasattr(model, "step"):
-        raise SeqlabError(f"model.name={family} has no step function to export")
+    why = onnx_refusal(model, family)
+    if why is not None:
+        raise SeqlabError(why)
 
 
-def export_onnx(model: nn.Module, family: str, itos: list[str], path: str | Path) -> dict[str, Any]:
-    """Write `model`'s step function as an ONNX file at `path` (atomically); returns what was written."""
+def export_onnx(model: nn.Module, family: str, itos: list[str], path) -> dict[str, Any]:
+    """Write `model`'s step function as an ONNX file at `path` (a file name, or a seqlab.io.Output
+    that refuses to replace one), atomically; returns what was written."""
     exportable(model, family)
     missing = [m for m in ("onnx", "onnxscript") if importlib.util.find_spec(m) is None]
     if missing:
@@ -114,13 +122,6 @@ def export_onnx(model: nn.Module, family: str, itos: list[str], path: str | Path
     batch = torch.export.Dim("batch", min=1, max=1 << 20)
     dynamic = ({0: batch}, tuple({0: batch} for _ in flat))      # (token, *state): the varargs are one entry
     names = [f"state_{i}" for i in range(len(flat))]
-    target = Path(path)
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-        os.close(fd)
-    except OSError as e:
-        raise SeqlabError(f"cannot write {target} ({e.strerror or e}); choose another place") from None
     try:
         quiet = logging.getLogger("torch.onnx")
         level, quiet.level = quiet.level, logging.ERROR
@@ -149,17 +150,14 @@ def export_onnx(model: nn.Module, family: str, itos: list[str], path: str | Path
             entry = proto.metadata_props.add()
             entry.key, entry.value = key, value
         try:
-            Path(tmp).write_bytes(proto.SerializeToString())
-            os.replace(tmp, target)
+            with writing(path) as tmp:
+                tmp.write_bytes(proto.SerializeToString())
         except OSError as e:
-            raise SeqlabError(f"cannot write {target} ({e.strerror or e}); nothing was written") from None
+            raise SeqlabError(f"cannot write {path} ({e.strerror or e}); nothing was written") from None
     except SeqlabError:
         raise
     except Exception as e:                 # the exporter's own failure: one line, nothing left behind
         raise SeqlabError(f"torch.onnx could not export model.name={family} ({type(e).__name__}: "
                           f"{str(e).splitlines()[0][:200]})") from None
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return {"format": "onnx", "family": family, "inputs": ["token", *names], "opset": OPSET,
             "state_shapes": json.loads(meta["state_shapes"])}

@@ -48,7 +48,7 @@ import seqlab
 from seqlab import SeqlabError
 from seqlab.config import Config, from_dict, to_dict
 from seqlab.data.vocab import Vocab
-from seqlab.io import atomic_path, atomic_write_text
+from seqlab.io import atomic_path, atomic_write_text, json_loads
 from seqlab.training.runfolder import require_regular
 from seqlab.training.weights_check import ModelMismatch, check_shapes, require_finite
 
@@ -93,7 +93,7 @@ class RunDir:
 
     def meta(self) -> dict[str, Any]:
         try:
-            meta = json.loads(require_regular(self.file(CONFIG), self.path).read_text(encoding="utf-8"))
+            meta = json_loads(require_regular(self.file(CONFIG), self.path).read_text(encoding="utf-8"))
             meta["config"]["data"]
             return meta
         except FileNotFoundError:
@@ -127,7 +127,7 @@ class RunDir:
         try:
             with safe_open(str(path), framework="pt") as f:        # reads the header only
                 shapes = {key: tuple(f.get_slice(key).get_shape()) for key in f.keys()}
-                metadata = json.loads((f.metadata() or {}).get("seqlab", "{}"))
+                metadata = json_loads((f.metadata() or {}).get("seqlab", "{}"))
         except (SafetensorError, OSError, ValueError) as e:
             raise SeqlabError(f"{path} is truncated or corrupted ({_first_line(e)}); "
                               f"retrain, or resume from another copy") from None
@@ -276,7 +276,7 @@ class RunDir:
         number, or raises SeqlabError naming the damaged file."""
         manifest_path = checkpoint.path / MANIFEST
         try:
-            manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+            manifest = json_loads(manifest_path.read_text(encoding="utf-8"))
             files = manifest["files"]
             step = int(manifest["step"])
         except (OSError, ValueError, KeyError, TypeError) as e:
@@ -341,7 +341,7 @@ def _write_errors_as_oserror(folder: Path) -> Iterator[None]:
 
 def _manifest_step(folder: Path) -> int | None:
     try:
-        return int(json.loads((folder / MANIFEST).read_text(encoding="utf-8"))["step"])
+        return int(json_loads((folder / MANIFEST).read_text(encoding="utf-8"))["step"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
 

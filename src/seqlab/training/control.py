@@ -10,15 +10,13 @@ from typing import Iterator
 
 import torch
 
-from seqlab import SeqlabError
+from seqlab import Interrupted, SeqlabError  # noqa: F401  (Interrupted: raised by the engine)
 from seqlab.io import atomic_write_text
 from seqlab.training.guard import writing
 from seqlab.training.plots import read_metrics
 from seqlab.training.runfolder import check_out, clear_run
 
 
-class Interrupted(Exception):
-    """Training stopped by Ctrl-C after saving a checkpoint."""
 
 
 def resolve_device(name: str, option: str = "train.device") -> torch.device:
@@ -37,20 +35,31 @@ def resolve_device(name: str, option: str = "train.device") -> torch.device:
     return device
 
 
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
+
+
 @contextmanager
-def ctrl_c_flag() -> Iterator[dict[str, bool]]:
-    """First Ctrl-C sets a flag (the loop saves and stops); a second one aborts at once."""
-    flag = {"hit": False}
+def ctrl_c_flag() -> Iterator[dict]:
+    """The first Ctrl-C, SIGTERM or SIGHUP (what `timeout`, SLURM, `docker stop` and systemd
+    send) sets a flag: the loop saves a checkpoint and stops. A second one of the same kind
+    aborts at once. flag["signal"] says which came."""
+    flag = {"hit": False, "signal": None}
+    previous = {}
 
     def handler(signum, frame):
-        flag["hit"] = True
-        signal.signal(signal.SIGINT, previous)
+        flag["hit"], flag["signal"] = True, signum
+        signal.signal(signum, previous[signum])
 
-    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        for sig in STOP_SIGNALS:
+            previous[sig] = signal.signal(sig, handler)
+    except ValueError:                    # not the main thread: signals stay as they are
+        pass
     try:
         yield flag
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 def prepare_out(out: Path, overwrite: bool) -> None:

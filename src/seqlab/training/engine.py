@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import math
+import signal
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -29,7 +30,7 @@ from tqdm import tqdm
 
 from seqlab import SeqlabError
 from seqlab.config import Config, diff
-from seqlab.io import atomic_write_text
+from seqlab.io import atomic_write_text, json_loads
 from seqlab.models.kernels import fused
 from seqlab.models.base import hook, is_count_model
 from seqlab.registry import get
@@ -296,8 +297,10 @@ def train(run: RunDir, cfg: Config, task: Task, device: torch.device, world: dis
             s.save_checkpoint()
             s.close_metrics()
             s.draw_loss(now=True)
-            log(f"interrupted at update {s.progress.step}; checkpoint saved. Continue with: seqlab train --resume {run.path}")
-            raise Interrupted()
+            sig = ctrl_c["signal"] or signal.SIGINT
+            how = "interrupted" if sig == signal.SIGINT else f"stopped by {signal.Signals(sig).name}"
+            log(f"{how} at update {s.progress.step}; checkpoint saved. Continue with: seqlab train --resume {run.path}")
+            raise Interrupted(int(sig))
     # 5. finish: evaluate if the last update was not evaluated, then report on the best weights
     evaluated = 1.0
     if world.is_main:
@@ -326,7 +329,7 @@ def save_meta(run: RunDir, cfg: Config, task: Task) -> None:
 def check_same_data(run: RunDir, task: Task) -> None:
     """Resuming needs the data the run was trained on: the same vocabularies."""
     try:
-        saved = json.loads(run.file(TASK_META).read_text(encoding="utf-8"))
+        saved = json_loads(run.file(TASK_META).read_text(encoding="utf-8"))
     except FileNotFoundError:
         saved = {}                       # a language model of seqlab 0.x: its vocab.json says it all
     except ValueError as e:

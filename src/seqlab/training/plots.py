@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from seqlab.io import atomic_path
+from seqlab.io import Output, json_loads, writing
 
 
 def read_metrics(path: str | Path) -> list[dict]:
@@ -14,7 +14,7 @@ def read_metrics(path: str | Path) -> list[dict]:
     rows = []
     for line in path.read_bytes().splitlines():
         try:
-            row = json.loads(line.decode("utf-8"))
+            row = json_loads(line.decode("utf-8"))
         except ValueError:     # UnicodeDecodeError too
             continue   # a line cut short by a crash (or damaged): skip it, keep the rest
         if isinstance(row, dict) and isinstance(row.get("step", 0), (int, float)) and not isinstance(row.get("step"), bool):
@@ -30,7 +30,7 @@ def pyplot():
     return plt
 
 
-def save_figure(fig, path: str | Path, title: str | None = None, grid_and_legend=()) -> None:
+def save_figure(fig, path: "str | Path | Output", title: str | None = None, grid_and_legend=()) -> None:
     """Optionally title the figure, lay it out, write it as a PNG atomically and close it.
     The axes in `grid_and_legend` get the experiments' light grid and a small legend first."""
     for ax in grid_and_legend:
@@ -39,7 +39,7 @@ def save_figure(fig, path: str | Path, title: str | None = None, grid_and_legend
     if title is not None:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
+    with writing(path) as tmp:
         fig.savefig(tmp, format="png")
     pyplot().close(fig)
 

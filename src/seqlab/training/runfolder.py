@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Iterator
 
 from seqlab import SeqlabError
+from seqlab.io import json_loads
 
 try:
     import fcntl
@@ -47,7 +48,7 @@ def is_seqlab_run(folder: Path) -> bool:
     if not regular_file(config):
         return False
     try:
-        meta = json.loads(config.read_text(encoding="utf-8"))
+        meta = json_loads(config.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return False
     return isinstance(meta, dict) and "seqlab_version" in meta and isinstance(meta.get("config"), dict)
@@ -87,12 +88,12 @@ def check_out(out: Path, overwrite: bool) -> None:
     entries = list(out.iterdir())
     if not entries:
         return
-    if not overwrite:
-        raise SeqlabError(f"{out} already exists; pass --overwrite to replace it, or --resume {out} to continue it")
     if not is_seqlab_run(out):
         names = ", ".join(sorted(e.name for e in entries)[:5]) + (", ..." if len(entries) > 5 else "")
-        raise SeqlabError(f"{out} is not a seqlab run (it holds {names}); --overwrite replaces only a run "
-                          f"seqlab wrote, so choose another --out")
+        raise SeqlabError(f"{out} is a folder that is not a seqlab run (it holds {names}); seqlab trains into a new "
+                          f"or empty folder, or replaces a run it wrote: choose another --out")
+    if not overwrite:
+        raise SeqlabError(f"{out} already exists; pass --overwrite to replace it, or --resume {out} to continue it")
     foreign = foreign_entries(out)
     if foreign:
         names = ", ".join(foreign[:8]) + (f" and {len(foreign) - 8} more" if len(foreign) > 8 else "")
@@ -222,9 +223,12 @@ def writing_run(folder: Path, *, fresh: bool, overwrite: bool, enabled: bool = T
         if fresh:
             check_out(folder, overwrite)
         yield
-    except BaseException:
-        # a start that failed before writing anything leaves nothing behind, not even the folder
-        if fresh and created and not any(folder.iterdir()):
+    except BaseException as e:
+        # a start that failed before writing anything leaves nothing behind, not even the folder;
+        # nor does a refusal (bad data, say) before the first checkpoint: there is nothing to resume
+        if fresh and created and (not any(folder.iterdir()) or
+                                  (isinstance(e, SeqlabError) and not any(folder.glob("checkpoints/step-*")))):
+            clear_run(folder)
             folder.rmdir()
         raise
     finally:

@@ -13,6 +13,7 @@ from typing import Callable
 import torch
 
 from seqlab import SeqlabError
+from seqlab.io import json_loads
 from seqlab.config import Config
 from seqlab.models import build_model
 from seqlab.models.base import is_count_model
@@ -57,7 +58,7 @@ def load_task(run: RunDir) -> tuple[Config, Task]:
     cfg = run.config()
     task = get("task", cfg.task.name)(cfg)
     try:
-        task.load_meta(json.loads(run.file(TASK_META).read_text(encoding="utf-8")))
+        task.load_meta(json_loads(run.file(TASK_META).read_text(encoding="utf-8")))
     except FileNotFoundError:
         raise SeqlabError(f"{run.file(TASK_META)} is missing; {run.path} is not a complete {cfg.task.name} run") from None
     except (ValueError, KeyError, TypeError) as e:

@@ -21,7 +21,7 @@ from typing import Callable
 from seqlab import SeqlabError
 from seqlab.config import Config
 from seqlab.data.vocab import Vocab
-from seqlab.io import atomic_path, atomic_write_text
+from seqlab.io import atomic_path, atomic_write_text, json_loads
 from seqlab.training.checkpoint import CONFIG, RunDir
 from seqlab.training.control import prepare_out
 from seqlab.training.guard import writing
@@ -50,7 +50,7 @@ def fit_candidates(cfg: Config, task: Task, run: RunDir, candidates: list[tuple[
     for name, sub in candidates:
         folder = RunDir(run.path / CANDIDATES / name)
         if folder.file(RESULT).is_file():
-            results[name] = json.loads(folder.file(RESULT).read_text(encoding="utf-8"))
+            results[name] = json_loads(folder.file(RESULT).read_text(encoding="utf-8"))
             log(f"candidate {name}: finished before ({key} {results[name][key]:.4f})")
             continue
         log(f"candidate {name}:")
