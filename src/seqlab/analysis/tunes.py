@@ -31,12 +31,12 @@ from seqlab import SeqlabError
 from seqlab.data import abc
 from seqlab.data.audio import read_wav, resample, write_wav
 from seqlab.data.midi import midi_bytes
-from seqlab.io import Output, folder_files, output, output_folder, read_input, writing
+from seqlab.io import folder_files, output, output_folder, read_input, writing
 
 WAV_RATE = 16000                                    # rendered tunes: mono 16-bit, 32 kB a second
 SOUNDFONTS = (Path("/usr/share/sounds/sf2/FluidR3_GM.sf2"), Path("/usr/share/sounds/sf2/default-GM.sf2"))
 WAV_SECONDS = 30.0            # the longest audio a rendered tune gets
-MAX_TUNE_CHARS = 20_000      # a longer "tune" is not read: music21's parser grows much faster than its length
+MAX_TUNE_CHARS = 5_000       # a longer "tune" is not read: music21's parser grows much faster than its length (1,000 bars: 22 s)
 MAX_FILE_BYTES = 50_000_000  # and a larger .abc file is refused
 INSTALL_SOUND = "apt-get install fluidsynth fluid-soundfont-gm (as root; `make sound` does it)"
 

@@ -30,7 +30,6 @@ import io
 import json
 import logging
 import warnings
-from pathlib import Path
 from typing import Any
 
 import torch

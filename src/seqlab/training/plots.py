@@ -1,7 +1,6 @@
 """Plots written into a run directory (matplotlib, headless)."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from seqlab.io import Output, json_loads, writing

@@ -17,7 +17,6 @@ borrow another run's checkpoint.
 from __future__ import annotations
 
 import errno
-import json
 import os
 import re
 import shutil
