@@ -57,7 +57,6 @@ class _Forgiving:
     def _gone(self):
         self._closed = True
         try:
-            import os
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, self._stream.fileno())      # the interpreter's own last flush stays quiet
             os.close(devnull)
@@ -99,7 +98,6 @@ def _run(command, verb: str | None) -> int:
         return 130
     except BrokenPipeError:   # `seqlab sample RUN | head`: the reader has what it wanted
         try:
-            import os
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, sys.stdout.fileno())
             os.close(devnull)

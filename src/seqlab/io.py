@@ -255,7 +255,7 @@ def input_file(path: str | Path, flag: str = "", *, inside: str | Path | None = 
     try:
         info = path.stat()
     except FileNotFoundError:
-        raise SeqlabError(f"{name}: no such {what}" + (" (a link to nothing)" if path.is_symlink() else "")) from None
+        raise SeqlabError(f"{name}: no such file" + (" (a link to nothing)" if path.is_symlink() else "")) from None
     except OSError as e:
         raise SeqlabError(f"{name}: cannot read it ({e.strerror or e})") from None
     import stat
