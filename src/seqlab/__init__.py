@@ -35,6 +35,11 @@ class Terminated(KeyboardInterrupt):
         self.signal = signal
 
 
+def __dir__() -> list[str]:
+    """What tab completion and dir(seqlab) show: the API too, though it is imported on first use."""
+    return sorted(set(globals()) | set(__all__))
+
+
 def __getattr__(name: str):
     """seqlab.load, seqlab.train and seqlab.Run, imported on first use: `import seqlab` (and
     the command line's start-up) stays free of torch until they are asked for."""

@@ -55,6 +55,8 @@ def validate(cfg: Config) -> None:
         raise SeqlabError(f"model.dropout must be in [0, 1), got {m.dropout}")
     if t.keep_checkpoints < 1:
         raise SeqlabError(f"train.keep_checkpoints must be 1 or more, got {t.keep_checkpoints}")
+    if not 0.0 <= t.state_resets <= 1.0:
+        raise SeqlabError(f"train.state_resets must be in [0, 1] (a share of the streams), got {t.state_resets}")
     if not 0.0 < t.nan_lr_factor <= 1.0:
         raise SeqlabError(f"train.nan_lr_factor must be in (0, 1], got {t.nan_lr_factor}")
     if t.precision not in ("fp32", "bf16"):

@@ -82,6 +82,8 @@ class TrainConfig:
     batch_size: int = opt(64, "parallel streams per batch")
     bptt_steps: int = opt(100, "k2 of TBPTT(k1, k2): steps back-propagated through at each update")
     bptt_stride: int = opt(0, "k1 of TBPTT(k1, k2): new tokens per update (0 = same as bptt_steps)")
+    state_resets: float = opt(0.05, "share of streams whose carried state is reset to the initial state at each "
+                                    "update, so the model learns to start from it (sampling and scoring do); 0 = off")
     optimizer: str = opt("adam", "'adam', 'sgd' (with momentum) or 'rmsprop'")
     lr: float = opt(2e-3, "learning rate")
     momentum: float = opt(0.9, "SGD momentum")

@@ -176,3 +176,8 @@ def test_task_runs_answer_their_verbs_with_plain_values(tmp_path):
     assert series.vocab == [] and "mase" in json.dumps(series.evaluate("test")).lower()
     with pytest.raises(SeqlabError, match="steps"):
         series.forecast(0)
+
+
+def test_dir_lists_the_api_for_tab_completion():
+    import seqlab
+    assert {"train", "load", "Run", "SeqlabError"} <= set(dir(seqlab))

@@ -68,6 +68,17 @@ def detach_state(state: State) -> State:
     return map_state(Tensor.detach, state)
 
 
+def reset_rows(state: State, initial: State, rows: Tensor) -> State:
+    """`state` with the rows where `rows` (B,) is True replaced by those of `initial` (a state of
+    the same structure, e.g. model.init_state(B)): some streams start afresh, the others go on."""
+    if state is None:
+        return None
+    if isinstance(state, Tensor):
+        mask = rows.to(state.device).view(-1, *([1] * (state.dim() - 1)))
+        return torch.where(mask, initial.to(state.device, state.dtype), state)
+    return tuple(reset_rows(s, i, rows) for s, i in zip(state, initial))
+
+
 def select_state(state: State, index: Tensor) -> State:
     """Rows `index` of every state tensor: beam reordering, batch subsets."""
     return map_state(lambda s: s.index_select(0, index), state)

@@ -27,6 +27,7 @@ from seqlab.config import Config, TrainConfig
 from seqlab.data.text import Splits, batchify, batchify_view, load_splits
 from seqlab.data.vocab import Vocab
 from seqlab.models import build_model
+from seqlab.models.base import reset_rows
 from seqlab.registry import get, register
 from seqlab.tasks.tbptt import BITS_KEY, Window, evaluate, summary, tbptt_windows, train_step
 from seqlab.training.checkpoint import BEST, METRICS
@@ -109,7 +110,7 @@ class LanguageModelTask(Task):
         super().setup_training(world, device)
         t = self.cfg.train
         rows = world.rows(t.batch_size)
-        self.rows = t.batch_size // world.size
+        self.rows, self.row_slice = t.batch_size // world.size, rows
         train = self.stream.train
         if isinstance(train, np.ndarray) and train.dtype != np.int64:
             self.data = batchify_view(train, t.batch_size)[rows]                 # (B/W, N), on disk
@@ -130,8 +131,25 @@ class LanguageModelTask(Task):
         return model.init_state(self.rows)
 
     def train_loss(self, model: nn.Module, batch: Window, step: int, carry: Any):
+        carry = self.reset_some(model, step, carry)
         loss, next_carry, n = train_step(model, self.data, batch, carry, self.device)
         return loss, n, next_carry
+
+    def reset_some(self, model: nn.Module, step: int, carry: Any) -> Any:
+        """train.state_resets: each stream's carried state is replaced by the initial state with
+        this probability at each update. With carried state alone (TBPTT) a model meets the
+        initial state once an epoch, so it never learns to start from it, and sampling or scoring
+        from a fresh state (what `sample --prime` does) begins with garbage. Drawn from (seed,
+        update) over all B streams, then this rank's rows: resume and DDP draw the same."""
+        p = self.cfg.train.state_resets
+        if not p or carry is None:
+            return carry
+        generator = torch.Generator().manual_seed(self.cfg.train.seed * 1_000_003 + step)
+        rows = (torch.rand(self.cfg.train.batch_size, generator=generator) < p)[self.row_slice]
+        if not rows.any():
+            return carry
+        bare = getattr(model, "module", model)                 # under DDP, the wrapped model
+        return reset_rows(carry, bare.init_state(self.rows), rows)
 
     def train_summary(self, mean_loss: float) -> dict[str, float]:
         return summary(mean_loss, self.level)

@@ -42,7 +42,7 @@ TASK_META = "task.json"
 Options = tuple[str, ...] | Callable[[Config], tuple[str, ...]]
 
 # train.* options only the language model's TBPTT stream uses
-STREAM_OPTIONS = ("bptt_steps", "bptt_stride", "eval_tokens", "eval_batch_size")
+STREAM_OPTIONS = ("bptt_steps", "bptt_stride", "eval_tokens", "eval_batch_size", "state_resets")
 
 
 class Task:
