@@ -95,12 +95,7 @@ def mutate(path: Path, how: str, where: float, payload: bytes, value) -> None:
         path.write_text(json.dumps(doc))
 
 
-# each case costs three commands, so a failure is reported as found, without shrinking
-@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck),
-          phases=[Phase.explicit, Phase.reuse, Phase.generate])
-@given(st.sampled_from(FILES), st.sampled_from(["truncate", "flip", "splice", "json"]),
-       st.floats(min_value=0, max_value=1), st.binary(min_size=1, max_size=16), JSON_VALUES)
-def test_damaged_run_files_are_used_or_refused_in_one_line(trained, capsys, name, how, where, payload, value):
+def _damaged_run_files(trained, capsys, name, how, where, payload, value):
     with tempfile.TemporaryDirectory() as tmp:
         run = Path(tmp) / "run"
         shutil.copytree(trained, run)
@@ -115,3 +110,13 @@ def test_damaged_run_files_are_used_or_refused_in_one_line(trained, capsys, name
             if code == 2:
                 errors = [line for line in err.splitlines() if line.startswith("seqlab: error: ")]
                 assert len(errors) == 1 and "Traceback" not in err, err
+
+
+# each case costs three commands, so a failure is reported as found, without shrinking; `make test`
+# runs 25 cases (the suite's time budget), `pytest -m slow` 250
+DAMAGE = dict(name=st.sampled_from(FILES), how=st.sampled_from(["truncate", "flip", "splice", "json"]),
+              where=st.floats(min_value=0, max_value=1), payload=st.binary(min_size=1, max_size=16), value=JSON_VALUES)
+QUICK = dict(deadline=None, suppress_health_check=list(HealthCheck), phases=[Phase.explicit, Phase.reuse, Phase.generate])
+test_damaged_run_files_are_used_or_refused_in_one_line = settings(max_examples=25, **QUICK)(
+    given(**DAMAGE)(_damaged_run_files))
+test_damaged_run_files_slow = pytest.mark.slow(settings(max_examples=250, **QUICK)(given(**DAMAGE)(_damaged_run_files)))

@@ -405,6 +405,7 @@ def test_sigterm_stops_training_with_a_checkpoint(tmp_path):
     assert max(steps) > 0 and "Traceback" not in err
 
 
+@pytest.mark.slow       # ~9 s; the unwinding it relies on is tested above with an exception
 def test_sigterm_outside_training_leaves_no_temporary(tmp_path):
     import signal
     import time
@@ -443,3 +444,20 @@ def test_a_huge_png_names_its_size(tmp_path):
     with pytest.raises(SeqlabError) as e:
         read_image(path)
     assert "pixels" in str(e.value) and "DecompressionBomb" not in str(e.value)
+
+
+@pytest.mark.parametrize("delay", [0.05, 0.6])
+def test_ctrl_c_in_the_first_second_is_one_line(tmp_path, delay):
+    """Ctrl-C while the command still imports torch (the console script's own start)."""
+    import signal
+    import time
+    corpus = tmp_path / "c.txt"
+    corpus.write_text(make_text(3000))
+    proc = subprocess.Popen([sys.executable, "-c", "import sys; from seqlab.launch import main; sys.exit(main())",
+                             "train", f"data.path={corpus}", *T, "--out", str(tmp_path / "run")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(delay)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode in (0, 130), err         # 0: it finished before the signal came
+    assert "Traceback" not in err, err
