@@ -8,10 +8,12 @@ import sys
 def main() -> int:
     try:
         from seqlab.cli import main as cli_main
+        return cli_main()
     except KeyboardInterrupt:
+        # the command's own guard turns Ctrl-C into one line once it runs; this catches one that
+        # comes earlier, while torch loads or the parser is built
         print("\nseqlab: interrupted while starting", file=sys.stderr)
         return 130
-    return cli_main()
 
 
 if __name__ == "__main__":

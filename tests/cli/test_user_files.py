@@ -446,7 +446,7 @@ def test_a_huge_png_names_its_size(tmp_path):
     assert "pixels" in str(e.value) and "DecompressionBomb" not in str(e.value)
 
 
-@pytest.mark.parametrize("delay", [0.05, 0.6])
+@pytest.mark.parametrize("delay", [0.05, 0.3, 0.6, 1.0])
 def test_ctrl_c_in_the_first_second_is_one_line(tmp_path, delay):
     """Ctrl-C while the command still imports torch (the console script's own start)."""
     import signal

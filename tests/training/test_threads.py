@@ -46,6 +46,17 @@ def test_a_switch_needs_two_readings_in_a_row_and_comes_back_when_the_cpu_is_fre
     assert len(messages) == 2 and "threads 2 -> 1" in messages[0] and "threads 1 -> 2" in messages[1]
 
 
+def test_each_kind_of_switch_is_told_once_a_run(two_cores):
+    """A shared machine switching back and forth all day must not fill the log."""
+    messages = []
+    policy = th.ThreadPolicy(0, log=messages.append, every=0.0)
+    policy.share = Readings([1.0, 1.0, 0.1, 0.1] * 5)
+    seen = [policy.check() for _ in range(20)]
+    assert seen.count(1) == 10 and torch.get_num_threads() == 2     # it still switches every time
+    assert len(messages) == 2 and "threads 2 -> 1" in messages[0] and "told once" in messages[0]
+    assert "threads 1 -> 2" in messages[1]
+
+
 def test_readings_are_taken_at_most_once_per_interval(two_cores):
     policy = th.ThreadPolicy(0, every=3600.0)
     policy.share = Readings([])                       # any reading would fail: none must be taken

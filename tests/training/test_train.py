@@ -145,3 +145,15 @@ def test_count_model_goes_through_the_same_flow(tmp_path, text_file, capsys):
     assert len(capsys.readouterr().out) == 3 + 30 + 1
     assert main(["train", "--resume", str(run)]) == 2
     assert "nothing to resume" in capsys.readouterr().err
+
+
+def test_a_validation_on_part_of_the_split_says_so(tmp_path, text_file):
+    """train.eval_tokens validates on a prefix; the progress line must not pass it off as the split."""
+    said = []
+    cfg = load_config(None, TINY + [f"data.path={text_file}", "train.max_steps=10", "train.eval_tokens=200"])
+    fit(cfg, tmp_path / "run", log=said.append)
+    assert any("| valid[first 200 tokens] " in m for m in said), said
+    said.clear()
+    cfg = load_config(None, TINY + [f"data.path={text_file}", "train.max_steps=10", "train.eval_tokens=0"])
+    fit(cfg, tmp_path / "all", log=said.append)
+    assert any("| valid " in m for m in said) and not any("valid[" in m for m in said), said

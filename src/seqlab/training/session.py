@@ -115,7 +115,14 @@ class Session:
                 with writing("the best weights", self.run.path):
                     self.run.save_weights(self.model, ck.BEST, {"step": progress.step, task.metric: value})
         shown = " | ".join(f"{k} {v:.4f}" for k, v in result.items())
-        self.say(f"update {progress.step:>6} | valid {shown}{'  (best)' if best else ''}")
+        # a stream task validating on the first train.eval_tokens tokens says so: the final report
+        # scores the whole split, and the two numbers differ
+        stream = getattr(task, "stream", None)
+        subset = t.eval_tokens if "eval_tokens" in getattr(task, "train_options", ()) and stream is not None \
+            and 0 < t.eval_tokens < len(stream.valid) else 0
+        where = "valid" if not subset else f"valid[first {subset / 1000:g}k tokens]" if subset >= 1000 \
+            else f"valid[first {subset} tokens]"
+        self.say(f"update {progress.step:>6} | {where} {shown}{'  (best)' if best else ''}")
         self.save_checkpoint()
         self.draw_loss()
         if t.stop_at and (value >= t.stop_at if task.higher_is_better else value <= t.stop_at):

@@ -104,8 +104,12 @@ class ThreadPolicy:
         if wanted == self.current:
             self.pending = None
         elif force or self.pending == wanted:
-            self.log(f"{'other work keeps' if wanted < self.cores else 'the CPU is free again:'} "
-                     f"{others:.1f} core(s) busy; PyTorch threads {self.current} -> {wanted}")
+            said = self.__dict__.setdefault("said", set())      # each kind of switch is told once a run
+            if (self.current, wanted) not in said:
+                said.add((self.current, wanted))
+                self.log(f"{'other work keeps' if wanted < self.cores else 'the CPU is free again:'} "
+                         f"{others:.1f} core(s) busy; PyTorch threads {self.current} -> {wanted}"
+                         + (" (told once; later switches are silent)" if len(said) == 1 else ""))
             torch.set_num_threads(wanted)
             self.current, self.pending = wanted, None
         else:
