@@ -1,10 +1,20 @@
 """Shared fixtures: small generated corpora (no downloads) and a private data cache."""
 from __future__ import annotations
 
+import os
 import random
+import sys
+from pathlib import Path
 
 import pytest
 import torch
+
+# The plug-in example (tests/plugin_example: a model family, a task and a verb from outside
+# seqlab) is on the path of every test and of the commands they start, as an installed
+# package would be: seqlab finds it through its entry points only.
+PLUGIN = str(Path(__file__).parent / "plugin_example")
+sys.path.insert(0, PLUGIN)
+os.environ["PYTHONPATH"] = os.pathsep.join([PLUGIN] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])
 
 
 def make_text(n_chars: int = 20000, seed: int = 0) -> str:

@@ -1,13 +1,14 @@
 """Checking a config's values: what no run could use, refused with what to do instead.
 
-Typed values are config.py's; their ranges and combinations are judged here (and each model
-family, then each task, judges what it honours: models/, training/task.py). It imports nothing
+Typed values are config.py's; the ranges and combinations that are no one family's or task's
+are judged here. Each model family judges its own options (its class's `check`, models/),
+each task what it honours (training/task.py). It imports nothing
 of config.py (the annotations name its classes as text), so config.py can import it.
 """
 from __future__ import annotations
 
 from seqlab import SeqlabError
-from seqlab.registry import get
+from seqlab.registry import find, get
 
 MAX_LAYERS = 1000     # deeper than any published recurrent or convolutional sequence model
 
@@ -20,13 +21,13 @@ def validate(cfg: Config) -> None:
         raise SeqlabError(f"data.level must be 'char', 'word' or 'byte', got {d.level!r}")
     if d.level == "byte" and d.memmap:
         raise SeqlabError("data.memmap streams text; a byte-level corpus is read whole (drop data.memmap)")
-    _validate_cell(m)
+    family = find("model", m.name)          # a family judges its own options (models/)
+    if family is not None and getattr(family, "check", None) is not None:
+        family.check(m)
     for key, v in (("data.valid_fraction", d.valid_fraction), ("data.test_fraction", d.test_fraction)):
         if not 0.0 <= v < 0.5:
             raise SeqlabError(f"{key} must be in [0, 0.5), got {v}")
     positive = {
-        "model.kernel_size": m.kernel_size, "model.dilation_cycle": m.dilation_cycle,
-        "model.context": m.context, "model.order": m.order,
         "model.embedding_size": m.embedding_size, "model.hidden_size": m.hidden_size,
         "model.num_layers": m.num_layers, "train.batch_size": t.batch_size,
         "train.bptt_steps": t.bptt_steps, "train.eval_every": t.eval_every, "train.log_every": t.log_every,
@@ -42,15 +43,13 @@ def validate(cfg: Config) -> None:
         "train.early_stop": t.early_stop, "train.warmup_steps": t.warmup_steps, "train.lr_patience": t.lr_patience,
         "train.weight_decay": t.weight_decay, "train.threads": t.threads,
         "train.checkpoint_every": t.checkpoint_every, "train.nan_retries": t.nan_retries,
-        "data.max_vocab": d.max_vocab, "data.min_count": d.min_count, "model.skip_channels": m.skip_channels,
+        "data.max_vocab": d.max_vocab, "data.min_count": d.min_count,
     }
     for key, v in non_negative.items():
         if v < 0:
             raise SeqlabError(f"{key} must be 0 or more, got {v}")
     if m.num_layers > MAX_LAYERS:
         raise SeqlabError(f"model.num_layers must be at most {MAX_LAYERS}, got {m.num_layers}")
-    if m.dilation_cycle > 30:
-        raise SeqlabError(f"model.dilation_cycle must be at most 30 (a dilation of 2^29), got {m.dilation_cycle}")
     if not 0.0 <= m.dropout < 1.0:
         raise SeqlabError(f"model.dropout must be in [0, 1), got {m.dropout}")
     if t.keep_checkpoints < 1:
@@ -86,45 +85,3 @@ def validate(cfg: Config) -> None:
             f"(got {m.embedding_size} and {m.hidden_size})")
     if t.max_steps == 0 and t.max_epochs == 0 and t.max_time == 0:
         raise SeqlabError("set at least one of train.max_steps, train.max_epochs, train.max_time")
-
-
-def _validate_cell(m: ModelConfig) -> None:
-    choices = {"nonlinearity": ("tanh", "relu"), "gru_form": ("pytorch", "cho"), "impl": ("auto", "fused", "fast", "loop"),
-               "recurrent_init": ("default", "orthogonal", "identity")}
-    for key in ("recurrent_dropout", "zoneout"):
-        if not 0.0 <= getattr(m, key) < 1.0:
-            raise SeqlabError(f"model.{key} must be in [0, 1), got {getattr(m, key)}")
-    if not m.recurrent_gain > 0:
-        raise SeqlabError(f"model.recurrent_gain must be greater than 0, got {m.recurrent_gain}")
-    if m.norm_stabilizer < 0:
-        raise SeqlabError(f"model.norm_stabilizer must be 0 or more, got {m.norm_stabilizer}")
-    for key, valid in choices.items():
-        if getattr(m, key) not in valid:
-            raise SeqlabError(f"model.{key} must be one of {', '.join(valid)}; got {getattr(m, key)!r}")
-    only = {"peephole": "lstm", "coupled": "lstm"}
-    for key, cell in only.items():
-        if getattr(m, key) and m.name != cell:
-            raise SeqlabError(f"model.{key} applies to model.name={cell}, not {m.name}")
-    if m.nonlinearity != "tanh" and m.name != "rnn":
-        raise SeqlabError(f"model.nonlinearity applies to model.name=rnn, not {m.name}")
-    if m.gru_form != "pytorch" and m.name != "gru":
-        raise SeqlabError(f"model.gru_form applies to model.name=gru, not {m.name}")
-    if m.name in ("mingru", "minlstm"):
-        unsupported = [k for k in ("layer_norm", "residual", "variational", "recurrent_dropout", "zoneout")
-                       if getattr(m, k)] + (["recurrent_init"] if m.recurrent_init != "default" else []) \
-            + (["recurrent_gain"] if m.recurrent_gain != 1.0 else [])
-        if unsupported:
-            raise SeqlabError(f"model.name={m.name} has no recurrent weights to apply "
-                              f"{', '.join('model.' + k for k in unsupported)} to")
-    if m.layer_norm and m.gru_form == "cho":
-        raise SeqlabError("the layer-normalised GRU uses model.gru_form=pytorch")
-    if m.impl == "fused" and not fused_possible(m):
-        raise SeqlabError(f"model.impl=fused: PyTorch's fused modules have no {m.name} with these options; "
-                          f"use model.impl=auto")
-
-
-def fused_possible(m: ModelConfig) -> bool:
-    """Does nn.RNN / nn.LSTM / nn.GRU compute exactly this model?"""
-    return (m.name in ("rnn", "lstm", "gru") and m.gru_form == "pytorch"
-            and not (m.peephole or m.coupled or m.layer_norm or m.residual or m.variational
-                     or m.recurrent_dropout or m.zoneout))

@@ -20,11 +20,12 @@ from seqlab.io import Output
 from seqlab.cli_bench import BENCHES, add_bench_parser, cmd_bench
 from seqlab.cli_compress import cmd_compress, cmd_decompress
 from seqlab.cli_sample import cmd_sample
-from seqlab.cli_tasks import _eval_task, _task_of, cmd_caption, cmd_classify, cmd_forecast, cmd_tag, cmd_translate
+from seqlab.cli_tasks import _eval_task, offers, cmd_caption, cmd_classify, cmd_forecast, cmd_tag, cmd_translate
 
 
 def _help_table() -> str:
     from seqlab.config import all_keys
+    from seqlab.registry import known
 
     lines = ["options (as section.key=value; defaults shown):"]
     section = ""
@@ -32,9 +33,25 @@ def _help_table() -> str:
         if key.split(".")[0] != section:
             section = key.split(".")[0]
             lines.append(f"  [{section}]")
+        if key in ("model.name", "task.name") and known(key.split(".")[0]):
+            help_text = _registered(key.split(".")[0], help_text)
         shown = f"{key}={default!r}" if isinstance(default, str) else f"{key}={default}"
         lines.append(f"    {shown:<32} {typ.__name__:<5} {help_text}")
     return "\n".join(lines)
+
+
+def _registered(kind: str, help_text: str) -> str:
+    """The help of model.name / task.name with every registered name, a plug-in's too (train --help
+    imports them all), and the models only some tasks build (classify's bow, forecast's ar)."""
+    from seqlab.registry import get, known
+    text = help_text.split(":")[0] + ": " + ", ".join(known(kind))
+    if kind == "model":
+        own = {}
+        for task in known("task"):
+            for name in set(get("task", task).models) - set(known("model")):
+                own.setdefault(name, []).append(task)
+        text += "".join(f"; {name} (task.name={' or '.join(sorted(t))})" for name, t in sorted(own.items()))
+    return text
 
 
 TRAIN_EXAMPLES = """
@@ -58,11 +75,12 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Run `seqlab COMMAND --help` for each command's options.")
     parser.add_argument("--version", action="version", version=f"seqlab {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    from seqlab.cli_verbs import add_to_help
 
     # train ---------------------------------------------------------------------------------
     p = sub.add_parser("train", formatter_class=fmt, help="train a model (a language model, or task.name=...) into a run directory",
                        description="Train a character- or word-level language model with truncated BPTT, or with\n"
-                                   "task.name=classify|tag|translate|conditional|forecast|bilm a supervised model.\n"
+                                   "task.name=NAME another task (task.name below lists them: classify, tag, translate, ...).\n"
                                    "Options come from defaults, then a TOML preset (--config), then\n"
                                    "section.key=value overrides. Ctrl-C saves a checkpoint; --resume continues it.",
                        epilog=_help_table() + "\n" + TRAIN_EXAMPLES)
@@ -173,6 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     # bench (cli_bench.py) ----------------------------------------------------------------------
     add_bench_parser(sub, fmt)
+    add_to_help(sub)                      # the verbs tasks declare, plug-ins' too (cli_verbs.py)
     return parser
 
 
@@ -230,7 +249,7 @@ def cmd_eval(args) -> int:
 
     if args.batch_size is not None and args.batch_size <= 0:
         raise SeqlabError(f"--batch-size must be greater than 0, got {args.batch_size}")
-    if _task_of(args.run) != "lm":
+    if "score" not in offers(args.run):          # not a language model: scored on a split of its data
         return _eval_task(args)
     run = load(args.run, args.device)
     say = lambda m: print(m, file=sys.stderr)                           # noqa: E731
@@ -310,6 +329,14 @@ def main(argv: list[str] | None = None) -> int:
     delegated = _module_main(argv)     # modules with their own parsers, --help included
     if delegated is not None:
         return _guarded(delegated, argv[0])
+    if argv and argv[0] not in COMMANDS and not argv[0].startswith("-"):
+        from seqlab.cli_verbs import find, run_verb
+        verb = find(argv[0])                # a verb a task declares (its own module's)
+        if verb is not None:
+            return _guarded(lambda: run_verb(verb, argv[1:]), argv[0])
+    if argv[:1] == ["train"] and ("-h" in argv or "--help" in argv):
+        from seqlab.options import load_declaring
+        load_declaring()                    # the options families and tasks declare, listed too
     parser = build_parser()
     # Overrides may come before or after options (`train --out R model.hidden_size=8`):
     # argparse stops a nargs="*" positional at the first option, so collect the rest here.

@@ -76,7 +76,8 @@ def _static(run_path: str):
     from seqlab.training.runs import load_run
 
     run = RunDir(Path(run_path)).require()
-    if run.config().data.level != "byte" or run.config().task.name != "lm":
+    from seqlab.registry import get
+    if run.config().data.level != "byte" or "score" not in get("task", run.config().task.name).offered():
         raise SeqlabError(f"{run_path} is not a byte-level language model; train one with "
                           f"`seqlab train data.level=byte ...`, or compress without --model")
     cfg, _, model, _ = load_run(run_path, "cpu")

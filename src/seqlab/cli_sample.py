@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 
 from seqlab import SeqlabError
-from seqlab.cli_tasks import _task_of
+from seqlab.cli_tasks import need, offers
 
 
 def flag(name: str) -> str:
@@ -25,7 +25,7 @@ def cmd_sample(args) -> int:
         return write_tunes(args)
     if args.warmup is not None:
         raise SeqlabError("--warmup is the number of tunes thrown away before --format abc tunes; drop it for text")
-    if _task_of(args.run) == "speech":
+    if "speak" in offers(args.run):
         return write_speech(args)
     if args.seconds is not None:
         raise SeqlabError("--seconds is the length of audio from a task.name=speech run; give --length for text")
@@ -35,22 +35,15 @@ def cmd_sample(args) -> int:
     args.length = 500 if args.length is None else args.length
     check_sampling(args.length, args.temperature, args.top_k, args.top_p, args.beam, args.greedy, args.num_samples,
                    args.alpha, flag, args.seed)
-    task = _task_of(args.run)
-    if task == "conditional" and args.num_samples > 1:
+    need(args.run, "stream", "seqlab sample")
+    if args.num_samples > 1 and "batch sampling" not in offers(args.run):
         raise SeqlabError("--num-samples applies to language-model runs; a conditional run writes one "
                           "sentence per --condition")
-    if task not in ("lm", "conditional"):
-        # classify, tag, translate, caption and forecast runs have a verb of their task's name
-        instead = f"; use `seqlab {task} {args.run} ...`" if task in ("classify", "tag", "translate", "caption", "forecast") else ""
-        raise SeqlabError(f"{args.run} is a task.name={task} run, not a language model; seqlab sample reads "
-                          f"task.name=lm runs{instead}")
-    if args.condition and task != "conditional":
-        raise SeqlabError("--condition applies to task.name=conditional runs")
     if args.prime == "":
         raise SeqlabError("--prime is empty; give some text, or leave --prime out")
     run = load(args.run, args.device)
     options = dict(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, seed=args.seed)
-    word_level = task == "conditional" or run._vocab.level == "word"
+    word_level = run.level == "word"
     lead = (args.prime or "") + (" " if args.prime and word_level else "")
     out = sys.stdout
     if args.num_samples > 1:
@@ -91,7 +84,7 @@ def write_tunes(args) -> int:
         raise SeqlabError(f"--warmup must be from 0 to 1,000 tunes, got {args.warmup:,}")
     if args.beam or args.condition:
         raise SeqlabError("--format abc samples tunes; drop --beam / --condition")
-    if _task_of(args.run) != "lm":
+    if "tunes" not in offers(args.run):
         raise SeqlabError(f"{args.run} is not a language model; --format abc samples from a character model "
                           f"trained on tunes (seqlab train --config configs/folk.toml)")
     out = Path(args.out)
@@ -105,7 +98,7 @@ def write_tunes(args) -> int:
     if head == "":
         raise SeqlabError("--prime is empty; give the start of a tune (e.g. 'T:' or 'T:Reel\nM:4/4'), or leave it out")
     run = load(args.run, args.device)
-    if run._vocab.level == "word":
+    if run.level == "word":
         raise SeqlabError(f"{args.run} is a word-level model; tunes are sampled from character or byte models")
     samples = run.tunes(args.num_samples, head, length, temperature=args.temperature, top_k=args.top_k,
                         top_p=args.top_p, greedy=args.greedy, seed=args.seed,

@@ -78,21 +78,37 @@ def _task_of(run_path: str) -> str:
     return task_of(run_path)
 
 
+def offers(run_path: str) -> tuple[str, ...]:
+    """What the run's task offers (Task.offers and its verbs), read before the weights are loaded."""
+    from seqlab.registry import get
+    return get("task", _task_of(run_path)).offered()
+
+
+def need(run_path: str, offer: str, command: str) -> None:
+    """Refuse `command` on a run whose task does not offer `offer`, naming what it does offer."""
+    from seqlab.registry import get, names
+    mine = offers(run_path)
+    if offer in mine:
+        return
+    tasks = [t for t in names("task") if offer in get("task", t).offered()]
+    verbs = [o for o in mine if " " not in o and o not in ("stream", "score", "tunes", "export", "attention")]
+    instead = f"; use `seqlab {verbs[0]} {run_path} ...`" if verbs else ""
+    what = ", not a language model" if "stream" in [o for t in tasks for o in get("task", t).offered()] else ""
+    raise SeqlabError(f"{run_path} is a task.name={_task_of(run_path)} run{what}; {command} reads "
+                      f"task.name={' or '.join(tasks)} runs{instead}")
+
+
 def _eval_task(args) -> int:
     from seqlab.api import load
     if args.file:
         raise SeqlabError("--file evaluates language models; a task run is evaluated on --split of its data")
-    if _task_of(args.run) == "forecast" and args.split != "test":
-        raise SeqlabError("a forecast run is scored on its test horizon only; use --split test")
     run = load(args.run, args.device)
     result = run.evaluate(args.split, log=lambda m: print(m, file=sys.stderr))
-    if run.task == "forecast":
-        print(json.dumps({"run": args.run, **result}) if args.json else
-              " | ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in result.items()))
-    elif args.json:
+    if args.json:
         print(json.dumps({"run": args.run, "split": args.split, **result}))
     else:
-        print(f"{args.split} split: " + " | ".join(f"{k} {v:.4f}" for k, v in result.items()))
+        print(f"{args.split} split: " + " | ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
+                                                   for k, v in result.items()))
     return 0
 
 
@@ -110,9 +126,7 @@ def _sentences(args) -> list[str]:
 
 def _load_task_run(args, verb: str):
     from seqlab.api import load
-    name = _task_of(args.run)
-    if name != verb:
-        raise SeqlabError(f"{args.run} is a task.name={name} run; `seqlab {verb}` needs a task.name={verb} run")
+    need(args.run, verb, f"`seqlab {verb}`")
     return load(args.run, getattr(args, "device", "auto"))
 
 
@@ -165,12 +179,12 @@ def cmd_forecast(args) -> int:
     picture = output(args.plot, "--plot", args.overwrite)
     run = _load_task_run(args, "forecast")
     future = run.forecast(args.steps)
-    series = run._meta["series"]
+    series = run.meta["series"]
     if args.plot:
         import numpy as np
 
         from seqlab.tasks.forecast_eval import plot_forecast
-        history = np.asarray(run._meta["values"])
+        history = np.asarray(run.meta["values"])
         plot_forecast(picture, history, None, None, {"forecast": future}, show_last=4 * args.steps,
                       title=f"{series}: the next {args.steps} values, fed back step by step")
         print(f"plot: {args.plot}", file=sys.stderr)

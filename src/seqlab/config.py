@@ -17,17 +17,14 @@ from pathlib import Path
 from typing import Any
 
 from seqlab import SeqlabError
-from seqlab.checks import fused_possible, validate  # noqa: F401 - fused_possible re-exported; checks live in checks.py
+from seqlab.checks import validate
+from seqlab.options import DECLARABLE, _DECLARED, _Section, load_declaring, declare, declared, opt  # noqa: F401
 from seqlab.registry import get
 
 
-def opt(default: Any, help: str, **kw: Any) -> Any:
-    """A dataclass field with help text (shown by `--help`)."""
-    return field(default=default, metadata={"help": help, **kw})
-
-
 @dataclass
-class DataConfig:
+class DataConfig(_Section):
+    _section = "data"
     corpus: str = opt("shakespeare", "named corpus (see `seqlab data list`); ignored when data.path is set")
     path: str = opt("", "a UTF-8 text file or a folder of them to use as the corpus instead")
     level: str = opt("char", "tokens: 'char', 'word' (words split on whitespace, <eos> at each line end) or 'byte' "
@@ -41,7 +38,8 @@ class DataConfig:
 
 
 @dataclass
-class ModelConfig:
+class ModelConfig(_Section):
+    _section = "model"
     name: str = opt("lstm", "model: rnn (Elman), jordan, lstm, gru, mingru, minlstm; window, tcn, wavenet; ngram")
     embedding_size: int = opt(64, "size of the token embedding")
     hidden_size: int = opt(512, "units per recurrent layer")
@@ -78,7 +76,8 @@ class ModelConfig:
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(_Section):
+    _section = "train"
     batch_size: int = opt(64, "parallel streams per batch")
     bptt_steps: int = opt(100, "k2 of TBPTT(k1, k2): steps back-propagated through at each update")
     bptt_stride: int = opt(0, "k1 of TBPTT(k1, k2): new tokens per update (0 = same as bptt_steps)")
@@ -120,7 +119,8 @@ class TrainConfig:
 
 
 @dataclass
-class TaskConfig:
+class TaskConfig(_Section):
+    _section = "task"
     name: str = opt("lm", "what to learn: lm (next token), classify, tag, translate, forecast, conditional, bilm, "
                     "sequence (the adding problem, copy memory, pixel MNIST, piano rolls; see tasks/), speech (WaveNet on audio)")
     target: str = opt("class", "classify: 'class' (labels; sentiment: positive when its score > 0) or 'score' (regression)")
@@ -185,6 +185,8 @@ def all_keys() -> list[tuple[str, type, Any, str]]:
         hints = typing.get_type_hints(cls)
         for f in dataclasses.fields(cls):
             rows.append((f"{section}.{f.name}", hints[f.name], f.default, f.metadata.get("help", "")))
+        for name, (typ, default, help_text) in _DECLARED.get(section, {}).items():
+            rows.append((f"{section}.{name}", typ, default, help_text))
     return rows
 
 
@@ -232,13 +234,17 @@ def _convert(key: str, typ: type, value: Any) -> Any:
 
 def _set(cfg: Config, key: str, value: Any) -> None:
     valid = [k for k, *_ in all_keys()]
+    if key not in valid and key.split(".")[0] in DECLARABLE:
+        load_declaring()                    # perhaps a family's or a task's own option
+        valid = [k for k, *_ in all_keys()]
     if key not in valid:
         section = key.split(".")[0]
         near = [k for k in valid if k.startswith(section + ".")] or valid
         raise SeqlabError(f"unknown option {key!r}; valid: {', '.join(near)}")
     section, name = key.split(".", 1)
     sub = getattr(cfg, section)
-    typ = typing.get_type_hints(type(sub))[name]
+    hints = typing.get_type_hints(type(sub))
+    typ = hints[name] if name in hints else _DECLARED[section][name][0]
     setattr(sub, name, _coerce(key, typ, value))
 
 
@@ -323,7 +329,10 @@ def _unused_preset_values(cfg: Config, preset_only: set[str]) -> list[str]:
 
 
 def to_dict(cfg: Config) -> dict[str, Any]:
-    return dataclasses.asdict(cfg)
+    out = dataclasses.asdict(cfg)
+    for section in DECLARABLE:
+        out[section].update(getattr(cfg, section).extras())
+    return out
 
 
 def from_dict(values: dict[str, Any]) -> Config:

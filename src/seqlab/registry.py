@@ -1,25 +1,42 @@
-"""The one place that maps names to classes: models, corpora, benchmarks.
+"""The one place that maps names to classes: models, tasks, verbs, corpora, benchmarks.
 
     @register("model", "lstm")
     class ...
 
 An unknown name is a SeqlabError that lists the valid ones.
+
+Which modules register what is not written here: each distribution says it in its entry
+points, group `seqlab.plugins`, one entry per module, named `KIND.NAME`:
+
+    [project.entry-points."seqlab.plugins"]
+    "model.recurrent" = "seqlab.models.recurrent"     # seqlab's own (pyproject.toml)
+    "task.majority" = "my_package.tasks"               # an installed package's
+
+The first time a kind is asked for, the modules of that kind are imported (`seqlab --help`
+pays for none of them) and they register their entries. A package installed beside seqlab
+adds models, tasks and verbs without a line of seqlab changed; one whose module fails to
+import is skipped with a warning naming it, so it cannot break the built-in ones.
 """
 from __future__ import annotations
 
 import importlib
+import sys
+from importlib import metadata
 from typing import Callable, TypeVar
 
 from seqlab import SeqlabError
 
 T = TypeVar("T")
+GROUP = "seqlab.plugins"
 _REGISTRY: dict[str, dict[str, object]] = {}
+_LOADED: set[str] = set()
+_OWN = __name__.split(".")[0]           # this distribution's top package: its failures are errors
 
 
 def register(kind: str, name: str) -> Callable[[T], T]:
     def add(obj: T) -> T:
         table = _REGISTRY.setdefault(kind, {})
-        if name in table:
+        if name in table and table[name] is not obj:
             raise ValueError(f"{kind} {name!r} registered twice")
         table[name] = obj
         return obj
@@ -40,20 +57,40 @@ def get(kind: str, name: str):
     return table[name]
 
 
-# The modules whose import registers each kind's entries. The registry (floor 0) names them
-# instead of importing them, so the core imports nothing above it: they are loaded by name,
-# lazily, the first time a kind is asked for (`seqlab --help` pays for none of them).
-PROVIDERS: dict[str, tuple[str, ...]] = {
-    "model": ("seqlab.models.hmm", "seqlab.models.ngram", "seqlab.models.recurrent", "seqlab.models.tcn",
-              "seqlab.models.wavenet", "seqlab.models.window"),
-    "benchmark": ("seqlab.bench.bai2018", "seqlab.bench.karpathy2016", "seqlab.bench.suite"),
-    "task": ("seqlab.tasks.bilm", "seqlab.tasks.caption", "seqlab.tasks.classify", "seqlab.tasks.conditional", "seqlab.tasks.forecast",
-             "seqlab.tasks.lm", "seqlab.tasks.sequence", "seqlab.tasks.speech", "seqlab.tasks.tag", "seqlab.tasks.translate"),
-    "corpus": ("seqlab.data.sources",),
-    "dataset": ("seqlab.data.datasets",),
-}
+def known(kind: str) -> list[str]:
+    """The names registered so far, without importing anything (for help texts)."""
+    return sorted(_REGISTRY.get(kind, {}))
+
+
+def find(kind: str, name: str):
+    """The entry, or None where nothing of that kind has the name."""
+    _load(kind)
+    return _REGISTRY.get(kind, {}).get(name)
+
+
+def providers(kind: str | None = None) -> list[tuple[str, str, str]]:
+    """(kind, name, module) of every entry point in the group (of one kind), without importing any."""
+    found = []
+    for ep in metadata.entry_points(group=GROUP):
+        what, _, name = ep.name.partition(".")
+        if kind is None or what == kind:
+            found.append((what, name, ep.value.split(":")[0]))
+    return sorted(set(found))
 
 
 def _load(kind: str) -> None:
-    for module in PROVIDERS.get(kind, ()):
-        importlib.import_module(module)
+    if kind in _LOADED:
+        return
+    _LOADED.add(kind)
+    modules = [module for _, _, module in providers(kind)]
+    if not modules and kind in ("model", "task"):
+        raise SeqlabError(f"no {kind} is registered: seqlab's entry points ({GROUP}) are missing, so this "
+                          f"copy was not installed; run `make venv` (or `pip install -e .`) in its folder")
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except Exception as e:  # noqa: BLE001 - a broken add-on must not take the built-ins down
+            if module.split(".")[0] == _OWN:
+                raise
+            print(f"seqlab: skipping the plug-in module {module} ({GROUP}): it failed to import "
+                  f"({type(e).__name__}: {e})", file=sys.stderr)

@@ -63,9 +63,11 @@ def data_for(task: str, tmp) -> list[str]:
         tone_speech(per_voice=10)
         return ["data=speech", "model=wavenet", "task.length=64", "train.batch_size=4", "model.embedding_size=8",
                 "model.hidden_size=8", "model.num_layers=4", "model.kernel_size=2", "model.dropout=0"]
+    if task == "toy":                   # the plug-in example's task (tests/plugin_example), bits it generates
+        return ["model=toy", "model.toy_width=8", "train.batch_size=8"]
     raise AssertionError(f"no test data for task {task}: add it here")
 
 
-TASKS = ["bilm", "caption", "classify", "conditional", "forecast", "lm", "sequence", "speech", "tag", "translate"]
+TASKS = ["bilm", "caption", "classify", "conditional", "forecast", "lm", "sequence", "speech", "tag", "toy", "translate"]
 
 

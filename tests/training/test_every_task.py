@@ -98,7 +98,7 @@ def torchrun(args: list[str]) -> subprocess.CompletedProcess:
     return done
 
 
-@pytest.mark.parametrize("task", [pytest.param(t, marks=() if t in ("lm", "classify") else pytest.mark.slow)
+@pytest.mark.parametrize("task", [pytest.param(t, marks=() if t in ("lm", "classify", "toy") else pytest.mark.slow)
                                   for t in TASKS])
 def test_two_processes_under_torchrun_equal_one_process(tmp_path, task):
     # SGD: what is compared is the averaged gradient. Adam divides each step by the root of its

@@ -9,6 +9,7 @@ methods.
 from __future__ import annotations
 
 import codecs
+import functools
 import json
 import math
 from pathlib import Path
@@ -22,20 +23,19 @@ from seqlab.api import arguments, verbs
 from seqlab.api.arguments import check_sampling, plain  # noqa: F401  (check_sampling: the CLI's too)
 from seqlab.config import to_dict
 from seqlab.data.sources import read_path
-from seqlab.data.text import load_splits
 from seqlab.data.vocab import BOS, EOS, PAD, SPECIALS, UNK
 from seqlab.decode.beam import beam_search
 from seqlab.decode.sampling import generate, generate_batch
 from seqlab.export.arpa import write_arpa
 from seqlab.export.onnx import export_onnx, exportable, onnx_refusal
 from seqlab.io import Output
-from seqlab.tasks.forecast import load_forecaster
-from seqlab.tasks.tbptt import evaluate, summary, token_log_probs
+from seqlab.registry import get, names
+from seqlab.tasks.tbptt import summary, token_log_probs
 from seqlab.training.checkpoint import RunDir
 from seqlab.training.plots import read_metrics
-from seqlab.training.runs import load_run, load_trained
+from seqlab.training.runs import evaluate_trained, open_trained
+from seqlab.training.task import Opened
 
-LM_TASKS = ("lm", "conditional")
 EXPORT_FORMATS = ("onnx", "arpa")
 
 
@@ -52,16 +52,11 @@ class Run:
         self.path = Path(arguments.path(path, "path"))
         arguments.text(device, "device", optional=False)
         folder = RunDir(self.path).require()
-        self._cfg = folder.config()
-        self.task: str = self._cfg.task.name
-        self._task = self._vocab = self._meta = None
-        if self.task == "lm":
-            self._cfg, self._vocab, self.model, self.device = load_run(str(self.path), device)
-        elif self.task == "forecast":
-            self._cfg, self._meta, self.model = load_forecaster(self.path)
-            self.device = torch.device("cpu")
-        else:
-            self._cfg, self._task, self.model, self.device = load_trained(self.path, device)
+        self.task: str = folder.config().task.name
+        self._kind = get("task", self.task)           # the task opens its own runs
+        opened = open_trained(self.path, device)
+        self._cfg, self.model, self.device = opened.cfg, opened.model, opened.device
+        self._task, self._vocab, self._meta = opened.task, opened.vocab, opened.meta
 
     def __repr__(self) -> str:
         return f"<seqlab.Run {str(self.path)!r}: task {self.task}, model {self._cfg.model.name}>"
@@ -75,12 +70,46 @@ class Run:
 
     @property
     def vocab(self) -> list[str]:
-        """The tokens by id (a task run: its input vocabulary; a forecast run has none: [])."""
+        """The tokens by id (a task run: its input vocabulary; a run without tokens: [])."""
         if self._vocab is not None:
             return list(self._vocab.itos)
-        if self.task == "forecast":
+        if self._task is None:
             return []
         return list(RunDir(self.path).vocab().itos)
+
+    @property
+    def level(self) -> str:
+        """'char', 'word' or 'byte': what a language model's tokens are ('' for other runs)."""
+        return self._vocab.level if self._vocab is not None else ""
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        """What the task saved besides the weights (RUN/task.json: label names, a forecast's series)."""
+        return dict(self._meta or {})
+
+    @property
+    def prepared_task(self):
+        """The run's task object with its vocabularies and labels restored (no data read), for
+        the task's own verbs; None for a run whose task keeps none (a language model's)."""
+        return self._task
+
+    @property
+    def offers(self) -> tuple[str, ...]:
+        """What this run does besides evaluate: its task's methods and verbs (run.<name>)."""
+        return self._kind.offered()
+
+    def __getattr__(self, name: str):
+        # a verb the run's task declares (training/task.Verb) is a method of its runs
+        if not name.startswith("_") and "_kind" in self.__dict__:
+            for verb in self._kind.verbs:
+                if verb.name == name:
+                    return functools.partial(verb.call, self)
+            if any(v.name == name for t in names("task") for v in get("task", t).verbs):
+                self._need(name, name)
+        raise AttributeError(f"{type(self).__name__} has no attribute {name!r}")
+
+    def __dir__(self):
+        return sorted(set(super().__dir__()) | {v.name for v in self._kind.verbs})
 
     @property
     def metrics(self) -> list[dict[str, Any]]:
@@ -95,13 +124,13 @@ class Run:
         except (OSError, ValueError):
             return {}
 
-    def _need(self, verb: str, *tasks: str) -> None:
-        if self.task not in tasks:
-            instead = {"classify": "classify", "tag": "tag", "translate": "translate", "forecast": "forecast",
-                       "caption": "caption", "speech": "speak",
-                       "lm": "sample / score", "conditional": "sample"}.get(self.task, "evaluate")
+    def _need(self, verb: str, offer: str) -> None:
+        """Refuse `verb` unless this run's task offers `offer`, naming the tasks that do."""
+        if offer not in self.offers:
+            tasks = [t for t in names("task") if offer in get("task", t).offered()]
+            mine = " / ".join(o for o in self.offers if " " not in o) or "evaluate"
             raise SeqlabError(f"{self.path} is a task.name={self.task} run; {verb} needs a "
-                              f"task.name={' or '.join(tasks)} run (this one offers {instead})")
+                              f"task.name={' or '.join(tasks)} run (this one offers {mine})")
 
     # -- language models ------------------------------------------------------------------------
 
@@ -118,7 +147,8 @@ class Run:
         arguments.text(condition, "condition")
         arguments.text(stop, "stop")
         if num_samples > 1 or stop:
-            self._need("sampling several continuations" if num_samples > 1 else "sampling up to a stop", "lm")
+            self._need("sampling several continuations" if num_samples > 1 else "sampling up to a stop",
+                       "batch sampling")
             ids, banned, vocab, _ = self._lm_prime(prime, plain)
             if stop is not None and (vocab.level == "word" or beam or vocab.unknown(stop)):
                 raise SeqlabError("stop applies to sampling from character or byte models, with characters "
@@ -162,14 +192,15 @@ class Run:
         check_sampling(length, temperature, top_k, top_p, beam, greedy, 1, alpha, name, seed)
         arguments.text(prime, "prime", name)
         arguments.text(condition, "condition", name)
-        self._need("sampling", *LM_TASKS)
+        self._need("sampling", "stream")
         generator = torch.Generator().manual_seed(seed) if seed is not None else None
-        if self.task == "conditional":
-            yield from verbs.sample_conditional(self, prime, length, temperature, top_k, top_p, greedy, beam, alpha,
-                                                generator, condition, name)
+        if self._task is not None:           # a task of its own that samples (a conditional LM)
+            yield from self._task.stream_sample(self.model, prime, length, temperature, top_k, top_p, greedy, beam,
+                                                alpha, generator, condition, name)
             return
         if condition:
-            raise SeqlabError(f"{name('condition')} applies to task.name=conditional runs")
+            raise SeqlabError(f"{name('condition')} applies to language models conditioned on a class "
+                              f"(task.name=conditional)")
         ids, banned, vocab, _ = self._lm_prime(prime, name)
         if beam:
             yield vocab.decode(beam_search(self.model, ids, length, beam, alpha=alpha, banned=banned)[0].tokens)
@@ -216,7 +247,7 @@ class Run:
         the first token is predicted after a line break), their mean loss, total bits and bits per
         token. Tokens outside the vocabulary count as <unk> and are listed under "unknown".
         streams=S > 1 scores S contiguous segments side by side (faster; each starts afresh)."""
-        self._need("score", "lm")
+        self._need("score", "score")
         arguments.text(text, "text", optional=False)
         arguments.whole(streams, "streams", low=1, high=1 << 16)
         vocab = self._vocab
@@ -243,10 +274,8 @@ class Run:
             arguments.whole(streams, "streams", low=1, high=1 << 16)
         if split not in ("train", "valid", "test"):
             raise SeqlabError(f"split must be train, valid or test; got {split!r}")
-        if self.task != "lm":
-            if file is not None:
-                raise SeqlabError("file= evaluates language models; a task run is evaluated on a split of its data")
-            return verbs.evaluate_task(self, split, say)
+        if file is not None and "score" not in self.offers:
+            raise SeqlabError("file= evaluates language models; a task run is evaluated on a split of its data")
         if file is not None:
             text = read_path(str(file), log=say)
             scored = self.score(text, streams=streams or 1)
@@ -254,14 +283,8 @@ class Run:
             if scored["unknown"]:
                 result["unknown"] = scored["unknown"]
             return result
-        splits = load_splits(self._cfg.data, log=say)
-        if splits.vocab != self._vocab:
-            raise SeqlabError(f"the corpus has changed since {self.path} was trained (its vocabulary differs)")
-        ids, what = splits.get(split), f"{split} split of {splits.source}"
-        if len(ids) < 2:
-            raise SeqlabError(f"{what} has {len(ids)} tokens; need at least 2 to score")
-        nats, count = evaluate(self.model, ids, streams or 32, self._cfg.train.bptt_steps, self.device)
-        return {"data": what, "tokens": count, **summary(nats, self._cfg.data.level)}
+        opened = Opened(self._cfg, self.model, self.device, task=self._task, vocab=self._vocab, meta=self._meta)
+        return evaluate_trained(self.path, opened, split, say, streams)
 
     # -- other tools' formats (export/) -----------------------------------------------------------
 
@@ -272,7 +295,7 @@ class Run:
         arguments.path(path, "path")
         arguments.text(format, "format")
         fmt = export_format(path, format)
-        self._need("export", "lm")
+        self._need("export", "export")
         family = self._cfg.model.name
         if fmt == "arpa" and family != "ngram":
             other = "; it exports with format onnx" if onnx_refusal(self.model, family) is None else \
@@ -310,7 +333,7 @@ class Run:
     def attention(self, sentence: str, *, beam: int | None = None) -> dict[str, Any]:
         """The attention weights of one translation: {"weights": (target + 1, source) array,
         "source": tokens, "target": tokens + ['<eos>'], "translation": text}."""
-        self._need("attention", "translate")
+        self._need("attention", "attention")
         return verbs.attention(self, sentence, beam)
 
     def caption(self, images, *, beam: int | None = None, alpha: float | None = None) -> list[dict[str, Any]]:
@@ -325,7 +348,7 @@ class Run:
         """A task.name=speech run's WaveNet speaking for `seconds` in `voice` (one of its voices;
         None for a model trained without speakers): float samples in [-1, 1] at 8 kHz, drawn one
         at a time through the per-layer queues."""
-        self._need("speaking", "speech")
+        self._need("speaking", "speak")
         check_sampling(1, temperature, top_k, top_p, 0, False, 1, 0.6, plain, seed)
         arguments.text(voice, "voice")
         arguments.number(seconds, "seconds")

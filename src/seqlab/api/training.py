@@ -9,7 +9,7 @@ from typing import Any, Callable, Mapping, Sequence
 from seqlab import SeqlabError
 from seqlab.api import arguments
 from seqlab.api.run import Run
-from seqlab.config import SHORTHAND, Config, apply, from_dict, load_config, parse_overrides, to_dict, validate
+from seqlab.config import SHORTHAND, Config, TaskConfig, apply, from_dict, load_config, parse_overrides, to_dict, validate
 from seqlab.training.checkpoint import RunDir
 from seqlab.training.engine import fit
 
@@ -57,7 +57,7 @@ def to_config(config: ConfigLike, base: Config | None = None) -> Config:
 def default_out(cfg: Config) -> Path:
     """runs/[TASK-]MODEL-SOURCE, as `seqlab train` names a run it is not given a folder for."""
     source = Path(cfg.data.path).stem if cfg.data.path else cfg.data.corpus
-    task = "" if cfg.task.name == "lm" else f"{cfg.task.name}-"
+    task = "" if cfg.task.name == TaskConfig.name else f"{cfg.task.name}-"      # the default task: no prefix
     return Path("runs") / f"{task}{cfg.model.name}-{source}"
 
 

@@ -1,11 +1,10 @@
-"""The task verbs of a loaded Run (run.py): classify, tag, translate, attention, caption, forecast,
-a task run's evaluation, and a conditional LM's sentence of a class. Each takes the Run and
+"""The task verbs of a loaded Run (run.py): classify, tag, translate, attention, caption, forecast, speak. Each takes the Run and
 returns plain Python and NumPy values."""
 from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -14,17 +13,14 @@ from seqlab import SeqlabError
 from seqlab.data.audio import RATE
 from seqlab.data.scenes import HEIGHT, WIDTH, read_image
 from seqlab.data.sequences import seq2seq_batch
-from seqlab.data.vocab import BOS, EOS, PAD, UNK
-from seqlab.decode.beam import beam_search
+from seqlab.data.vocab import BOS
 from seqlab.decode.sampling import generate
 from seqlab.models.captioner import grid_of
 from seqlab.tasks.base import words
 from seqlab.tasks.caption import image_tensor
-from seqlab.tasks.conditional import Conditioned
 from seqlab.tasks.forecast import forecast_future
 from seqlab.tasks.speech import LEVELS, SILENCE, Speaking
 from seqlab.models.wavenet import mu_law_decode
-from seqlab.training.runs import evaluate_run
 
 Run = Any          # a seqlab.api.run.Run: it imports this module, so this one names it only
 
@@ -101,38 +97,6 @@ def forecast(run: Run, steps: int) -> np.ndarray:
     if not isinstance(steps, int) or steps <= 0:
         raise SeqlabError(f"steps must be a whole number greater than 0, got {steps}")
     return forecast_future(run.path, steps)[1]
-
-
-def evaluate_task(run: Run, split: str, log: Callable[[str], None]) -> dict[str, Any]:
-    if run.task == "forecast":
-        meta = run._meta
-        if split != "test":
-            raise SeqlabError("a forecast run is scored on its test horizon only; use split='test'")
-        return {"horizon": meta["horizon"], **meta["test"],
-                **{f"seasonal_naive_{k}": v for k, v in meta["seasonal_naive_test"].items()}}
-    return evaluate_run(run.path, split, str(run.device), log=log)
-
-
-def sample_conditional(run: Run, prime: str | None, length: int, temperature: float, top_k: int, top_p: float,
-                       greedy: bool, beam: int, alpha: float, generator, condition: str | None,
-                       name: Callable[[str], str]) -> Iterator[str]:
-    """The words of a sentence of class `condition` from a conditional LM that follow the prime's words."""
-    task = run._task
-    if condition not in task.labels:
-        raise SeqlabError(f"{name('condition')} must be one of {', '.join(task.labels)}; got {condition!r}")
-    lm = Conditioned(run.model, task.labels.index(condition)).eval()
-    prime_ids = [BOS] + ([task.vocab.stoi.get(w, UNK) for w in prime.split()] if prime else [])
-    banned = (PAD, UNK, BOS)
-    if beam:
-        ids = beam_search(lm, prime_ids, length, beam, alpha=alpha, banned=banned, eos_id=EOS)[0].tokens
-    else:
-        ids = []
-        for token in generate(lm, prime_ids, length, greedy=greedy, temperature=temperature, top_k=top_k,
-                              top_p=top_p, banned=banned, generator=generator):
-            if token == EOS:
-                break
-            ids.append(token)
-    yield " ".join(task.vocab.itos[i] for i in ids if i != EOS)
 
 
 def caption(run: Run, images, beam: int | None, alpha: float | None) -> list[dict[str, Any]]:

@@ -95,3 +95,12 @@ def is_count_model(model) -> bool:
     """Fitted by counting (`fit(tokens)`, saved with `state_arrays`), not by gradients:
     the n-gram and the HMM. The one question the trainer and the loaders ask of a family."""
     return hasattr(model, "fit") and not any(p.requires_grad for p in model.parameters())
+
+
+def check_range(cfg, key: str, low: int, high: int | None = None) -> None:
+    """A family's `check` of one integer option: model.KEY in [low, high], else a one-line refusal."""
+    value = getattr(cfg, key)
+    if value < low or (high is not None and value > high):
+        from seqlab import SeqlabError
+        raise SeqlabError(f"model.{key} must be " + (f"{low}-{high}" if high is not None else f"{low} or more")
+                          + f", got {value}")

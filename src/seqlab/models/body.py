@@ -24,7 +24,7 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from seqlab import SeqlabError
-from seqlab.config import ModelConfig, fused_possible
+from seqlab.config import ModelConfig
 from seqlab.models.cells import ElmanCell, GRUCell, JordanCell, LSTMCell
 from seqlab.models.kernels.fused import MODULES
 from seqlab.models.minimal import MinimalStack
@@ -51,6 +51,48 @@ def body_options(cfg: ModelConfig) -> tuple[str, ...]:
         unused.add("variational")
     chrono = ("chrono",) if cfg.name in ("lstm", "gru") and uses_fused(cfg) else ()
     return tuple(o for o in BODY_OPTIONS[cfg.name] if o not in unused) + chrono
+
+
+def fused_possible(m: ModelConfig) -> bool:
+    """Does nn.RNN / nn.LSTM / nn.GRU compute exactly this model?"""
+    return (m.name in ("rnn", "lstm", "gru") and m.gru_form == "pytorch"
+            and not (m.peephole or m.coupled or m.layer_norm or m.residual or m.variational
+                     or m.recurrent_dropout or m.zoneout))
+
+
+def check_recurrent(m: ModelConfig) -> None:
+    """The rules of the recurrent options (the recurrent families' `check`, run by checks.validate)."""
+    choices = {"nonlinearity": ("tanh", "relu"), "gru_form": ("pytorch", "cho"), "impl": ("auto", "fused", "fast", "loop"),
+               "recurrent_init": ("default", "orthogonal", "identity")}
+    for key in ("recurrent_dropout", "zoneout"):
+        if not 0.0 <= getattr(m, key) < 1.0:
+            raise SeqlabError(f"model.{key} must be in [0, 1), got {getattr(m, key)}")
+    if not m.recurrent_gain > 0:
+        raise SeqlabError(f"model.recurrent_gain must be greater than 0, got {m.recurrent_gain}")
+    if m.norm_stabilizer < 0:
+        raise SeqlabError(f"model.norm_stabilizer must be 0 or more, got {m.norm_stabilizer}")
+    for key, valid in choices.items():
+        if getattr(m, key) not in valid:
+            raise SeqlabError(f"model.{key} must be one of {', '.join(valid)}; got {getattr(m, key)!r}")
+    for key, cell in (("peephole", "lstm"), ("coupled", "lstm")):
+        if getattr(m, key) and m.name != cell:
+            raise SeqlabError(f"model.{key} applies to model.name={cell}, not {m.name}")
+    if m.nonlinearity != "tanh" and m.name != "rnn":
+        raise SeqlabError(f"model.nonlinearity applies to model.name=rnn, not {m.name}")
+    if m.gru_form != "pytorch" and m.name != "gru":
+        raise SeqlabError(f"model.gru_form applies to model.name=gru, not {m.name}")
+    if m.name in ("mingru", "minlstm"):
+        unsupported = [k for k in ("layer_norm", "residual", "variational", "recurrent_dropout", "zoneout")
+                       if getattr(m, k)] + (["recurrent_init"] if m.recurrent_init != "default" else []) \
+            + (["recurrent_gain"] if m.recurrent_gain != 1.0 else [])
+        if unsupported:
+            raise SeqlabError(f"model.name={m.name} has no recurrent weights to apply "
+                              f"{', '.join('model.' + k for k in unsupported)} to")
+    if m.layer_norm and m.gru_form == "cho":
+        raise SeqlabError("the layer-normalised GRU uses model.gru_form=pytorch")
+    if m.impl == "fused" and not fused_possible(m):
+        raise SeqlabError(f"model.impl=fused: PyTorch's fused modules have no {m.name} with these options; "
+                          f"use model.impl=auto")
 
 
 def cell_factory(cfg: ModelConfig):
@@ -93,15 +135,51 @@ def build_recurrent(cfg: ModelConfig, input_size: int, bidirectional: bool = Fal
 
 @torch.no_grad()
 def set_forget_bias(rnn: nn.Module, cfg: ModelConfig) -> None:
-    """A fused LSTM's forget-gate bias to model.forget_bias (Gers et al. 2000; Jozefowicz et al.
-    2015): gates are stacked (i, f, g, o) and both bias vectors feed f, so each gets half.
-    (seqlab's LSTMCell sets its own.)"""
-    if cfg.name != "lstm" or not isinstance(rnn, nn.LSTM):
+    """A fused LSTM's (or nn.LSTMCell's) forget-gate bias to model.forget_bias (Gers et al. 2000;
+    Jozefowicz et al. 2015): gates are stacked (i, f, g, o) and both bias vectors feed f, so each
+    gets half. (seqlab's LSTMCell sets its own.)"""
+    if not has_cell(cfg) or not isinstance(rnn, (nn.LSTM, nn.LSTMCell)):
         return
     H = cfg.hidden_size
-    for name, p in rnn.named_parameters():
-        if name.startswith("bias"):
-            p[H:2 * H].fill_(cfg.forget_bias / 2)
+    with torch.no_grad():
+        for name, p in rnn.named_parameters():
+            if name.startswith("bias"):
+                p[H:2 * H].fill_(cfg.forget_bias / 2)
+
+
+# -- what a recurrent state is: the one place that knows the LSTM carries a cell ------------------
+
+def has_cell(cfg: ModelConfig) -> bool:
+    """Does model.name's state carry a memory cell beside h (the LSTM's (h, c))?"""
+    return cfg.name == "lstm"
+
+
+def state_from_hidden(cfg: ModelConfig, h: Tensor):
+    """The recurrent state whose hidden part is `h` (B, L, H): (h, zero cell) for the LSTM."""
+    return (h, torch.zeros_like(h)) if has_cell(cfg) else h
+
+
+def zero_state(cfg: ModelConfig, batch_size: int, layers: int, like: Tensor):
+    """The initial state (B, layers, H) of zeros, a pair for the LSTM, on `like`'s device and dtype."""
+    return state_from_hidden(cfg, like.new_zeros(batch_size, layers, cfg.hidden_size))
+
+
+def hidden_of(state):
+    """The hidden part h of a recurrent state (the LSTM's pair's first)."""
+    return state[0] if isinstance(state, tuple) else state
+
+
+def step_cell(cfg: ModelConfig, size_in: int) -> nn.Module:
+    """One layer's PyTorch cell stepped by hand (nn.LSTMCell / GRUCell / RNNCell), for a decoder
+    whose every step reads attention, with model.forget_bias applied as build_recurrent does."""
+    H = cfg.hidden_size
+    if has_cell(cfg):
+        cell = nn.LSTMCell(size_in, H)
+        set_forget_bias(cell, cfg)
+        return cell
+    if cfg.name == "gru":
+        return nn.GRUCell(size_in, H)
+    return nn.RNNCell(size_in, H, nonlinearity=cfg.nonlinearity)
 
 
 def init_recurrent_weights(rnn: nn.Module, cfg: ModelConfig) -> None:

@@ -20,7 +20,8 @@ import torch
 from torch import Tensor, nn
 from seqlab import SeqlabError
 from seqlab.config import ModelConfig
-from seqlab.models.body import body_options, build_recurrent, init_recurrent_weights, run_recurrent, uses_fused
+from seqlab.models.body import (body_options, build_recurrent, hidden_of, init_recurrent_weights, run_recurrent,
+                                uses_fused)
 from seqlab.tokens import PAD
 
 ENCODER_CELLS = ("rnn", "jordan", "lstm", "gru")
@@ -40,7 +41,6 @@ class SequenceEncoder(nn.Module):
                               f"use one of {', '.join(ENCODER_CELLS)}")
         self.hidden_size, self.num_layers = cfg.hidden_size, cfg.num_layers
         self.directions = 2 if bidirectional else 1
-        self.is_lstm = cfg.name == "lstm"
         self.embedding = nn.Embedding(vocab_size, cfg.embedding_size, padding_idx=PAD) if not input_size else None
         size_in = input_size or cfg.embedding_size
         self.dropout = nn.Dropout(cfg.dropout)
@@ -64,7 +64,7 @@ class SequenceEncoder(nn.Module):
 
         The forward direction's final state has read the whole sequence left to right and
         the backward one right to left, so together they summarise it (many-to-one)."""
-        h = state[0] if self.is_lstm else state                                           # (B, L*D, H)
+        h = hidden_of(state)                                                              # (B, L*D, H)
         top = h[:, (self.num_layers - 1) * self.directions:]                              # (B, D, H)
         return top.reshape(h.size(0), -1)
 

@@ -37,7 +37,7 @@ from torch import Tensor, nn
 from seqlab import SeqlabError
 from seqlab.config import ModelConfig
 from seqlab.models.base import State, model_device
-from seqlab.models.body import RECURRENT_NAMES, build_recurrent, init_recurrent_weights, run_recurrent
+from seqlab.models.body import RECURRENT_NAMES, build_recurrent, init_recurrent_weights, run_recurrent, zero_state
 
 
 class RNNForecaster(nn.Module):
@@ -59,6 +59,7 @@ class RNNForecaster(nn.Module):
         # dropout between layers only: the recurrent path is never dropped (Zaremba et al. 2014)
         body = dataclasses.replace(options or ModelConfig(forget_bias=0.0), name=cell, hidden_size=hidden_size,
                                    num_layers=num_layers, dropout=dropout)
+        self.body = body
         self.rnn = build_recurrent(body, self.input_size)                                # models/body.py
         init_recurrent_weights(self.rnn, body)
         self.dropout = nn.Dropout(dropout)
@@ -68,9 +69,7 @@ class RNNForecaster(nn.Module):
         return f"cell={self.cell!r}, input_size={self.input_size}"
 
     def init_state(self, batch_size: int) -> State:
-        w = self.head.weight
-        zeros = torch.zeros(batch_size, self.num_layers, self.hidden_size, dtype=w.dtype, device=w.device)
-        return (zeros, zeros.clone()) if self.cell == "lstm" else zeros              # (B, L, H)
+        return zero_state(self.body, batch_size, self.num_layers, self.head.weight)    # (B, L, H)
 
     def forward(self, x: Tensor, state: State = None) -> tuple[Tensor, State]:
         if x.dim() == 2:

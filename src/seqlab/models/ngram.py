@@ -67,36 +67,42 @@ from torch import Tensor, nn
 from seqlab import SeqlabError
 from seqlab.config import ModelConfig
 from seqlab.models.ngram_counts import count_ngrams, estimate_discounts, token_dtype
+from seqlab.models.base import check_range
+from seqlab.models.ngram_state import SMOOTHINGS, NGramArrays
 from seqlab.registry import register
 from seqlab.tokens import BOS, PAD
 
 __all__ = ["MAX_ORDER", "SMOOTHINGS", "NGramLM", "count_ngrams", "estimate_discounts", "perplexity"]
 
-SMOOTHINGS = ("add_k", "witten_bell", "kneser_ney", "modified_kneser_ney")
 MAX_ORDER = 20
-FORMAT_VERSION = 1
 _CHUNK_ELEMENTS = 1 << 22          # rows × V per block of dense distributions (32 MiB of float64)
 _CHUNK_POSITIONS = 1 << 18         # positions per block of target-only scoring (n ids of int64 each)
 
 
-class NGramLM(nn.Module):
+class NGramLM(NGramArrays, nn.Module):
     """An n-gram language model behind the sequence-model interface: `fit` counts, then
     `forward` / `step` return real log-probabilities (B, T, V) / (B, V) usable as logits;
     `target_log_probs` (B, T) and `stream_log_probs` (N,) only those of given targets, for
     scoring. The state is the last n−1 tokens (B, n−1), <bos> at the start."""
 
     fitted_by_counting = True     # in one pass: the optimiser's train.* options do not apply
-    options = staticmethod(  # the model.* options this family honours
-        lambda cfg: ("order", "smoothing") + (("add_k",) if cfg.smoothing == "add_k" else ()))
+    @staticmethod
+    def options(cfg: ModelConfig) -> tuple[str, ...]:
+        """The model.* options this family honours."""
+        return ("order", "smoothing") + (("add_k",) if cfg.smoothing == "add_k" else ())
 
-    def __init__(self, cfg: ModelConfig, vocab_size: int):
-        super().__init__()
-        if not 1 <= cfg.order <= MAX_ORDER:
-            raise SeqlabError(f"model.order must be 1-{MAX_ORDER}, got {cfg.order}")
+    @staticmethod
+    def check(cfg: ModelConfig) -> None:
+        """The family's rules: checks.validate runs them, and so does building one."""
+        check_range(cfg, "order", 1, MAX_ORDER)
         if cfg.smoothing not in SMOOTHINGS:
             raise SeqlabError(f"model.smoothing must be one of {', '.join(SMOOTHINGS)}; got {cfg.smoothing!r}")
         if cfg.smoothing == "add_k" and not cfg.add_k > 0:
             raise SeqlabError(f"model.add_k must be greater than 0, got {cfg.add_k}")
+
+    def __init__(self, cfg: ModelConfig, vocab_size: int):
+        super().__init__()
+        self.check(cfg)
         if vocab_size < 4:
             raise SeqlabError(f"the n-gram model needs the four specials in the vocabulary, got {vocab_size}")
         self.order, self.vocab_size = cfg.order, vocab_size
@@ -354,40 +360,6 @@ class NGramLM(nn.Module):
         self._check_ids(y)
         log_probs = self._target_log_probs(self._reversed_contexts(full, 1, T), y)     # (B*T,)
         return torch.from_numpy(log_probs.reshape(B, T)).to(x.device), new_state
-
-    # -- saving -------------------------------------------------------------------------
-
-    def state_arrays(self) -> dict[str, np.ndarray]:
-        """Numeric arrays only (safetensors-ready); `from_state_arrays` restores the model."""
-        meta = [FORMAT_VERSION, self.order, self.vocab_size, SMOOTHINGS.index(self.smoothing),
-                self.n_tokens, int(self.fitted)]
-        out = {"meta": np.array(meta, np.int64), "add_k": np.array([self.add_k])}
-        for k, arrays in enumerate(self._levels, start=1):
-            for name, a in zip(("context_keys", "offsets", "words", "counts"), arrays):
-                out[f"order{k}.{name}"] = np.ascontiguousarray(a)
-        return out
-
-    @classmethod
-    def from_state_arrays(cls, arrays: dict[str, np.ndarray]) -> "NGramLM":
-        try:
-            version, order, vocab_size, smoothing, n_tokens, fitted = (int(v) for v in arrays["meta"])
-            if version != FORMAT_VERSION:
-                raise ValueError(f"format version {version}, expected {FORMAT_VERSION}")
-            cfg = ModelConfig(name="ngram", order=order, smoothing=SMOOTHINGS[smoothing],
-                              add_k=float(arrays["add_k"][0]))
-            model = cls(cfg, vocab_size)
-            if fitted:
-                levels = []
-                for k in range(1, order + 1):
-                    keys, offsets, words, counts = (arrays[f"order{k}.{name}"] for name in
-                                                    ("context_keys", "offsets", "words", "counts"))
-                    if offsets.size != keys.size + 1 or offsets[-1] != words.size or words.size != counts.size:
-                        raise ValueError(f"order {k}: inconsistent array sizes")
-                    levels.append((keys, offsets, words, counts))
-                model._set_levels(levels, n_tokens)
-        except (KeyError, ValueError, IndexError) as e:
-            raise SeqlabError(f"not a seqlab n-gram state ({e})") from None
-        return model
 
 
 def perplexity(model: NGramLM, tokens: np.ndarray) -> tuple[float, int]:

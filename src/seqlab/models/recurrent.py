@@ -21,14 +21,15 @@ from torch import Tensor, nn
 from seqlab.config import ModelConfig
 from seqlab.models.kernels import fused_step
 from seqlab.models.base import State
-from seqlab.models.body import (RECURRENT_NAMES, body_options, build_recurrent, init_recurrent_weights,
-                                run_recurrent, set_forget_bias, uses_fused)
+from seqlab.models.body import (RECURRENT_NAMES, body_options, build_recurrent, check_recurrent,
+                                init_recurrent_weights, run_recurrent, set_forget_bias, uses_fused, zero_state)
 from seqlab.models.stack import sequence_mask
 from seqlab.registry import register
 
 
 class RecurrentLM(nn.Module):
     """A token-level language model over a stack of recurrent layers."""
+    check = staticmethod(check_recurrent)     # the rules of the recurrent options (models/body.py)
 
     @staticmethod
     def options(cfg: ModelConfig) -> tuple[str, ...]:
@@ -61,9 +62,7 @@ class RecurrentLM(nn.Module):
     # -- the SequenceModel protocol ----------------------------------------------------
 
     def init_state(self, batch_size: int) -> State:
-        w = self.head.weight
-        zeros = torch.zeros(batch_size, self.cfg.num_layers, self.cfg.hidden_size, dtype=w.dtype, device=w.device)
-        return (zeros, zeros.clone()) if self.kind == "lstm" else zeros      # (B, L, H)
+        return zero_state(self.cfg, batch_size, self.cfg.num_layers, self.head.weight)     # (B, L, H)
 
     def forward(self, x: Tensor, state: State = None) -> tuple[Tensor, State]:
         # x: (B, T) token ids; state: batch-first (B, L, H), or a pair of them for the LSTM

@@ -58,6 +58,7 @@ from torch import Tensor, nn
 
 from seqlab import SeqlabError
 from seqlab.config import ModelConfig
+from seqlab.models.body import has_cell, hidden_of, step_cell
 from seqlab.models.encoder import SequenceEncoder, lengths_mask
 from seqlab.tokens import BOS, EOS, PAD
 
@@ -187,32 +188,20 @@ class Seq2Seq(nn.Module):
                               f"got {cfg.hidden_size}")
         H, E, L = cfg.hidden_size, cfg.embedding_size, cfg.num_layers
         self.attention_kind, self.hidden_size, self.num_layers = attention, H, L
-        self.is_lstm = cfg.name == "lstm"
+        self.has_cell = has_cell(cfg)              # the LSTM's state carries c beside h (models/body.py)
         self.feeds = attention.startswith("luong") and input_feeding
         self.encoder = SequenceEncoder(dataclasses.replace(cfg, hidden_size=H // 2), src_vocab_size,
                                        bidirectional=True)
         self.bridge = nn.Linear(H, H)
-        self.bridge_cell = nn.Linear(H, H) if self.is_lstm else None
+        self.bridge_cell = nn.Linear(H, H) if self.has_cell else None
         self.embedding = nn.Embedding(tgt_vocab_size, E, padding_idx=PAD)
         self.dropout = nn.Dropout(cfg.dropout)
         size_in = E + (H if attention == "bahdanau" or self.feeds else 0)
-        self.cells = nn.ModuleList(self._cell(cfg, size_in if layer == 0 else H, H) for layer in range(L))
+        self.cells = nn.ModuleList(step_cell(cfg, size_in if layer == 0 else H) for layer in range(L))
         self.attention = SCORES[attention](H) if attention != "none" else None
         self.readout = nn.Linear(2 * H + E, H) if attention == "bahdanau" else None        # deep output
         self.combine = nn.Linear(2 * H, H, bias=False) if attention.startswith("luong") else None  # W_c
         self.output = nn.Linear(H, tgt_vocab_size)
-
-    @staticmethod
-    def _cell(cfg: ModelConfig, size_in: int, H: int) -> nn.Module:
-        if cfg.name == "lstm":
-            cell = nn.LSTMCell(size_in, H)
-            with torch.no_grad():   # gates stacked (i, f, g, o); both biases feed f: split the forget bias
-                cell.bias_ih[H:2 * H].fill_(cfg.forget_bias / 2)
-                cell.bias_hh[H:2 * H].fill_(cfg.forget_bias / 2)
-            return cell
-        if cfg.name == "gru":
-            return nn.GRUCell(size_in, H)
-        return nn.RNNCell(size_in, H, nonlinearity=cfg.nonlinearity)
 
     # -- encoder and one decoder step ------------------------------------------------------------
 
@@ -222,10 +211,10 @@ class Seq2Seq(nn.Module):
         B, S, H = annotations.shape
         mask = lengths_mask(src_lengths.to(src.device), S)                    # (B, S)
         keys = self.attention.keys(annotations) if self.attention is not None else annotations  # (B, S, H)
-        h_final = final[0] if self.is_lstm else final                         # (B, 2L, H/2)
+        h_final = hidden_of(final)                                            # (B, 2L, H/2)
         # layer by layer, forward before backward: a reshape puts [→h^l; ←h^l] side by side
         state = {"h": torch.tanh(self.bridge(h_final.reshape(B, self.num_layers, H)))}     # (B, L, H)
-        if self.is_lstm:
+        if self.has_cell:
             state["c"] = self.bridge_cell(final[1].reshape(B, self.num_layers, H))       # (B, L, H)
         if self.feeds:
             state["feed"] = annotations.new_zeros(B, H)                        # h̃_0 = 0
@@ -241,7 +230,7 @@ class Seq2Seq(nn.Module):
         hs, cs = [], []
         inp = x                                                               # (B, E [+ H])
         for layer, cell in enumerate(self.cells):
-            if self.is_lstm:
+            if self.has_cell:
                 h, c = cell(inp, (state["h"][:, layer], state["c"][:, layer]))  # (B, H) each
                 cs.append(c)
             else:
@@ -249,7 +238,7 @@ class Seq2Seq(nn.Module):
             hs.append(h)
             inp = self.dropout(h)                    # between layers, never on the recurrent path
         new = {"h": torch.stack(hs, 1)}                                       # (B, L, H)
-        if self.is_lstm:
+        if self.has_cell:
             new["c"] = torch.stack(cs, 1)                                     # (B, L, H)
         return new
 

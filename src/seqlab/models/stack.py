@@ -112,11 +112,11 @@ class RecurrentStack(nn.Module):
                 self.layers.append(RecurrentLayer(make_cell(size_in, hidden_size), reverse=d == 1,
                                                   zoneout=zoneout, fast=fast))
         self.dropout = nn.Dropout(dropout)
-        self.is_lstm = isinstance(self.layers[0].cell, LSTMCell)
+        self.has_cell = isinstance(self.layers[0].cell, LSTMCell)
 
     def init_state(self, batch_size: int, like: Tensor):
         zeros = like.new_zeros(batch_size, self.num_layers * self.directions, self.hidden_size)
-        return (zeros, zeros.clone()) if self.is_lstm else zeros          # (B, L*D, H)
+        return (zeros, zeros.clone()) if self.has_cell else zeros          # (B, L*D, H)
 
     def forward(self, x: Tensor, state=None, lengths: Tensor | None = None) -> tuple[Tensor, object]:
         # x: (B, T, I) -> out (B, T, D*H), state (B, L*D, H) [pair for the LSTM]; lengths (B,)
@@ -132,7 +132,7 @@ class RecurrentStack(nn.Module):
             outs = []
             for d in range(self.directions):
                 j = k * self.directions + d
-                layer_state = tuple(s[:, j] for s in state) if self.is_lstm else state[:, j]
+                layer_state = tuple(s[:, j] for s in state) if self.has_cell else state[:, j]
                 mask = None
                 if training and self.recurrent_dropout:
                     mask = sequence_mask(x, self.recurrent_dropout, (B, self.hidden_size))   # (B, H)
@@ -141,7 +141,7 @@ class RecurrentStack(nn.Module):
                 finals.append(final)
             out = outs[0] if self.directions == 1 else torch.cat(outs, dim=-1)   # (B, T, D*H)
             x = out + x if self.residual and k and out.shape == x.shape else out
-        if self.is_lstm:
+        if self.has_cell:
             return x, (torch.stack([f[0] for f in finals], 1), torch.stack([f[1] for f in finals], 1))
         return x, torch.stack(finals, 1)
 

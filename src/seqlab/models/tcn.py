@@ -52,7 +52,7 @@ from torch.nn import functional as F
 from torch.nn.utils.parametrizations import weight_norm
 
 from seqlab.config import ModelConfig
-from seqlab.models.base import State
+from seqlab.models.base import State, check_range
 from seqlab.registry import register
 
 
@@ -231,6 +231,7 @@ class TCNLM(nn.Module):
     step(x_t (B,), s)    -> (logits (B, V), s)
     `receptive_field` (attribute): tokens one prediction sees.
     """
+    check = staticmethod(lambda cfg: check_range(cfg, "kernel_size", 1))
 
     @staticmethod
     def options(cfg: ModelConfig) -> tuple[str, ...]:

@@ -37,7 +37,7 @@ import torch
 from torch import Tensor, nn
 
 from seqlab.config import ModelConfig
-from seqlab.models.base import State
+from seqlab.models.base import State, check_range
 from seqlab.models.tcn import CausalConv1d, pointwise
 from seqlab.registry import register
 
@@ -117,6 +117,12 @@ class WaveNetLM(nn.Module):
         # the dilations restart every dilation_cycle layers: a cycle as long as the stack changes nothing
         return ("embedding_size", "hidden_size", "num_layers", "dropout", "kernel_size", "skip_channels", "tie_weights") \
             + (("dilation_cycle",) if cfg.num_layers > min(cfg.dilation_cycle, ModelConfig.dilation_cycle) else ())
+
+    @staticmethod
+    def check(cfg: ModelConfig) -> None:
+        check_range(cfg, "kernel_size", 1)
+        check_range(cfg, "dilation_cycle", 1, 30)      # 30: a dilation of 2^29
+        check_range(cfg, "skip_channels", 0)
 
     def __init__(self, cfg: ModelConfig, vocab_size: int, num_classes: int = 0):
         super().__init__()

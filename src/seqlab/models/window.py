@@ -21,7 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from seqlab.config import ModelConfig
-from seqlab.models.base import State
+from seqlab.models.base import State, check_range
 from seqlab.registry import register
 
 BOS = 2        # seqlab's specials: PAD=0, UNK=1, BOS=2, EOS=3 (data/vocab.py)
@@ -30,6 +30,7 @@ BOS = 2        # seqlab's specials: PAD=0, UNK=1, BOS=2, EOS=3 (data/vocab.py)
 class WindowLM(nn.Module):
     """init_state(B) -> (B, N−1) long of BOS;  forward(x (B, T), s) -> (logits (B, T, V), s);
     step(x_t (B,), s) -> (logits (B, V), s).  `receptive_field` (attribute) = N."""
+    check = staticmethod(lambda cfg: check_range(cfg, "context", 1))
 
     @staticmethod
     def options(cfg: ModelConfig) -> tuple[str, ...]:

@@ -31,13 +31,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from seqlab import SeqlabError
-from seqlab.config import Config, fused_possible
+from seqlab.config import Config
 from seqlab.data.datasets import dataset
 from seqlab.data.sequences import pad
 from seqlab.data.sources import read_path
 from seqlab.data.vocab import BOS, EOS, PAD, UNK, Vocab
 from seqlab.models.bilm import BiLM, Elmo
-from seqlab.models.body import body_options
+from seqlab.models.body import body_options, fused_possible
 from seqlab.registry import register
 from seqlab.tasks.base import BATCHING_OPTIONS, ExampleTask, batched, encode_words, word_vocab, words
 from seqlab.training.checkpoint import RunDir

@@ -59,6 +59,7 @@ def image_tensor(images: np.ndarray, device: torch.device) -> Tensor:
 @register("task", "caption")
 class CaptionTask(ExampleTask):
     name = "caption"
+    offers = ("caption",)
     models = ("lstm",)
     model_options = {"lstm": ("embedding_size", "hidden_size", "dropout", "forget_bias", "channels")}
     task_options = ("attention", "doubly_stochastic", "beam_size", "length_penalty", "train_examples",

@@ -87,6 +87,7 @@ class BagOfWords(nn.Module):
 @register("task", "classify")
 class ClassifyTask(ExampleTask):
     name = "classify"
+    offers = ("classify",)
     task_options = {"bow": ("target", "lowercase", "max_length") + BATCHING_OPTIONS,     # a bag of word counts
                     "*": ("target", "pooling", "bidirectional", "lowercase", "max_length", "elmo") + BATCHING_OPTIONS}
     # with pooling=final the classifier reads the top layer's final states, which a residual

@@ -15,7 +15,7 @@ file with data.path=FILE, one `LABEL<TAB>TEXT` per line.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -24,9 +24,13 @@ from torch import Tensor, nn
 from seqlab import SeqlabError
 from seqlab.config import Config
 from seqlab.data.sequences import pad
-from seqlab.data.vocab import BOS, EOS, PAD, Vocab
-from seqlab.models.body import body_options, build_recurrent, init_recurrent_weights, run_recurrent
+from seqlab.data.vocab import BOS, EOS, PAD, UNK, Vocab
+from seqlab.decode.beam import beam_search
+from seqlab.decode.sampling import generate
+from seqlab.models.body import body_options, build_recurrent, init_recurrent_weights, run_recurrent, state_from_hidden
 from seqlab.registry import register
+from seqlab.training.runs import load_trained
+from seqlab.training.task import Opened
 from seqlab.tasks.base import BATCHING_OPTIONS, ExampleTask, batched, encode_words, label_vocab, word_vocab, words
 from seqlab.tasks.classify import labelled_rows
 
@@ -37,7 +41,7 @@ class ConditionalLM(nn.Module):
     def __init__(self, cfg: Config, vocab_size: int, classes: int):
         super().__init__()
         m = cfg.model
-        self.how, self.is_lstm, self.layers = cfg.task.condition, m.name == "lstm", m.num_layers
+        self.how, self.cell_cfg, self.layers = cfg.task.condition, m, m.num_layers
         self.condition = nn.Embedding(classes, m.embedding_size)
         self.embedding = nn.Embedding(vocab_size, m.embedding_size, padding_idx=PAD)
         size_in = m.embedding_size * (2 if self.how in ("input", "both") else 1)
@@ -56,7 +60,7 @@ class ConditionalLM(nn.Module):
             h = h.view(B, self.layers, self.hidden_size)                               # (B, L, H)
         else:
             h = self.head.weight.new_zeros(B, self.layers, self.hidden_size)
-        return (h, torch.zeros_like(h)) if self.is_lstm else h
+        return state_from_hidden(self.cell_cfg, h)
 
     def forward(self, x: Tensor, label: Tensor, state=None) -> tuple[Tensor, object]:
         # x (B, T) word ids, label (B,) -> logits (B, T, V), state
@@ -94,6 +98,13 @@ class Conditioned(nn.Module):
 @register("task", "conditional")
 class ConditionalTask(ExampleTask):
     name = "conditional"
+    offers = ("sample", "stream")
+
+    @classmethod
+    def open_run(cls, path, device_name: str) -> Opened:
+        cfg, task, model, device = load_trained(path, device_name)
+        # its sentences are words: run.vocab and run.level are the task's vocabulary's
+        return Opened(cfg, model, device, task=task, vocab=task.vocab, meta=task.meta())
     task_options = ("condition", "lowercase") + BATCHING_OPTIONS
     models = ("rnn", "lstm", "gru")
     model_options = {"*": lambda c: tuple(dict.fromkeys(body_options(c.model) + ("embedding_size", "dropout")))}
@@ -166,3 +177,25 @@ class ConditionalTask(ExampleTask):
             count += int(real.sum())
             right += int((per_label.argmin(1) == batch["label"]).sum())
         return {"loss": nll / max(count, 1), "label_accuracy": right / max(len(examples), 1)}
+
+    # -- what a trained run offers (seqlab.Run.sample / stream) -------------------------------
+
+    def stream_sample(self, model: nn.Module, prime: str | None, length: int, temperature: float, top_k: int,
+                      top_p: float, greedy: bool, beam: int, alpha: float, generator, condition: str | None,
+                      name: Callable[[str], str]) -> Iterator[str]:
+        """The words of a sentence of class `condition` that follow the prime's words."""
+        if condition not in self.labels:
+            raise SeqlabError(f"{name('condition')} must be one of {', '.join(self.labels)}; got {condition!r}")
+        lm = Conditioned(model, self.labels.index(condition)).eval()
+        prime_ids = [BOS] + ([self.vocab.stoi.get(w, UNK) for w in prime.split()] if prime else [])
+        banned = (PAD, UNK, BOS)
+        if beam:
+            ids = beam_search(lm, prime_ids, length, beam, alpha=alpha, banned=banned, eos_id=EOS)[0].tokens
+        else:
+            ids = []
+            for token in generate(lm, prime_ids, length, greedy=greedy, temperature=temperature, top_k=top_k,
+                                  top_p=top_p, banned=banned, generator=generator):
+                if token == EOS:
+                    break
+                ids.append(token)
+        yield " ".join(self.vocab.itos[i] for i in ids if i != EOS)

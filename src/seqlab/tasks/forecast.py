@@ -51,7 +51,7 @@ from seqlab.tasks.forecast_eval import plot_forecast, validation_loss
 from seqlab.tasks.forecast_fit import fit_ar, forecasts, scores, transforms
 from seqlab.tasks.metrics import seasonal_naive
 from seqlab.training.checkpoint import RunDir
-from seqlab.training.task import Task
+from seqlab.training.task import Opened, Task
 
 SERIES = ("airline", "co2", "sunspots", "nile", "msft")
 DEFAULT_HORIZON = {"airline": 24, "co2": 36, "sunspots": 30, "nile": 10, "msft": 250}
@@ -60,6 +60,22 @@ DEFAULT_HORIZON = {"airline": 24, "co2": 36, "sunspots": 30, "nile": 10, "msft":
 @register("task", "forecast")
 class ForecastTask(Task):
     name = "forecast"
+    offers = ("forecast",)
+
+    @classmethod
+    def open_run(cls, path, device_name: str) -> Opened:
+        cfg, meta, model = load_forecaster(path)        # small models: always on the CPU
+        return Opened(cfg, model, torch.device("cpu"), meta=meta)
+
+    @classmethod
+    def evaluate_run(cls, path, opened: Opened, split: str, log, streams: int | None = None) -> dict[str, Any]:
+        """The test horizon's scores, as training computed them (the model is refitted per series)."""
+        meta = opened.meta
+        if split != "test":
+            raise SeqlabError("a forecast run is scored on its test horizon only; use --split test "
+                              "(split='test' in Python)")
+        return {"horizon": meta["horizon"], **meta["test"],
+                **{f"seasonal_naive_{k}": v for k, v in meta["seasonal_naive_test"].items()}}
     models = ("lstm", "gru", "rnn", "window", "ar")
     model_options = {"ar": (), "window": ("context", "hidden_size", "num_layers", "dropout"),
                      "*": lambda c: tuple(dict.fromkeys(body_options(c.model) + ("dropout",)))}  # + output dropout

@@ -31,7 +31,7 @@ from seqlab.models.base import reset_rows
 from seqlab.registry import get, register
 from seqlab.tasks.tbptt import BITS_KEY, Window, evaluate, summary, tbptt_windows, train_step
 from seqlab.training.checkpoint import BEST, METRICS
-from seqlab.training.task import STREAM_OPTIONS, Task
+from seqlab.training.task import STREAM_OPTIONS, Opened, Task
 
 # what a model fitted by counting (n-gram, HMM) uses of train.*: its evaluation in chunks
 COUNTING_USES = ("bptt_steps", "eval_batch_size", "device", "threads", "progress")
@@ -40,6 +40,7 @@ COUNTING_USES = ("bptt_steps", "eval_batch_size", "device", "threads", "progress
 @register("task", "lm")
 class LanguageModelTask(Task):
     name = "lm"
+    offers = ("sample", "stream", "tunes", "batch sampling", "score", "export")
     datasets = ()                                    # any corpus of `seqlab data list`
     train_options = STREAM_OPTIONS
     unit, rate = "tokens", "tok_per_s"
@@ -51,6 +52,24 @@ class LanguageModelTask(Task):
         self.windows: tbptt_windows | None = None
         self.level = cfg.data.level
         self.key = BITS_KEY.get(self.level, "bits_per_token")
+
+    @classmethod
+    def open_run(cls, path, device_name: str) -> Opened:
+        from seqlab.training.runs import load_run
+        cfg, vocab, model, device = load_run(str(path), device_name)
+        return Opened(cfg, model, device, vocab=vocab)
+
+    @classmethod
+    def evaluate_run(cls, path, opened: Opened, split: str, log, streams: int | None = None) -> dict[str, Any]:
+        """The split scored in `streams` parallel streams (32 unless given), as in training."""
+        splits = load_splits(opened.cfg.data, log=log)
+        if splits.vocab != opened.vocab:
+            raise SeqlabError(f"the corpus has changed since {path} was trained (its vocabulary differs)")
+        ids, what = splits.get(split), f"{split} split of {splits.source}"
+        if len(ids) < 2:
+            raise SeqlabError(f"{what} has {len(ids)} tokens; need at least 2 to score")
+        nats, count = evaluate(opened.model, ids, streams or 32, opened.cfg.train.bptt_steps, opened.device)
+        return {"data": what, "tokens": count, **summary(nats, opened.cfg.data.level)}
 
     @classmethod
     def validate(cls, cfg: Config) -> None:

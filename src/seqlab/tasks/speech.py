@@ -74,6 +74,7 @@ class Speaking(nn.Module):
 @register("task", "speech")
 class SpeechTask(Task):
     name = "speech"
+    offers = ("speak",)
     models = ("wavenet",)
     datasets = ("speech",)
     metric = "bits_per_sample"

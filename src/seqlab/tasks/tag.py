@@ -88,6 +88,7 @@ class Tagger(nn.Module):
 @register("task", "tag")
 class TagTask(ExampleTask):
     name = "tag"
+    offers = ("tag",)
     task_options = ("bidirectional", "char_size", "tagset", "lowercase", "max_length", "elmo") + BATCHING_OPTIONS
     model_options = {"*": lambda c: encoder_options(c.model)}
     models = ENCODER_CELLS

@@ -45,6 +45,7 @@ SYNTHETIC_PAIRS = 20000
 @register("task", "translate")
 class TranslateTask(ExampleTask):
     name = "translate"
+    offers = ("translate", "attention")
     task_options = ("attention", "sampling", "sampling_k", "sampling_c", "sampling_min", "beam_size", "length_penalty", "lowercase", "max_length") + BATCHING_OPTIONS
     # what the encoder and the decoder's cells both honour (the decoder steps plain nn.*Cell modules)
     model_options = {name: ("embedding_size", "hidden_size", "num_layers", "dropout", "impl")

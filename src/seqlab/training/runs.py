@@ -20,7 +20,7 @@ from seqlab.models.base import is_count_model
 from seqlab.registry import get
 from seqlab.training.checkpoint import RunDir
 from seqlab.training.control import resolve_device
-from seqlab.training.task import TASK_META, Task
+from seqlab.training.task import TASK_META, Opened, Task
 from seqlab.training.threads import ThreadPolicy
 
 
@@ -33,9 +33,10 @@ def load_run(run_path: str, device_name: str, lm_for: str | None = None):
     """(config, vocab, model on device, device) for a trained language model's best weights.
     With `lm_for` (the command, for the message), a run that is not a language model is refused."""
     task = task_of(run_path)
-    if lm_for is not None and task != "lm":
-        # classify, tag, translate and forecast runs have a verb of their task's name
-        instead = f"; use `seqlab {task} {run_path} ...`" if task in ("classify", "tag", "translate", "forecast") else ""
+    offered = get("task", task).offered()
+    if lm_for is not None and "score" not in offered:
+        verbs = [o for o in offered if " " not in o and o not in ("stream", "sample", "attention")]
+        instead = f"; use `seqlab {verbs[0]} {run_path} ...`" if verbs else ""
         raise SeqlabError(f"{run_path} is a task.name={task} run, not a language model; {lm_for} reads "
                           f"task.name=lm runs{instead}")
     run = RunDir(Path(run_path)).require()
@@ -90,3 +91,21 @@ def evaluate_run(run_path: str | Path, split: str, device_name: str = "auto",
         raise SeqlabError(f"the {split} split of {task.source} is empty (data.{split}_fraction is 0)")
     with torch.no_grad():
         return task.evaluate(model, task.splits[split], device, final=True)
+
+
+def open_trained(path: str | Path, device_name: str) -> Opened:
+    """A task's trained run opened for use: Task.open_run where a task has none of its own."""
+    kind = get("task", task_of(path))
+    if kind.open_run is not None:
+        return kind.open_run(path, device_name)
+    cfg, task, model, device = load_trained(path, device_name)
+    return Opened(cfg, model, device, task=task, meta=task.meta())
+
+
+def evaluate_trained(path: str | Path, opened: Opened, split: str, log: Callable[[str], None],
+                     streams: int | None = None) -> dict[str, float]:
+    """Task.evaluate_run, or where a task has none, the split re-read and scored (evaluate_run)."""
+    kind = get("task", opened.cfg.task.name)
+    if kind.evaluate_run is not None:
+        return kind.evaluate_run(path, opened, split, log, streams)
+    return evaluate_run(path, split, str(opened.device), log=log)

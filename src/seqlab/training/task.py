@@ -25,7 +25,10 @@ goes to RUN/vocab.json.
 """
 from __future__ import annotations
 
+import argparse
 import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import torch
@@ -45,8 +48,45 @@ Options = tuple[str, ...] | Callable[[Config], tuple[str, ...]]
 STREAM_OPTIONS = ("bptt_steps", "bptt_stride", "eval_tokens", "eval_batch_size", "state_resets")
 
 
+@dataclass
+class Opened:
+    """A trained run opened for use (Task.open_run): what `seqlab.load` hands to its verbs."""
+    cfg: Config
+    model: nn.Module
+    device: torch.device
+    task: "Task | None" = None        # the task with its vocabularies and labels restored (no data read)
+    vocab: Vocab | None = None        # a language model's vocabulary (RUN/vocab.json)
+    meta: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class Verb:
+    """Something a task's trained runs do, declared once: `run.NAME(...)` in Python and
+    `seqlab NAME RUN ...` on the command line (a `_` in NAME is spelled `-` there).
+
+    call:      (run, *args, **kwargs) -> result; the Python verb (`run` is a seqlab.Run)
+    arguments: adds the command line's options besides RUN to an argparse parser
+    command:   (run, parsed args) -> what to print: text, or a dict / list printed as JSON
+    A task module lists its verbs in `Task.verbs` and registers each as kind "verb"; an entry
+    point `verb.NAME` lets `seqlab --help` list it without importing the module."""
+    name: str
+    call: Callable[..., Any]
+    help: str = ""
+    arguments: Callable[[argparse.ArgumentParser], None] | None = None
+    command: Callable[[Any, argparse.Namespace], Any] | None = None
+    task: str = ""
+
+    @property
+    def cli_name(self) -> str:
+        return self.name.replace("_", "-")
+
+
 class Task:
     name = ""
+    # what `seqlab.Run` offers for this task's runs besides evaluate: its built-in methods
+    # (sample, score, classify, ...) and the verbs the task declares (Verb), listed in errors
+    offers: tuple[str, ...] = ()
+    verbs: tuple[Verb, ...] = ()
     models: tuple[str, ...] = ()            # model.name values this task can build
     metric = "loss"                          # picks the best checkpoint
     select_metric = "loss"                   # of finish()'s result: picks the best of candidates()
@@ -115,6 +155,20 @@ class Task:
         if ignored:
             raise SeqlabError(f"task.name={cls.name} with model.name={cfg.model.name} does not use "
                               f"{', '.join(ignored)}; remove it")
+
+    @classmethod
+    def offered(cls) -> tuple[str, ...]:
+        return tuple(cls.offers) + tuple(v.name for v in cls.verbs)
+
+    # -- a trained run --------------------------------------------------------------------------
+
+    # Optional hooks of a trained run (seqlab.load): None takes training/runs.py's defaults,
+    # open_trained (the task restored from task.json, the best weights) and evaluate_trained
+    # (the split re-read, checked against the saved vocabularies, scored with final=True).
+    #   open_run(path, device_name) -> Opened
+    #   evaluate_run(path, opened, split, log, streams) -> metrics
+    open_run: Callable[..., Opened] | None = None
+    evaluate_run: Callable[..., dict[str, Any]] | None = None
 
     # -- data ---------------------------------------------------------------------------------
 
@@ -227,5 +281,8 @@ def _per_model(options, cfg: Config) -> tuple[str, ...]:
 
 
 def changed_options(section, defaults, prefix: str, honoured: set[str]) -> list[str]:
-    return [f"{prefix}.{f.name}={getattr(section, f.name)!r}" for f in dataclasses.fields(section)
-            if f.name not in honoured and getattr(section, f.name) != getattr(defaults, f.name)]
+    """The options of `section` set away from their defaults that are not `honoured` (the
+    built-in fields and the options families and tasks declare, config.declare)."""
+    keys = [f.name for f in dataclasses.fields(section)] + list(section.extras())
+    return [f"{prefix}.{k}={getattr(section, k)!r}" for k in keys
+            if k not in honoured and getattr(section, k) != getattr(defaults, k)]
