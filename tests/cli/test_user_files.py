@@ -453,7 +453,7 @@ def test_ctrl_c_in_the_first_second_is_one_line(tmp_path, delay):
     import time
     corpus = tmp_path / "c.txt"
     corpus.write_text(make_text(3000))
-    proc = subprocess.Popen([sys.executable, "-c", "import sys; from seqlab.launch import main; sys.exit(main())",
+    proc = subprocess.Popen([sys.executable, "-c", "import sys; from seqlab.cli.launch import main; sys.exit(main())",
                              "train", f"data.path={corpus}", *T, "--out", str(tmp_path / "run")],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     time.sleep(delay)

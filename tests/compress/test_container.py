@@ -151,7 +151,7 @@ def test_static_checksums_are_never_empty_and_tell_runs_apart(tmp_path):
     from conftest import make_text
     from helpers import T
     from seqlab.cli import main
-    from seqlab.cli_compress import _static
+    from seqlab.cli.compress import _static
     corpus = tmp_path / "c.txt"
     corpus.write_text(make_text(4000))
     runs = []

@@ -367,7 +367,7 @@ def test_ctrl_c_while_starting_is_one_line():
     """SIGINT 10 ms after start, while `import torch` runs (the launcher imports the CLI lazily)."""
     script = ("import os, signal, sys, threading\n"
               "threading.Timer(0.01, lambda: os.kill(os.getpid(), signal.SIGINT)).start()\n"
-              "from seqlab.launch import main\n"
+              "from seqlab.cli.launch import main\n"
               "sys.argv = ['seqlab', 'info']\n"
               "sys.exit(main())\n")
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)

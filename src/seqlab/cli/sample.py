@@ -1,6 +1,6 @@
 """`seqlab sample`: continue a prime from a trained language model (streamed), draw several
 continuations as one batch (--num-samples), or search with a beam; conditional runs write a
-sentence of a class (cli_tasks.py).
+sentence of a class (tasks.py).
 
 Imports inside the command functions are deliberate: only the command that runs pays for
 torch and the modules it needs, so `seqlab --help` and a mistyped option answer at once."""
@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 
 from seqlab import SeqlabError
-from seqlab.cli_tasks import need, offers
+from seqlab.cli.tasks import need, offers
 
 
 def flag(name: str) -> str:

@@ -7,7 +7,7 @@ import sys
 
 def main() -> int:
     try:
-        from seqlab.cli import main as cli_main
+        from seqlab.cli.commands import main as cli_main
         return cli_main()
     except KeyboardInterrupt:
         # the command's own guard turns Ctrl-C into one line once it runs; this catches one that

@@ -35,7 +35,7 @@ def add_to_help(sub) -> None:
 
 def run_verb(verb, argv: list[str]) -> int:
     from seqlab.api import load
-    from seqlab.cli_tasks import need
+    from seqlab.cli.tasks import need
 
     parser = argparse.ArgumentParser(prog=f"seqlab {verb.cli_name}", description=verb.help or None,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)

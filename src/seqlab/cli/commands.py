@@ -1,5 +1,5 @@
-"""The `seqlab` command: train, eval, sample, data, info, analyze, viz, gallery (bench: cli_bench.py; the
-task verbs: cli_tasks.py).
+"""The `seqlab` command: train, eval, sample, data, info, analyze, viz, gallery (bench: bench.py; the
+task verbs: tasks.py).
 
 Every user-fixable problem is a SeqlabError, printed as one line (`seqlab: error: ...`)
 with exit code 2; Ctrl-C exits with 130 after saving what there is to save.
@@ -15,12 +15,12 @@ import sys
 import textwrap
 
 from seqlab import SeqlabError, __version__
-from seqlab.cli_guard import guarded as _guarded
+from seqlab.cli.guard import guarded as _guarded
 from seqlab.io import Output
-from seqlab.cli_bench import BENCHES, add_bench_parser, cmd_bench
-from seqlab.cli_compress import cmd_compress, cmd_decompress
-from seqlab.cli_sample import cmd_sample
-from seqlab.cli_tasks import _eval_task, offers, cmd_caption, cmd_classify, cmd_forecast, cmd_tag, cmd_translate
+from seqlab.cli.bench import BENCHES, add_bench_parser, cmd_bench
+from seqlab.cli.compress import cmd_compress, cmd_decompress
+from seqlab.cli.sample import cmd_sample
+from seqlab.cli.tasks import _eval_task, offers, cmd_caption, cmd_classify, cmd_forecast, cmd_tag, cmd_translate
 
 
 def _help_table() -> str:
@@ -75,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Run `seqlab COMMAND --help` for each command's options.")
     parser.add_argument("--version", action="version", version=f"seqlab {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    from seqlab.cli_verbs import add_to_help
+    from seqlab.cli.verbs import add_to_help
 
     # train ---------------------------------------------------------------------------------
     p = sub.add_parser("train", formatter_class=fmt, help="train a model (a language model, or task.name=...) into a run directory",
@@ -154,8 +154,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="onnx or arpa (default: from FILE's suffix, .onnx or .arpa)")
     p.add_argument("--overwrite", action="store_true", help="replace FILE if it exists (default: refuse)")
 
-    # compress / decompress (cli_compress.py) --------------------------------------------------
-    from seqlab.cli_compress import add_parsers as add_compress_parsers
+    # compress / decompress (compress.py) ------------------------------------------------------
+    from seqlab.cli.compress import add_parsers as add_compress_parsers
     add_compress_parsers(sub, fmt)
 
     # data ------------------------------------------------------------------------------------
@@ -173,8 +173,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--build-native", action="store_true",
                    help="build seqlab's fused CPU LSTM kernels now (else on first use, ~20 s)")
 
-    # task verbs: classify, tag, translate, forecast (cli_tasks.py) ----------------------------
-    from seqlab.cli_tasks import add_task_parsers
+    # task verbs: classify, tag, translate, forecast (tasks.py) --------------------------------
+    from seqlab.cli.tasks import add_task_parsers
     add_task_parsers(sub, fmt)
 
     # analyze ---------------------------------------------------------------------------------
@@ -189,9 +189,9 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=what, add_help=False, description=f"{what}; options: seqlab {name} --help")
         p.add_argument("args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
 
-    # bench (cli_bench.py) ----------------------------------------------------------------------
+    # bench (bench.py) --------------------------------------------------------------------------
     add_bench_parser(sub, fmt)
-    add_to_help(sub)                      # the verbs tasks declare, plug-ins' too (cli_verbs.py)
+    add_to_help(sub)                      # the verbs tasks declare, plug-ins' too (verbs.py)
     return parser
 
 
@@ -314,7 +314,7 @@ def cmd_data(args) -> int:
 
 
 def cmd_info(args) -> int:
-    from seqlab.info import main as info_main
+    from seqlab.cli.info import main as info_main
     return info_main(args.build_native)
 
 
@@ -330,7 +330,7 @@ def main(argv: list[str] | None = None) -> int:
     if delegated is not None:
         return _guarded(delegated, argv[0])
     if argv and argv[0] not in COMMANDS and not argv[0].startswith("-"):
-        from seqlab.cli_verbs import find, run_verb
+        from seqlab.cli.verbs import find, run_verb
         verb = find(argv[0])                # a verb a task declares (its own module's)
         if verb is not None:
             return _guarded(lambda: run_verb(verb, argv[1:]), argv[0])
