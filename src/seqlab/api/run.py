@@ -39,22 +39,24 @@ from seqlab.training.task import Opened
 EXPORT_FORMATS = ("onnx", "arpa")
 
 
-def load(path: str | Path, device: str = "auto") -> "Run":
+def load(path: str | Path, device: str = "auto", *, checkpoint: str | None = None) -> "Run":
     """Open the run folder `path` (made by `seqlab train` or `seqlab.training`) with its best weights
-    on `device` ('cpu', 'cuda', 'cuda:N' or 'auto')."""
-    return Run(arguments.path(path, "path"), arguments.text(device, "device", optional=False))
+    on `device` ('cpu', 'cuda', 'cuda:N' or 'auto'); `checkpoint` ('step-600', '600', 'last')
+    takes the weights of one of its checkpoints instead."""
+    return Run(arguments.path(path, "path"), arguments.text(device, "device", optional=False), checkpoint=checkpoint)
 
 
 class Run:
     """A trained run: `.config`, `.vocab`, `.model`, `.metrics`, `.result`, and its task's verbs."""
 
-    def __init__(self, path: str | Path, device: str = "auto"):
+    def __init__(self, path: str | Path, device: str = "auto", *, checkpoint: str | None = None):
         self.path = Path(arguments.path(path, "path"))
         arguments.text(device, "device", optional=False)
+        arguments.text(checkpoint, "checkpoint")
         folder = RunDir(self.path).require()
         self.task: str = folder.config().task.name
         self._kind = get("task", self.task)           # the task opens its own runs
-        opened = open_trained(self.path, device)
+        opened = open_trained(self.path, device, checkpoint)
         self._cfg, self.model, self.device = opened.cfg, opened.model, opened.device
         self._task, self._vocab, self._meta = opened.task, opened.vocab, opened.meta
 

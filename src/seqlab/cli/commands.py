@@ -100,6 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="parallel streams (default: 32 for a split, as in training; 1 for --file, the exact "
                         "left-to-right score)")
     p.add_argument("--device", default="auto", help="cpu, cuda or auto (default: auto)")
+    p.add_argument("--checkpoint", metavar="NAME", default=None,
+                   help="the weights of one of the run's checkpoints ('step-600', '600' or 'last': the newest) "
+                        "instead of its best (model.safetensors)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a sentence")
 
     # sample ----------------------------------------------------------------------------------
@@ -139,6 +142,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="task.name=speech runs: seconds of audio to generate (default: 2)")
     p.add_argument("--overwrite", action="store_true", help="with -o: replace files that exist (default: refuse)")
     p.add_argument("--device", default="auto", help="cpu, cuda or auto (default: auto)")
+    p.add_argument("--checkpoint", metavar="NAME", default=None,
+                   help="the weights of one of the run's checkpoints ('step-600', '600' or 'last': the newest) "
+                        "instead of its best (model.safetensors)")
 
     # export ----------------------------------------------------------------------------------
     p = sub.add_parser("export", formatter_class=fmt, help="write a trained language model for other tools: ONNX or ARPA",
@@ -251,7 +257,7 @@ def cmd_eval(args) -> int:
         raise SeqlabError(f"--batch-size must be greater than 0, got {args.batch_size}")
     if "score" not in offers(args.run):          # not a language model: scored on a split of its data
         return _eval_task(args)
-    run = load(args.run, args.device)
+    run = load(args.run, args.device, checkpoint=args.checkpoint)
     say = lambda m: print(m, file=sys.stderr)                           # noqa: E731
     result = run.evaluate(args.split, file=args.file, streams=args.batch_size, log=say)
     unknown = result.pop("unknown", [])

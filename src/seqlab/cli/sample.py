@@ -41,7 +41,7 @@ def cmd_sample(args) -> int:
                           "sentence per --condition")
     if args.prime == "":
         raise SeqlabError("--prime is empty; give some text, or leave --prime out")
-    run = load(args.run, args.device)
+    run = load(args.run, args.device, checkpoint=getattr(args, "checkpoint", None))
     options = dict(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, seed=args.seed)
     word_level = run.level == "word"
     lead = (args.prime or "") + (" " if args.prime and word_level else "")
@@ -97,7 +97,7 @@ def write_tunes(args) -> int:
     head = args.prime if args.prime is not None else "T:"
     if head == "":
         raise SeqlabError("--prime is empty; give the start of a tune (e.g. 'T:' or 'T:Reel\nM:4/4'), or leave it out")
-    run = load(args.run, args.device)
+    run = load(args.run, args.device, checkpoint=getattr(args, "checkpoint", None))
     if run.level == "word":
         raise SeqlabError(f"{args.run} is a word-level model; tunes are sampled from character or byte models")
     samples = run.tunes(args.num_samples, head, length, temperature=args.temperature, top_k=args.top_k,
@@ -133,7 +133,7 @@ def write_speech(args) -> int:
                               f"--temperature, --top-k, --top-p and --seed")
     out = Output(args.out, "-o", overwrite=args.overwrite)
     seconds = 2.0 if args.seconds is None else args.seconds
-    run = load(args.run, args.device)
+    run = load(args.run, args.device, checkpoint=getattr(args, "checkpoint", None))
     check_speaking(run, args.condition, seconds)              # refused before the progress bar starts
     with tqdm(total=round(seconds * RATE), unit="sample", unit_scale=True, desc="speaking", leave=False,
               file=sys.stderr) as bar:

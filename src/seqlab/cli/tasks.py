@@ -102,7 +102,7 @@ def _eval_task(args) -> int:
     from seqlab.api import load
     if args.file:
         raise SeqlabError("--file evaluates language models; a task run is evaluated on --split of its data")
-    run = load(args.run, args.device)
+    run = load(args.run, args.device, checkpoint=getattr(args, "checkpoint", None))
     result = run.evaluate(args.split, log=lambda m: print(m, file=sys.stderr))
     if args.json:
         print(json.dumps({"run": args.run, "split": args.split, **result}))
@@ -127,7 +127,7 @@ def _sentences(args) -> list[str]:
 def _load_task_run(args, verb: str):
     from seqlab.api import load
     need(args.run, verb, f"`seqlab {verb}`")
-    return load(args.run, getattr(args, "device", "auto"))
+    return load(args.run, getattr(args, "device", "auto"), checkpoint=getattr(args, "checkpoint", None))
 
 
 def cmd_classify(args) -> int:

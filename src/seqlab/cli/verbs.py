@@ -41,12 +41,14 @@ def run_verb(verb, argv: list[str]) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run", metavar="RUN", help=f"a task.name={verb.task} run made by `seqlab train`")
     parser.add_argument("--device", default="auto", help="'cpu', 'cuda', 'cuda:N' or 'auto' (default)")
+    parser.add_argument("--checkpoint", metavar="NAME", default=None,
+                        help="one of the run's checkpoints ('step-600', 'last') instead of its best weights")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     if verb.arguments is not None:
         verb.arguments(parser)
     args = parser.parse_args(argv)
     need(args.run, verb.name, f"`seqlab {verb.cli_name}`")
-    run = load(args.run, args.device)
+    run = load(args.run, args.device, checkpoint=getattr(args, "checkpoint", None))
     result = verb.command(run, args) if verb.command is not None else verb.call(run)
     if isinstance(result, str) and not args.json:
         print(result)

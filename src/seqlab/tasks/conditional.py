@@ -101,8 +101,8 @@ class ConditionalTask(ExampleTask):
     offers = ("sample", "stream")
 
     @classmethod
-    def open_run(cls, path, device_name: str) -> Opened:
-        cfg, task, model, device = load_trained(path, device_name)
+    def open_run(cls, path, device_name: str, checkpoint: str | None = None) -> Opened:
+        cfg, task, model, device = load_trained(path, device_name, checkpoint)
         # its sentences are words: run.vocab and run.level are the task's vocabulary's
         return Opened(cfg, model, device, task=task, vocab=task.vocab, meta=task.meta())
     task_options = ("condition", "lowercase") + BATCHING_OPTIONS

@@ -63,7 +63,9 @@ class ForecastTask(Task):
     offers = ("forecast",)
 
     @classmethod
-    def open_run(cls, path, device_name: str) -> Opened:
+    def open_run(cls, path, device_name: str, checkpoint: str | None = None) -> Opened:
+        if checkpoint is not None:
+            raise SeqlabError(f"{path} is a forecast run: it keeps the model chosen on validation, not checkpoints")
         cfg, meta, model = load_forecaster(path)        # small models: always on the CPU
         return Opened(cfg, model, torch.device("cpu"), meta=meta)
 

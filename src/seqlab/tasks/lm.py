@@ -54,9 +54,9 @@ class LanguageModelTask(Task):
         self.key = BITS_KEY.get(self.level, "bits_per_token")
 
     @classmethod
-    def open_run(cls, path, device_name: str) -> Opened:
+    def open_run(cls, path, device_name: str, checkpoint: str | None = None) -> Opened:
         from seqlab.training.runs import load_run
-        cfg, vocab, model, device = load_run(str(path), device_name)
+        cfg, vocab, model, device = load_run(str(path), device_name, checkpoint=checkpoint)
         return Opened(cfg, model, device, vocab=vocab)
 
     @classmethod

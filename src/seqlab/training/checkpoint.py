@@ -141,10 +141,13 @@ class RunDir:
             require_finite(model, path)
         return metadata
 
-    def load_best(self, model: nn.Module, say: Callable[[str], None]) -> dict[str, Any]:
+    def load_best(self, model: nn.Module, say: Callable[[str], None], checkpoint: str | None = None) -> dict[str, Any]:
         """The weights `eval`, `sample` and the analyses use: model.safetensors, or, for a run
         stopped before its first evaluation wrote it (Ctrl-C early on), the newest intact
-        checkpoint's weights, said in one line."""
+        checkpoint's weights, said in one line. `checkpoint` ('step-600', '600' or 'last')
+        names one of the run's checkpoints instead."""
+        if checkpoint is not None:
+            return self.load_named(model, checkpoint)
         if self.file(BEST).exists() or self.file(BEST).is_symlink():
             return self.load_weights(model, BEST, finite=True)
         for checkpoint in self.checkpoints():
@@ -162,6 +165,22 @@ class RunDir:
             return meta
         raise SeqlabError(f"{self.file(BEST)} is missing and {self.path} has no intact checkpoint; "
                           f"the run has no saved weights yet (train it, or resume it: seqlab train --resume {self.path})")
+
+    def load_named(self, model: nn.Module, name: str) -> dict[str, Any]:
+        """The weights of the checkpoint `name` ('step-600', '600', or 'last': the newest), verified."""
+        kept = [c for c in self.checkpoints() if c.step >= 0]
+        text = str(name).strip().lower()
+        number = text[5:] if text.startswith("step-") else text
+        if text == "last" and kept:
+            chosen = kept[0]
+        elif number.isdigit() and any(c.step == int(number) for c in kept):
+            chosen = next(c for c in kept if c.step == int(number))
+        else:
+            have = ", ".join(c.path.name for c in kept) or "none"
+            raise SeqlabError(f"{self.path} has no checkpoint {name!r}; it keeps {have} (train.keep_checkpoints "
+                              f"sets how many; 'last' is the newest)")
+        self._verified_step(chosen)
+        return self.load_weights(model, chosen.path / WEIGHTS, finite=True)
 
     def save_arrays(self, name: str, arrays: dict[str, Any], metadata: dict[str, Any]) -> None:
         """Numeric arrays of a count-based model (n-gram counts), as safetensors."""

@@ -29,9 +29,10 @@ def task_of(run_path: str | Path) -> str:
     return RunDir(Path(run_path)).require().config().task.name      # a tampered config is refused
 
 
-def load_run(run_path: str, device_name: str, lm_for: str | None = None):
+def load_run(run_path: str, device_name: str, lm_for: str | None = None, checkpoint: str | None = None):
     """(config, vocab, model on device, device) for a trained language model's best weights.
-    With `lm_for` (the command, for the message), a run that is not a language model is refused."""
+    With `lm_for` (the command, for the message), a run that is not a language model is refused;
+    `checkpoint` names one of its checkpoints instead of the best weights (RunDir.load_named)."""
     task = task_of(run_path)
     offered = get("task", task).offered()
     if lm_for is not None and "score" not in offered:
@@ -45,9 +46,11 @@ def load_run(run_path: str, device_name: str, lm_for: str | None = None):
     device = resolve_device(device_name, "--device")
     model = build_model(cfg.model, len(vocab))
     if is_count_model(model):                    # its counts, not weights
+        if checkpoint is not None:
+            raise SeqlabError(f"{run_path} is a model fitted by counting; it has no checkpoints, only its counts")
         model = type(model).from_state_arrays(run.load_arrays())
     else:
-        run.load_best(model, say=lambda m: print(m, file=sys.stderr))
+        run.load_best(model, say=lambda m: print(m, file=sys.stderr), checkpoint=checkpoint)
     if device.type == "cpu":
         threads.settle()
     model = model.to(device).eval()
@@ -67,14 +70,15 @@ def load_task(run: RunDir) -> tuple[Config, Task]:
     return cfg, task
 
 
-def load_trained(run_path: str | Path, device_name: str = "auto"):
-    """(config, task with its vocabularies, model with the best weights in eval mode, device)."""
+def load_trained(run_path: str | Path, device_name: str = "auto", checkpoint: str | None = None):
+    """(config, task with its vocabularies, model with the best weights, or those of the named
+    checkpoint, in eval mode, device)."""
     run = RunDir(Path(run_path)).require()
     cfg, task = load_task(run)
     threads = ThreadPolicy(cfg.train.threads)
     device = resolve_device(device_name, "--device")
     model = task.build_model()
-    run.load_best(model, say=lambda m: print(m, file=sys.stderr))
+    run.load_best(model, say=lambda m: print(m, file=sys.stderr), checkpoint=checkpoint)
     threads.settle()
     return cfg, task, model.to(device).eval(), device
 
@@ -93,12 +97,13 @@ def evaluate_run(run_path: str | Path, split: str, device_name: str = "auto",
         return task.evaluate(model, task.splits[split], device, final=True)
 
 
-def open_trained(path: str | Path, device_name: str) -> Opened:
-    """A task's trained run opened for use: Task.open_run where a task has none of its own."""
+def open_trained(path: str | Path, device_name: str, checkpoint: str | None = None) -> Opened:
+    """A task's trained run opened for use (its best weights, or those of the named checkpoint):
+    Task.open_run where a task has one of its own."""
     kind = get("task", task_of(path))
     if kind.open_run is not None:
-        return kind.open_run(path, device_name)
-    cfg, task, model, device = load_trained(path, device_name)
+        return kind.open_run(path, device_name, checkpoint=checkpoint)
+    cfg, task, model, device = load_trained(path, device_name, checkpoint)
     return Opened(cfg, model, device, task=task, meta=task.meta())
 
 

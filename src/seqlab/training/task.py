@@ -165,7 +165,7 @@ class Task:
     # Optional hooks of a trained run (seqlab.load): None takes training/runs.py's defaults,
     # open_trained (the task restored from task.json, the best weights) and evaluate_trained
     # (the split re-read, checked against the saved vocabularies, scored with final=True).
-    #   open_run(path, device_name) -> Opened
+    #   open_run(path, device_name, checkpoint=None) -> Opened   (checkpoint: 'step-N', 'last' or None: the best)
     #   evaluate_run(path, opened, split, log, streams) -> metrics
     open_run: Callable[..., Opened] | None = None
     evaluate_run: Callable[..., dict[str, Any]] | None = None
