@@ -114,6 +114,9 @@ class TrainConfig(_Section):
                          "at or above it, a loss at or below it); 0 = off")
     precision: str = opt("fp32", "'fp32', or 'bf16' (autocast: matrix products in bfloat16, weights and optimizer in "
                          "float32; pays off on GPUs with bf16 units)")
+    init_from: str = opt("", "start from the best weights of this run (fine-tuning; the same model options, a new "
+                         "optimiser, schedule and update count): language models read the new text with its "
+                         "vocabulary, tokens it lacks as <unk>; '' = off")
     compile: bool = opt(False, "run the training step through torch.compile (pays off on GPUs for long runs; "
                         "the first updates are slow while it compiles)")
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
@@ -42,7 +43,7 @@ class LanguageModelTask(Task):
     name = "lm"
     offers = ("sample", "stream", "tunes", "batch sampling", "score", "export")
     datasets = ()                                    # any corpus of `seqlab data list`
-    train_options = STREAM_OPTIONS
+    train_options = STREAM_OPTIONS + ("init_from",)
     unit, rate = "tokens", "tok_per_s"
     resume_fixed = ("data.", "model.", "task.", "train.batch_size", "train.bptt")
 
@@ -86,6 +87,8 @@ class LanguageModelTask(Task):
 
     def prepare(self, log: Callable[[str], None] = print) -> None:
         self.stream: Splits = load_splits(self.cfg.data, log=log)
+        if self.cfg.train.init_from:
+            self.stream = in_vocabulary_of(self.stream, self.cfg.train.init_from, self.cfg.data, log)
         self.source = self.stream.source
         t = self.cfg.train
         if len(self.stream.train) < t.batch_size * 2:
@@ -186,3 +189,27 @@ class LanguageModelTask(Task):
         log(f"best model (update {best_step}) on all {count:,} validation tokens: "
             f"loss {nats:.4f} nats | ppl {result['ppl']:.3f} | {self.key} {result[self.key]:.4f}")
         return result
+
+
+def in_vocabulary_of(stream: Splits, path: str, data, log: Callable[[str], None]) -> Splits:
+    """The splits re-encoded in the vocabulary of the run at `path` (train.init_from), its tokens
+    that run never saw read as <unk>, with how many said in one line."""
+    from seqlab.training.checkpoint import RunDir
+    from seqlab.data.vocab import UNK
+    theirs = RunDir(Path(path)).require().vocab()
+    if theirs.level != stream.vocab.level:
+        raise SeqlabError(f"train.init_from={path} is a {theirs.level}-level model; this run reads data.level="
+                          f"{stream.vocab.level}; set data.level={theirs.level}")
+    if data.memmap:
+        raise SeqlabError("train.init_from re-encodes the text in that run's vocabulary in memory; drop data.memmap")
+    if theirs == stream.vocab:
+        return stream
+    mapping = np.array([theirs.stoi.get(token, UNK) for token in stream.vocab.itos], dtype=np.int64)
+    parts = [mapping[np.asarray(stream.get(s), dtype=np.int64)] for s in ("train", "valid", "test")]
+    unknown = sum(int((p == UNK).sum()) for p in parts)
+    total = sum(len(p) for p in parts)
+    missing = [t for t in stream.vocab.itos if t not in theirs.stoi]
+    log(f"init_from {path}: its vocabulary of {len(theirs)} tokens; {unknown:,} of {total:,} tokens "
+        f"({unknown / max(total, 1):.2%}) are not in it and read as <unk>"
+        + (f" ({', '.join(repr(t) for t in missing[:8])}{' ...' if len(missing) > 8 else ''})" if missing else ""))
+    return Splits(theirs, *parts, source=stream.source)

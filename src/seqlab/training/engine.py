@@ -29,7 +29,7 @@ import torch
 from tqdm import tqdm
 
 from seqlab import SeqlabError
-from seqlab.config import Config, diff
+from seqlab.config import Config, diff, to_dict
 from seqlab.io import atomic_write_text, json_loads
 from seqlab.models.kernels import fused
 from seqlab.models.base import hook, is_count_model
@@ -127,6 +127,8 @@ def train(run: RunDir, cfg: Config, task: Task, device: torch.device, world: dis
     if resume:
         check_same_data(run, task)
     model = task.build_model().to(device)
+    if t.init_from and not resume:
+        start_from(model, t.init_from, cfg, log)
     if is_count_model(model):
         if resume:
             raise SeqlabError(f"{run.path} is a {cfg.model.name} model, fitted by counting in one pass; "
@@ -317,6 +319,24 @@ def train(run: RunDir, cfg: Config, task: Task, device: torch.device, world: dis
     meta = run.load_weights(model, ck.BEST)
     model.eval()
     return task.finish(run, model, device, log, meta.get("step"))
+
+
+def start_from(model: torch.nn.Module, path: str, cfg: Config, log: Callable[[str], None]) -> None:
+    """train.init_from: the best weights of the run at `path` (same task, same model options)."""
+    other = RunDir(Path(path)).require()
+    theirs = other.config()
+    if theirs.task.name != cfg.task.name:
+        raise SeqlabError(f"train.init_from={path} is a task.name={theirs.task.name} run; this one is "
+                          f"task.name={cfg.task.name}")
+    mine, old = to_dict(cfg)["model"], to_dict(theirs)["model"]
+    differ = [f"model.{k}: {old[k]!r} there, {mine[k]!r} here" for k in mine
+              if k not in ("dropout", "impl") and k in old and old[k] != mine[k]]
+    if differ:
+        raise SeqlabError(f"train.init_from={path} has other model options ({'; '.join(differ)}); "
+                          f"its weights fit only the same model: drop those overrides")
+    meta = other.load_best(model, say=log)
+    log(f"starting from the weights of {path} (its best, update {meta.get('step', '?')}); "
+        f"a new optimiser, schedule and update count")
 
 
 def save_meta(run: RunDir, cfg: Config, task: Task) -> None:

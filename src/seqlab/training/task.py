@@ -46,6 +46,9 @@ Options = tuple[str, ...] | Callable[[Config], tuple[str, ...]]
 
 # train.* options only the language model's TBPTT stream uses
 STREAM_OPTIONS = ("bptt_steps", "bptt_stride", "eval_tokens", "eval_batch_size", "state_resets")
+# train.* options a task reads only where it says so (train_options): the stream's, and starting
+# from another run's weights (a task that can must also take that run's vocabulary)
+OPT_IN = STREAM_OPTIONS + ("init_from",)
 
 
 @dataclass
@@ -97,7 +100,7 @@ class Task:
     # from its default is refused before training (check_options), never silently dropped.
     model_options: dict[str, Options] | None = None
     task_options: Options | dict[str, Options] = ()     # task.* options it reads (also per model.name)
-    train_options: tuple[str, ...] = ()      # of STREAM_OPTIONS, those it reads
+    train_options: tuple[str, ...] = ()      # of OPT_IN, those it reads
     unit, rate = "items", "items_per_s"      # what the loss averages over, for the training records
     validate_each_epoch = False              # also validate at the end of every epoch
     resume_fixed = ("data.", "model.", "task.", "train.batch_size", "train.seed")
@@ -139,7 +142,7 @@ class Task:
         """Per config section, the options a run of this task with cfg's model uses."""
         return {"model": set(cls.honoured_model_options(cfg)) | {"name"},
                 "task": set(_per_model(cls.task_options, cfg)) | {"name"},
-                "train": {f.name for f in dataclasses.fields(TrainConfig)} - set(STREAM_OPTIONS) | set(cls.train_options)}
+                "train": {f.name for f in dataclasses.fields(TrainConfig)} - set(OPT_IN) | set(cls.train_options)}
 
     @classmethod
     def check_options(cls, cfg: Config) -> None:
