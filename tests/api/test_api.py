@@ -156,15 +156,19 @@ def test_task_runs_answer_their_verbs_with_plain_values(tmp_path):
     sentiment = seqlab.train(["task=classify", f"data.path={sentiment_file(tmp_path / 's.tsv')}", "model=lstm",
                               "train.max_steps=40", *quick], out=tmp_path / "cls")
     labels = sentiment.classify(["a good film", "an awful film"])
-    assert [set(r) for r in labels] == [{"label", "probability"}] * 2
+    assert [set(r) for r in labels] == [{"label", "probability", "unknown"}] * 2
     assert all(isinstance(r["label"], str) and 0 <= r["probability"] <= 1 for r in labels)
     assert sentiment.classify("a good film") == labels[:1]
+    # words it never saw are read as <unk> and named, not dropped in silence
+    assert sentiment.classify("a zyzzyva film")[0]["unknown"] == ["zyzzyva"]
+    assert sentiment.unknown("a zyzzyva and a qwerty") == ["zyzzyva", "qwerty"]
     assert set(sentiment.evaluate("test")) >= {"loss", "accuracy"}
     tagger = seqlab.train(["task=tag", f"data.path={tagged_file(tmp_path / 't.txt')}", "model=lstm",
                            "train.max_steps=40", *quick], out=tmp_path / "tag")
     tagged = tagger.tag(["the old dog saw a cat", ["a", "red", "boat"]])
     assert tagged[0]["tokens"] == "the old dog saw a cat".split() and len(tagged[0]["tags"]) == 6
     assert tagged[1]["tokens"] == ["a", "red", "boat"] and all(isinstance(t, str) for t in tagged[1]["tags"])
+    assert tagged[0]["unknown"] == [] and tagger.tag(["the zyzzyva saw"])[0]["unknown"] == ["zyzzyva"]
     with pytest.raises(SeqlabError, match="empty sentence"):
         tagger.tag(["  "])
     series = seqlab.train(["task=forecast", f"data.path={seasonal_csv(tmp_path / 'f.csv')}", "model=lstm",

@@ -222,6 +222,9 @@ def test_translation_learns_reversal_and_the_cli_translates_with_an_attention_ma
     png = tmp_path / "attention.png"
     assert main(["translate", str(tmp_path / "run"), "--text", "a b c", "--attention", str(png)]) == 0
     assert capsys.readouterr().out.strip() == "c b a" and png.stat().st_size > 1000
+    assert main(["translate", str(tmp_path / "run"), "--text", "a zz c"]) == 0        # a word it never saw
+    err = capsys.readouterr().err
+    assert "1 word(s) the run never saw in training, read as <unk>: 'zz'" in err
 
 
 def test_the_scheduled_sampling_probability_used_in_training_follows_the_schedule():

@@ -311,6 +311,16 @@ class Run:
             return {"format": "arpa", **write_arpa(self.model, self.vocab, out)}
         return export_onnx(self.model, family, self.vocab, out)
 
+    def unknown(self, text: str | list[str]) -> list[str]:
+        """The tokens of `text` this run's model never saw in training, which it reads as <unk>
+        (a language model's characters or words; a classifier's, tagger's or translator's words)."""
+        arguments.text(text if isinstance(text, str) else " ".join(map(str, text)), "text", optional=False)
+        if self._task is not None and hasattr(self._task, "unknown_words"):
+            return self._task.unknown_words(text)
+        if self._vocab is not None:
+            return self._vocab.unknown(text if isinstance(text, str) else " ".join(text))
+        return []
+
     # -- the task verbs (verbs.py) --------------------------------------------------------------
 
     def classify(self, texts: str | list[str]) -> list[dict[str, Any]]:

@@ -40,9 +40,11 @@ def classify(run: Run, texts: str | list[str]) -> list[dict[str, Any]]:
     task, items = run._task, sentences_of(texts)
     with torch.no_grad():
         out = task.predict(run.model, [(task.encode_text(s), 0) for s in items], run.device)
+    unknown = [task.unknown_words(s) for s in items]
     if task.regression:
-        return [{"score": float(row)} for row in out]
-    return [{"label": task.labels[int(row.argmax())], "probability": float(row.max())} for row in out]
+        return [{"score": float(row), "unknown": u} for row, u in zip(out, unknown)]
+    return [{"label": task.labels[int(row.argmax())], "probability": float(row.max()), "unknown": u}
+            for row, u in zip(out, unknown)]
 
 
 def tag(run: Run, sentences) -> list[dict[str, list[str]]]:
@@ -53,7 +55,8 @@ def tag(run: Run, sentences) -> list[dict[str, list[str]]]:
         raise SeqlabError("sentences: an empty list of tokens")
     with torch.no_grad():
         tags = task.predict(run.model, [task.encode_words(t) for t in tokens], run.device)
-    return [{"tokens": t, "tags": [task.tags[i] for i in ids]} for t, ids in zip(tokens, tags)]
+    return [{"tokens": t, "tags": [task.tags[i] for i in ids], "unknown": task.unknown_words(t)}
+            for t, ids in zip(tokens, tags)]
 
 
 def _beam_and_alpha(run: Run, beam: int | None, alpha: float | None) -> tuple[int, float]:

@@ -130,9 +130,18 @@ def _load_task_run(args, verb: str):
     return load(args.run, getattr(args, "device", "auto"), checkpoint=getattr(args, "checkpoint", None))
 
 
+def _note_unknown(run, sentences) -> None:
+    """One line on stderr naming the words the model never saw (it reads them as <unk>)."""
+    seen = list(dict.fromkeys(w for s in sentences for w in run.unknown(s)))
+    if seen:
+        print(f"note: {len(seen)} word(s) the run never saw in training, read as <unk>: "
+              f"{', '.join(repr(w) for w in seen[:10])}{' ...' if len(seen) > 10 else ''}", file=sys.stderr)
+
+
 def cmd_classify(args) -> int:
     sentences = _sentences(args)
     run = _load_task_run(args, "classify")
+    _note_unknown(run, sentences)
     for sentence, result in zip(sentences, run.classify(sentences)):
         if args.json:
             print(json.dumps({"text": sentence, **result}, ensure_ascii=False))
@@ -146,6 +155,7 @@ def cmd_classify(args) -> int:
 def cmd_tag(args) -> int:
     sentences = _sentences(args)
     run = _load_task_run(args, "tag")
+    _note_unknown(run, sentences)
     for result in run.tag(sentences):
         if args.json:
             print(json.dumps(result, ensure_ascii=False))
@@ -162,6 +172,7 @@ def cmd_translate(args) -> int:
     picture = output(args.attention, "--attention", args.overwrite, inputs=[args.file])
     sentences = _sentences(args)
     run = _load_task_run(args, "translate")
+    _note_unknown(run, sentences)
     for sentence, text in zip(sentences, run.translate(sentences, beam=args.beam or None, alpha=args.alpha)):
         print(json.dumps({"source": sentence, "translation": text}, ensure_ascii=False) if args.json else text)
     if args.attention:

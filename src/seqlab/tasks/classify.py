@@ -222,6 +222,10 @@ class ClassifyTask(ExampleTask):
     def encode_text(self, text: str) -> list[int]:
         return encode_words(self.vocab, words(text, self.cfg.task.lowercase)) or [PAD]
 
+    def unknown_words(self, text: str) -> list[str]:
+        """The words of `text` the training split never had: read as <unk>."""
+        return [w for w in words(text, self.cfg.task.lowercase) if w not in self.vocab.stoi]
+
 
 def labelled_rows(cfg: Config, scores: bool = False) -> tuple[str, list[tuple[str, str]]]:
     """(source name, [(label, sentence)]) from data.path (LABEL<TAB>TEXT lines) or a named

@@ -227,6 +227,12 @@ class TagTask(ExampleTask):
         tokens = [t.lower() for t in tokens] if self.cfg.task.lowercase else tokens
         return encode_words(self.vocab, tokens), [0] * len(tokens), tokens
 
+    def unknown_words(self, tokens: list[str] | str) -> list[str]:
+        """The tokens the training split never had: read as <unk> (their characters still count
+        with task.char_size)."""
+        tokens = tokens.split() if isinstance(tokens, str) else tokens
+        return [t for t in tokens if (t.lower() if self.cfg.task.lowercase else t) not in self.vocab.stoi]
+
 
 def read_tagged(path: Path) -> list[list[tuple[str, str]]]:
     sentences = []

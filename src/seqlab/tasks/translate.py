@@ -173,6 +173,10 @@ class TranslateTask(ExampleTask):
     def encode_text(self, text: str) -> list[int]:
         return encode_words(self.src_vocab, words(text, self.cfg.task.lowercase)) or [PAD]
 
+    def unknown_words(self, text: str) -> list[str]:
+        """The source words of `text` the training split never had: read as <unk>."""
+        return [w for w in words(text, self.cfg.task.lowercase) if w not in self.src_vocab.stoi]
+
 
 def bleu(hypotheses: list[str], references: list[str], max_order: int = 4) -> float:
     """sacrebleu's corpus BLEU (0-100) with one reference per sentence, n-grams up to max_order
