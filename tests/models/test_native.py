@@ -163,6 +163,8 @@ def test_parallel_processes_build_once(kernels, tmp_path):
     assert [p.returncode for p in procs] == [0, 0], errs
     assert count.read_text().count("x") == 1
     assert sum("building the fused CPU kernels" in e for e in errs) == 1
+    built = [e for e in errs if "built the fused CPU kernels in" in e]          # and how long it took
+    assert len(built) == 1 and float(built[0].split(" in ")[1].split(" s ")[0]) >= 2.0   # the fake sleeps 2 s
 
 
 def test_a_home_that_cannot_be_written_builds_in_the_temporary_folder(tmp_path, monkeypatch):

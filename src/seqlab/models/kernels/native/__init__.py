@@ -32,6 +32,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import torch
@@ -93,8 +94,9 @@ def _build(cxx: str, flags: list[str], target: Path) -> None:
         fcntl.flock(lock, fcntl.LOCK_EX)                     # one builder; the others wait, then load
         if target.exists():
             return
-        print("seqlab: building the fused CPU kernels (once per machine, about 20 s on two cores) ...",
-              file=sys.stderr, flush=True)
+        print("seqlab: building the fused CPU kernels (once per machine, about 20 s on two cores; "
+              "`seqlab info --build-native` does it ahead) ...", file=sys.stderr, flush=True)
+        started = time.perf_counter()
         fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".so.tmp")
         os.close(fd)
         try:
@@ -104,6 +106,8 @@ def _build(cxx: str, flags: list[str], target: Path) -> None:
                 tail = "\n".join((done.stderr or done.stdout).strip().splitlines()[-8:])
                 raise RuntimeError(f"{cxx} failed (exit {done.returncode}):\n{tail}")
             os.replace(tmp, target)
+            print(f"seqlab: built the fused CPU kernels in {time.perf_counter() - started:.1f} s ({target.parent})",
+                  file=sys.stderr, flush=True)
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
