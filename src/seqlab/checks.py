@@ -54,6 +54,9 @@ def validate(cfg: Config) -> None:
         raise SeqlabError(f"model.dropout must be in [0, 1), got {m.dropout}")
     if t.keep_checkpoints < 1:
         raise SeqlabError(f"train.keep_checkpoints must be 1 or more, got {t.keep_checkpoints}")
+    if not 1 <= t.grad_accum <= t.batch_size:
+        raise SeqlabError(f"train.grad_accum must be from 1 to train.batch_size ({t.batch_size}): the batch is "
+                          f"cut into that many parts of rows; got {t.grad_accum}")
     if not 0.0 <= t.state_resets <= 1.0:
         raise SeqlabError(f"train.state_resets must be in [0, 1] (a share of the streams), got {t.state_resets}")
     if not 0.0 < t.nan_lr_factor <= 1.0:

@@ -87,6 +87,8 @@ class TrainConfig(_Section):
     lr: float = opt(2e-3, "learning rate")
     momentum: float = opt(0.9, "SGD momentum")
     weight_decay: float = opt(0.0, "L2 weight decay")
+    grad_accum: int = opt(1, "compute each update's batch in N parts, one after another, gradients summed: the "
+                             "same update with about 1/N of the activation memory (train.batch_size is the whole)")
     clip_norm: float = opt(1.0, "clip the global gradient norm to this (Pascanu et al. 2013); 0 = off")
     max_steps: int = opt(0, "stop after this many updates (0 = no limit)")
     max_epochs: int = opt(10, "stop after this many passes over the training split (0 = no limit)")

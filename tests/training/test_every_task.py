@@ -115,3 +115,39 @@ def test_two_processes_under_torchrun_equal_one_process(tmp_path, task):
     # each rank's mean loss weighed by its share of the batch: the averaged gradient is the
     # one-process gradient, up to the order of float additions
     assert max((one[k] - two[k]).abs().max().item() for k in one) < 1e-5
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_grad_accum_gives_the_update_of_the_whole_batch(tmp_path, task, monkeypatch):
+    """train.grad_accum=2 computes each batch in two halves: with SGD (what is compared is the
+    gradient itself) the weights after 4 updates equal those of one pass over each whole batch."""
+    cls = get("task", task)
+    real, calls = cls.train_loss, []
+
+    def counted(self, model, batch, step, carry):
+        calls.append(step)
+        return real(self, model, batch, step, carry)
+
+    monkeypatch.setattr(cls, "train_loss", counted)
+    weights = {}
+    for parts in (1, 2):
+        cfg = config(task, tmp_path, "train.max_steps=4", "train.optimizer=sgd", "train.lr=0.05",
+                     "train.momentum=0.9", f"train.grad_accum={parts}")
+        fit(cfg, tmp_path / f"parts{parts}", log=lambda m: None)
+        weights[parts] = load_file(str(newest(tmp_path / f"parts{parts}") / "weights.safetensors"))
+    assert calls == [0, 1, 2, 3] + [0, 0, 1, 1, 2, 2, 3, 3]          # two halves an update, the second time
+    assert set(weights[1]) == set(weights[2])
+    for name in weights[1]:
+        assert torch.allclose(weights[1][name], weights[2][name], rtol=1e-4, atol=1e-6), name
+
+
+def test_grad_accum_under_torchrun_equals_one_process_without(tmp_path):
+    """Two ranks, each computing its half of the batch in two parts (DDP averages once, at the
+    last part), reach the weights of one process taking the whole batch in one pass."""
+    cfg_args = ["task=classify", *data_for("classify", tmp_path), *TRAIN, "train.max_steps=6", "train.optimizer=sgd"]
+    done = torchrun(cfg_args + ["train.grad_accum=2", "--out", str(tmp_path / "two")])
+    assert "x 2 processes" in done.stdout
+    fit(load_config(None, cfg_args), tmp_path / "one", log=lambda m: None)
+    one = load_file(newest(tmp_path / "one") / "weights.safetensors")
+    two = load_file(newest(tmp_path / "two") / "weights.safetensors")
+    assert max((one[k] - two[k]).abs().max().item() for k in one) < 1e-5

@@ -32,7 +32,7 @@ from seqlab.models.base import reset_rows
 from seqlab.registry import get, register
 from seqlab.tasks.tbptt import BITS_KEY, Window, evaluate, summary, tbptt_windows, train_step
 from seqlab.training.checkpoint import BEST, METRICS
-from seqlab.training.task import STREAM_OPTIONS, Opened, Task
+from seqlab.training.task import STREAM_OPTIONS, Opened, Task, row_slices, take_rows
 
 # what a model fitted by counting (n-gram, HMM) uses of train.*: its evaluation in chunks
 COUNTING_USES = ("bptt_steps", "eval_batch_size", "device", "threads", "progress")
@@ -152,12 +152,18 @@ class LanguageModelTask(Task):
     def start_carry(self, model: nn.Module) -> Any:
         return model.init_state(self.rows)
 
-    def train_loss(self, model: nn.Module, batch: Window, step: int, carry: Any):
-        carry = self.reset_some(model, step, carry)
-        loss, next_carry, n = train_step(model, self.data, batch, carry, self.device)
+    def train_loss(self, model: nn.Module, batch: Window | tuple[Window, slice], step: int, carry: Any):
+        window, part = batch if isinstance(batch, tuple) else (batch, slice(None))
+        carry = self.reset_some(model, step, carry, part)
+        data = self.data if part == slice(None) else self.data[part]
+        loss, next_carry, n = train_step(model, data, window, carry, self.device)
         return loss, n, next_carry
 
-    def reset_some(self, model: nn.Module, step: int, carry: Any) -> Any:
+    def split_batch(self, batch: Window, carry: Any, parts: int) -> list[tuple[Any, Any]]:
+        """train.grad_accum: the window over consecutive rows of this rank's streams."""
+        return [((batch, cut), take_rows(carry, cut, self.rows)) for cut in row_slices(self.rows, parts)]
+
+    def reset_some(self, model: nn.Module, step: int, carry: Any, part: slice = slice(None)) -> Any:
         """train.state_resets: each stream's carried state is replaced by the initial state with
         this probability at each update. With carried state alone (TBPTT) a model meets the
         initial state once an epoch, so it never learns to start from it, and sampling or scoring
@@ -167,11 +173,11 @@ class LanguageModelTask(Task):
         if not p or carry is None:
             return carry
         generator = torch.Generator().manual_seed(self.cfg.train.seed * 1_000_003 + step)
-        rows = (torch.rand(self.cfg.train.batch_size, generator=generator) < p)[self.row_slice]
+        rows = (torch.rand(self.cfg.train.batch_size, generator=generator) < p)[self.row_slice][part]
         if not rows.any():
             return carry
         bare = getattr(model, "module", model)                 # under DDP, the wrapped model
-        return reset_rows(carry, bare.init_state(self.rows), rows)
+        return reset_rows(carry, bare.init_state(len(rows)), rows)
 
     def train_summary(self, mean_loss: float) -> dict[str, float]:
         return summary(mean_loss, self.level)

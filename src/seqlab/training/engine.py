@@ -18,6 +18,7 @@ feature of training is written once, here.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import signal
@@ -224,15 +225,19 @@ def train(run: RunDir, cfg: Config, task: Task, device: torch.device, world: dis
                     for group in optimizer.param_groups:
                         group["lr"] = lr
                     batch = task.train_batch(progress.epoch, i, device)
-                    with autocast:
-                        loss, n, next_carry = task.train_loss(trainable, batch, progress.step, s.carry)
                     optimizer.zero_grad(set_to_none=True)
-                    # each rank's mean loss, weighed by its share of the batch's items: the ranks'
-                    # averaged gradient is then the gradient of the global mean (DDP divides by W)
-                    weight = n * world.size / world.sum([n])[0] if world.parallel else 1.0
-                    # a model may add a regulariser from its forward pass (the norm stabiliser);
-                    # `loss` stays the pure objective, so the logged numbers remain comparable
-                    ((loss + hook(model, "aux_loss", 0.0)) * weight).backward()
+                    if t.grad_accum > 1:
+                        loss, n, next_carry = accumulate(task, trainable, model, batch, progress.step, s.carry,
+                                                         t.grad_accum, world, autocast)
+                    else:
+                        with autocast:
+                            loss, n, next_carry = task.train_loss(trainable, batch, progress.step, s.carry)
+                        # each rank's mean loss, weighed by its share of the batch's items: the ranks'
+                        # averaged gradient is then the gradient of the global mean (DDP divides by W)
+                        weight = n * world.size / world.sum([n])[0] if world.parallel else 1.0
+                        # a model may add a regulariser from its forward pass (the norm stabiliser);
+                        # `loss` stays the pure objective, so the logged numbers remain comparable
+                        ((loss + hook(model, "aux_loss", 0.0)) * weight).backward()
                     # Clipping the global norm keeps one exploding step (Pascanu et al. 2013)
                     # from throwing the weights far away; it leaves the direction unchanged.
                     norm = torch.nn.utils.clip_grad_norm_(params, t.clip_norm if t.clip_norm > 0 else math.inf)
@@ -319,6 +324,31 @@ def train(run: RunDir, cfg: Config, task: Task, device: torch.device, world: dis
     meta = run.load_weights(model, ck.BEST)
     model.eval()
     return task.finish(run, model, device, log, meta.get("step"))
+
+
+def accumulate(task: Task, trainable, model, batch, step: int, carry, parts: int, world, autocast):
+    """train.grad_accum: the batch's parts forward and backward one after another, each loss
+    weighed by its items, then the summed gradient divided by the batch's items (all ranks'):
+    the gradient of the whole batch's mean loss, as one pass would give it. DDP averages the
+    gradients once, at the last part. Returns (the batch's mean loss, its items, the joined carry)."""
+    pieces = task.split_batch(batch, carry, parts)
+    total, weighted, carries = 0, 0.0, []
+    for k, (part, part_carry) in enumerate(pieces):
+        last = k == len(pieces) - 1
+        quiet = trainable.no_sync() if world.parallel and not last and hasattr(trainable, "no_sync") \
+            else contextlib.nullcontext()
+        with quiet:
+            with autocast:
+                loss, n, next_carry = task.train_loss(trainable, part, step, part_carry)
+            ((loss + hook(model, "aux_loss", 0.0)) * n).backward()
+        total, weighted = total + n, weighted + loss.detach() * n
+        carries.append(next_carry)
+    everyone = world.sum([total])[0] if world.parallel else total
+    scale = (world.size if world.parallel else 1) / max(everyone, 1)
+    for p in model.parameters():
+        if p.grad is not None:
+            p.grad.mul_(scale)
+    return weighted / max(total, 1), total, task.join_carry(carries)
 
 
 def start_from(model: torch.nn.Module, path: str, cfg: Config, log: Callable[[str], None]) -> None:

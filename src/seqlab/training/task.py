@@ -248,6 +248,17 @@ class Task:
     def loss(self, model: nn.Module, batch: Any, step: int) -> tuple[Tensor, int]:
         raise NotImplementedError
 
+    def split_batch(self, batch: Any, carry: Any, parts: int) -> list[tuple[Any, Any]]:
+        """train.grad_accum: the batch (and carried state) as `parts` batches of consecutive rows,
+        whose losses weighed by their items give the whole batch's. By default every tensor with
+        the batch's row count is cut along dim 0 (dicts, tuples, lists, tensors)."""
+        cuts = row_slices(rows_of(batch), parts)
+        return [(take_rows(batch, cut), take_rows(carry, cut)) for cut in cuts]
+
+    def join_carry(self, carries: list[Any]) -> Any:
+        """The carried state of the parts of split_batch, put back together (rows in order)."""
+        return join_rows(carries)
+
     def epoch_note(self, epoch: int) -> str:
         """A line for the start of an epoch ('' = none)."""
         return ""
@@ -289,3 +300,50 @@ def changed_options(section, defaults, prefix: str, honoured: set[str]) -> list[
     keys = [f.name for f in dataclasses.fields(section)] + list(section.extras())
     return [f"{prefix}.{k}={getattr(section, k)!r}" for k in keys
             if k not in honoured and getattr(section, k) != getattr(defaults, k)]
+
+
+# -- rows of a batch, for train.grad_accum ---------------------------------------------------------
+
+def rows_of(obj: Any) -> int:
+    """The row count of a batch: the leading size of its first tensor."""
+    if isinstance(obj, Tensor):
+        return obj.size(0)
+    values = obj.values() if isinstance(obj, dict) else obj if isinstance(obj, (tuple, list)) else ()
+    for value in values:
+        found = rows_of(value)
+        if found:
+            return found
+    return 0
+
+
+def row_slices(rows: int, parts: int) -> list[slice]:
+    """`parts` slices of consecutive rows, as even as can be, none empty."""
+    if rows < 1:
+        raise SeqlabError("train.grad_accum: this task's batches have no rows to divide")
+    parts = min(parts, rows)
+    bounds = [rows * k // parts for k in range(parts + 1)]
+    return [slice(a, b) for a, b in zip(bounds, bounds[1:])]
+
+
+def take_rows(obj: Any, cut: slice, rows: int | None = None) -> Any:
+    """`obj` with every tensor of the batch's row count cut to the rows `cut`."""
+    rows = rows_of(obj) if rows is None else rows
+    if isinstance(obj, Tensor):
+        return obj[cut] if obj.dim() and obj.size(0) == rows else obj
+    if isinstance(obj, dict):
+        return {k: take_rows(v, cut, rows) for k, v in obj.items()}
+    if isinstance(obj, (tuple, list)):
+        return type(obj)(take_rows(v, cut, rows) for v in obj)
+    return obj
+
+
+def join_rows(parts: list[Any]) -> Any:
+    """Inverse of take_rows over consecutive cuts: tensors concatenated along dim 0."""
+    first = parts[0]
+    if isinstance(first, Tensor):
+        return torch.cat(parts, 0)
+    if isinstance(first, (tuple, list)):
+        return type(first)(join_rows([p[i] for p in parts]) for i in range(len(first)))
+    if isinstance(first, dict):
+        return {k: join_rows([p[k] for p in parts]) for k in first}
+    return first
