@@ -24,18 +24,15 @@ tensors and plain containers, so opening a stranger's run never executes their c
 """
 from __future__ import annotations
 
-import errno
-import hashlib
 import json
 import os
 import pickle
 import re
 import shutil
 import tempfile
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -49,6 +46,7 @@ from seqlab import SeqlabError
 from seqlab.config import Config, from_dict, to_dict
 from seqlab.data.vocab import Vocab
 from seqlab.io import atomic_path, atomic_write_text, json_loads
+from seqlab.training.disk import _discard, _first_line, _fsync, _sha256, _umask, _write_errors_as_oserror
 from seqlab.training.runfolder import require_regular
 from seqlab.training.weights_check import ModelMismatch, check_shapes, require_finite
 
@@ -344,20 +342,6 @@ class RunDir:
         return state
 
 
-@contextmanager
-def _write_errors_as_oserror(folder: Path) -> Iterator[None]:
-    """torch.save and safetensors report a failed write as RuntimeError / SafetensorError
-    without an errno; callers handle OSError, so say what most likely happened."""
-    try:
-        yield
-    except (RuntimeError, SafetensorError) as e:
-        try:
-            full = shutil.disk_usage(folder).free < (1 << 20)
-        except OSError:
-            full = False
-        raise OSError(errno.ENOSPC if full else errno.EIO, f"write failed ({_first_line(e)})") from None
-
-
 def _manifest_step(folder: Path) -> int | None:
     try:
         return int(json_loads((folder / MANIFEST).read_text(encoding="utf-8"))["step"])
@@ -365,43 +349,7 @@ def _manifest_step(folder: Path) -> int | None:
         return None
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _fsync(path: Path) -> None:
-    """Flush a file's (or a folder's entries') data to the disk before anything depends on it."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _discard(path: Path) -> None:
-    """Remove a checkpoint folder: first renamed to a hidden name (one atomic step, so a kill
-    mid-removal never leaves a half-deleted folder that looks committed), then deleted."""
-    trash = path.with_name(f".{path.name}.{os.getpid()}.trash")
-    os.rename(path, trash)
-    shutil.rmtree(trash, ignore_errors=True)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def _device_of(model: nn.Module) -> torch.device:
     for tensor in (*model.parameters(), *model.buffers()):    # AR(p) has buffers only
         return tensor.device
     return torch.device("cpu")
-
-
-def _first_line(e: Exception) -> str:
-    text = str(e).strip().splitlines()
-    return text[0][:200] if text else e.__class__.__name__

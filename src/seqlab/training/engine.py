@@ -18,7 +18,6 @@ feature of training is written once, here.
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import signal
@@ -30,18 +29,20 @@ import torch
 from tqdm import tqdm
 
 from seqlab import SeqlabError
-from seqlab.config import Config, diff, to_dict
+from seqlab.config import Config, diff
 from seqlab.io import atomic_write_text, json_loads
 from seqlab.models.kernels import fused
 from seqlab.models.base import hook, is_count_model
 from seqlab.registry import get
 from seqlab.training import checkpoint as ck, distributed
 from seqlab.training.checkpoint import RunDir
+from seqlab.training.accumulate import accumulate
 from seqlab.training.control import Interrupted, ctrl_c_flag, prepare_out, resolve_device, truncate_metrics
 from seqlab.training.guard import is_finite, learning_rate, writing
 from seqlab.training.optim import PlateauDecay, make_optimizer
 from seqlab.training.plots import read_metrics
 from seqlab.training.runfolder import check_out, writing_run
+from seqlab.training.runs import start_from
 from seqlab.training.select import fit_candidates, write_result
 from seqlab.training.session import Session
 from seqlab.training.snapshot import Progress
@@ -324,49 +325,6 @@ def train(run: RunDir, cfg: Config, task: Task, device: torch.device, world: dis
     meta = run.load_weights(model, ck.BEST)
     model.eval()
     return task.finish(run, model, device, log, meta.get("step"))
-
-
-def accumulate(task: Task, trainable, model, batch, step: int, carry, parts: int, world, autocast):
-    """train.grad_accum: the batch's parts forward and backward one after another, each loss
-    weighed by its items, then the summed gradient divided by the batch's items (all ranks'):
-    the gradient of the whole batch's mean loss, as one pass would give it. DDP averages the
-    gradients once, at the last part. Returns (the batch's mean loss, its items, the joined carry)."""
-    pieces = task.split_batch(batch, carry, parts)
-    total, weighted, carries = 0, 0.0, []
-    for k, (part, part_carry) in enumerate(pieces):
-        last = k == len(pieces) - 1
-        quiet = trainable.no_sync() if world.parallel and not last and hasattr(trainable, "no_sync") \
-            else contextlib.nullcontext()
-        with quiet:
-            with autocast:
-                loss, n, next_carry = task.train_loss(trainable, part, step, part_carry)
-            ((loss + hook(model, "aux_loss", 0.0)) * n).backward()
-        total, weighted = total + n, weighted + loss.detach() * n
-        carries.append(next_carry)
-    everyone = world.sum([total])[0] if world.parallel else total
-    scale = (world.size if world.parallel else 1) / max(everyone, 1)
-    for p in model.parameters():
-        if p.grad is not None:
-            p.grad.mul_(scale)
-    return weighted / max(total, 1), total, task.join_carry(carries)
-
-
-def start_from(model: torch.nn.Module, path: str, cfg: Config, log: Callable[[str], None]) -> None:
-    """train.init_from: the best weights of the run at `path` (same task, same model options)."""
-    other = RunDir(Path(path)).require()
-    theirs = other.config()
-    if theirs.task.name != cfg.task.name:
-        raise SeqlabError(f"train.init_from={path} is a task.name={theirs.task.name} run; this one is "
-                          f"task.name={cfg.task.name}")
-    mine, old = to_dict(cfg)["model"], to_dict(theirs)["model"]
-    differ = [f"model.{k}: {old[k]!r} there, {mine[k]!r} here" for k in mine
-              if k not in ("dropout", "impl") and k in old and old[k] != mine[k]]
-    if differ:
-        raise SeqlabError(f"train.init_from={path} has other model options ({'; '.join(differ)}); "
-                          f"its weights fit only the same model: drop those overrides")
-    meta = other.load_best(model, say=log)
-    log(f"starting from the weights of {path} (its best, update {meta.get('step', '?')}); "
-        f"a new optimiser, schedule and update count")
 
 
 def save_meta(run: RunDir, cfg: Config, task: Task) -> None:

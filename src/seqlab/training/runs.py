@@ -14,7 +14,7 @@ import torch
 
 from seqlab import SeqlabError
 from seqlab.io import json_loads
-from seqlab.config import Config
+from seqlab.config import Config, to_dict
 from seqlab.models import build_model
 from seqlab.models.base import is_count_model
 from seqlab.registry import get
@@ -114,3 +114,21 @@ def evaluate_trained(path: str | Path, opened: Opened, split: str, log: Callable
     if kind.evaluate_run is not None:
         return kind.evaluate_run(path, opened, split, log, streams)
     return evaluate_run(path, split, str(opened.device), log=log)
+
+
+def start_from(model: torch.nn.Module, path: str, cfg: Config, log: Callable[[str], None]) -> None:
+    """train.init_from: the best weights of the run at `path` (same task, same model options)."""
+    other = RunDir(Path(path)).require()
+    theirs = other.config()
+    if theirs.task.name != cfg.task.name:
+        raise SeqlabError(f"train.init_from={path} is a task.name={theirs.task.name} run; this one is "
+                          f"task.name={cfg.task.name}")
+    mine, old = to_dict(cfg)["model"], to_dict(theirs)["model"]
+    differ = [f"model.{k}: {old[k]!r} there, {mine[k]!r} here" for k in mine
+              if k not in ("dropout", "impl") and k in old and old[k] != mine[k]]
+    if differ:
+        raise SeqlabError(f"train.init_from={path} has other model options ({'; '.join(differ)}); "
+                          f"its weights fit only the same model: drop those overrides")
+    meta = other.load_best(model, say=log)
+    log(f"starting from the weights of {path} (its best, update {meta.get('step', '?')}); "
+        f"a new optimiser, schedule and update count")
