@@ -19,6 +19,8 @@ def validate(cfg: Config) -> None:
     get("task", cfg.task.name).validate(cfg)     # the task knows its models and options, before any data is read
     if d.level not in ("char", "word", "byte"):
         raise SeqlabError(f"data.level must be 'char', 'word' or 'byte', got {d.level!r}")
+    if d.level == "byte" and d.lowercase:
+        raise SeqlabError("data.lowercase applies to text; a byte-level corpus is read as its bytes (drop it)")
     if d.level == "byte" and d.memmap:
         raise SeqlabError("data.memmap streams text; a byte-level corpus is read whole (drop data.memmap)")
     family = find("model", m.name)          # a family judges its own options (models/)

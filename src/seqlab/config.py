@@ -33,6 +33,8 @@ class DataConfig(_Section):
     test_fraction: float = opt(0.05, "share of the token stream (at the very end) held out for testing")
     max_vocab: int = opt(0, "word level: keep the most frequent N words, the rest become <unk> (0 = all)")
     min_count: int = opt(1, "word level: words seen fewer times in train become <unk>")
+    lowercase: bool = opt(False, "language models: lower-case the text before it is tokenised (fewer distinct "
+                                 "words; the other tasks have task.lowercase)")
     memmap: bool = opt(False, "stream the corpus once into a token file on disk (uint8/uint16/int32) and train from it "
                        "memory-mapped, for corpora larger than memory")
 

@@ -138,12 +138,14 @@ class Run:
 
     def sample(self, prime: str | None = None, length: int = 200, *, temperature: float = 1.0, top_k: int = 0,
                top_p: float = 1.0, greedy: bool = False, beam: int = 0, alpha: float = 0.6, num_samples: int = 1,
-               seed: int | None = None, condition: str | None = None, stop: str | None = None) -> str | list[str]:
+               seed: int | None = None, condition: str | None = None, stop: str | None = None,
+               allow_unk: bool = False) -> str | list[str]:
         """The continuation of `prime` (without the prime): `length` tokens drawn with the given
         temperature / top-k / top-p (or greedily, or by beam search). num_samples > 1 returns a
         list, drawn as one batch. A conditional run writes a sentence of class `condition`.
         `stop` (character and byte models, sampling): each continuation ends before its first
-        `stop` (e.g. "\n\n" between tunes), and drawing ends when every one has it."""
+        `stop` (e.g. "\n\n" between tunes), and drawing ends when every one has it. A word-level
+        model never writes <unk> unless `allow_unk` (it stands for every word it was not taught)."""
         check_sampling(length, temperature, top_k, top_p, beam, greedy, num_samples, alpha, plain, seed)
         arguments.text(prime, "prime")
         arguments.text(condition, "condition")
@@ -151,7 +153,7 @@ class Run:
         if num_samples > 1 or stop:
             self._need("sampling several continuations" if num_samples > 1 else "sampling up to a stop",
                        "batch sampling")
-            ids, banned, vocab, _ = self._lm_prime(prime, plain)
+            ids, banned, vocab, _ = self._lm_prime(prime, plain, allow_unk)
             if stop is not None and (vocab.level == "word" or beam or vocab.unknown(stop)):
                 raise SeqlabError("stop applies to sampling from character or byte models, with characters "
                                   f"the model knows; got {stop!r} for a {vocab.level}-level run"
@@ -163,7 +165,7 @@ class Run:
             texts = [vocab.decode(s) for s in samples]
             return texts if num_samples > 1 else texts[0]
         return "".join(self.stream(prime, length, temperature=temperature, top_k=top_k, top_p=top_p, greedy=greedy,
-                                   beam=beam, alpha=alpha, seed=seed, condition=condition))
+                                   beam=beam, alpha=alpha, seed=seed, condition=condition, allow_unk=allow_unk))
 
     def tunes(self, num: int, head: str = "T:", length: int = 2000, *, temperature: float = 1.0, top_k: int = 0,
               top_p: float = 1.0, greedy: bool = False, seed: int | None = None, warmup: int = 1,
@@ -189,7 +191,8 @@ class Run:
 
     def stream(self, prime: str | None = None, length: int = 200, *, temperature: float = 1.0, top_k: int = 0,
                top_p: float = 1.0, greedy: bool = False, beam: int = 0, alpha: float = 0.6, seed: int | None = None,
-               condition: str | None = None, name: Callable[[str], str] = plain) -> Iterator[str]:
+               condition: str | None = None, name: Callable[[str], str] = plain,
+               allow_unk: bool = False) -> Iterator[str]:
         """`sample`, piece by piece as it is drawn (a beam search yields once, at the end)."""
         check_sampling(length, temperature, top_k, top_p, beam, greedy, 1, alpha, name, seed)
         arguments.text(prime, "prime", name)
@@ -198,12 +201,12 @@ class Run:
         generator = torch.Generator().manual_seed(seed) if seed is not None else None
         if self._task is not None:           # a task of its own that samples (a conditional LM)
             yield from self._task.stream_sample(self.model, prime, length, temperature, top_k, top_p, greedy, beam,
-                                                alpha, generator, condition, name)
+                                                alpha, generator, condition, name, allow_unk)
             return
         if condition:
             raise SeqlabError(f"{name('condition')} applies to language models conditioned on a class "
                               f"(task.name=conditional)")
-        ids, banned, vocab, _ = self._lm_prime(prime, name)
+        ids, banned, vocab, _ = self._lm_prime(prime, name, allow_unk)
         if beam:
             yield vocab.decode(beam_search(self.model, ids, length, beam, alpha=alpha, banned=banned)[0].tokens)
             return
@@ -223,7 +226,7 @@ class Run:
             if tail:
                 yield tail
 
-    def _lm_prime(self, prime: str | None, name: Callable[[str], str]):
+    def _lm_prime(self, prime: str | None, name: Callable[[str], str], allow_unk: bool = False):
         """(prime ids, banned ids, vocab, prime text) of a language model's sampling."""
         vocab = self._vocab
         if prime is None:
@@ -241,7 +244,7 @@ class Run:
                                   f"{' '.join(repr(m) for m in missing[:10])}; remove them")
             ids, text = vocab.encode(prime).tolist(), prime
         # a character stream never contains <eos>; a word stream ends lines with it
-        banned = (PAD, BOS) if vocab.level == "word" else (PAD, UNK, BOS, EOS)
+        banned = ((PAD, BOS) if allow_unk else (PAD, UNK, BOS)) if vocab.level == "word" else (PAD, UNK, BOS, EOS)
         return ids, banned, vocab, text
 
     def score(self, text: str, *, streams: int = 1) -> dict[str, Any]:

@@ -129,6 +129,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="draw N continuations as one batch (one batched step per token); printed one after "
                         "another, separated by a '----' line (default: 1, streamed as it is generated)")
     p.add_argument("--seed", type=int, default=None, help="random seed for reproducible samples (default: none)")
+    p.add_argument("--allow-unk", action="store_true",
+                   help="word-level models: let <unk> (every word the model was not taught) be written (default: "
+                        "never, so beam search and greedy decoding do not loop on it)")
     p.add_argument("--format", choices=("text", "abc"), default="text",
                    help="abc: whole folk tunes (a run trained on ABC, e.g. configs/folk.toml): each sample starts "
                         "at --prime (default 'T:') and stops at the blank line that ends a tune; written one "

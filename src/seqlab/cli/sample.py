@@ -42,8 +42,12 @@ def cmd_sample(args) -> int:
     if args.prime == "":
         raise SeqlabError("--prime is empty; give some text, or leave --prime out")
     run = load(args.run, args.device, checkpoint=getattr(args, "checkpoint", None))
-    options = dict(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, seed=args.seed)
     word_level = run.level == "word"
+    if args.allow_unk and not word_level:
+        raise SeqlabError(f"--allow-unk applies to word-level models; {args.run} is {run.level or 'not'}-level "
+                          f"and never writes <unk>")
+    options = dict(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, seed=args.seed,
+                   allow_unk=args.allow_unk)
     lead = (args.prime or "") + (" " if args.prime and word_level else "")
     out = sys.stdout
     if args.num_samples > 1:

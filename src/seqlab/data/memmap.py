@@ -112,12 +112,13 @@ def _passes(files: list[Path], cfg: DataConfig, what: str) -> Iterator[str]:
     with _progress(files, what) as bar:
         for text, size in blocks:
             bar.update(size)
-            yield text
+            yield text.lower() if cfg.lowercase else text
 
 
 def cache_key(files: list[Path], cfg: DataConfig) -> str:
     stats = [(str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns) for p in files]
-    fields = {k: getattr(cfg, k) for k in ("level", "valid_fraction", "test_fraction", "max_vocab", "min_count")}
+    fields = {k: getattr(cfg, k) for k in ("level", "valid_fraction", "test_fraction", "max_vocab", "min_count",
+                                            "lowercase")}
     return hashlib.sha256(json.dumps([stats, fields], sort_keys=True).encode()).hexdigest()[:16]
 
 

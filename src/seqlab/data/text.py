@@ -41,8 +41,10 @@ def corpus_text(cfg: DataConfig, log=print) -> tuple[str | bytes, str]:
             return sources.read_bytes(cfg.path, log=log), f"file {cfg.path}"
         return sources.corpus(cfg.corpus).text().encode("utf-8"), f"corpus {cfg.corpus}"
     if cfg.path:
-        return sources.read_path(cfg.path, log=log), f"file {cfg.path}"
-    return sources.corpus(cfg.corpus).text(), f"corpus {cfg.corpus}"
+        text, source = sources.read_path(cfg.path, log=log), f"file {cfg.path}"
+    else:
+        text, source = sources.corpus(cfg.corpus).text(), f"corpus {cfg.corpus}"
+    return (text.lower(), source + ", lower-cased") if cfg.lowercase else (text, source)
 
 
 def build_splits(text: str | bytes, cfg: DataConfig, vocab: Vocab | None = None, source: str = "") -> Splits:
@@ -61,7 +63,7 @@ def build_splits(text: str | bytes, cfg: DataConfig, vocab: Vocab | None = None,
 
 def _cache_key(cfg: DataConfig) -> str:
     fields = {k: getattr(cfg, k) for k in ("corpus", "level", "valid_fraction", "test_fraction",
-                                            "max_vocab", "min_count")}
+                                            "max_vocab", "min_count", "lowercase")}
     return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:12]
 
 

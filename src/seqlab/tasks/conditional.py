@@ -182,13 +182,13 @@ class ConditionalTask(ExampleTask):
 
     def stream_sample(self, model: nn.Module, prime: str | None, length: int, temperature: float, top_k: int,
                       top_p: float, greedy: bool, beam: int, alpha: float, generator, condition: str | None,
-                      name: Callable[[str], str]) -> Iterator[str]:
+                      name: Callable[[str], str], allow_unk: bool = False) -> Iterator[str]:
         """The words of a sentence of class `condition` that follow the prime's words."""
         if condition not in self.labels:
             raise SeqlabError(f"{name('condition')} must be one of {', '.join(self.labels)}; got {condition!r}")
         lm = Conditioned(model, self.labels.index(condition)).eval()
         prime_ids = [BOS] + ([self.vocab.stoi.get(w, UNK) for w in prime.split()] if prime else [])
-        banned = (PAD, UNK, BOS)
+        banned = (PAD, BOS) if allow_unk else (PAD, UNK, BOS)
         if beam:
             ids = beam_search(lm, prime_ids, length, beam, alpha=alpha, banned=banned, eos_id=EOS)[0].tokens
         else:

@@ -34,6 +34,7 @@ from seqlab.tasks.tbptt import BITS_KEY, Window, evaluate, summary, tbptt_window
 from seqlab.training.checkpoint import BEST, METRICS
 from seqlab.training.task import STREAM_OPTIONS, Opened, Task, row_slices, take_rows
 
+LARGE_VOCAB = 20_000          # words: above this the output layer is most of an update's cost
 # what a model fitted by counting (n-gram, HMM) uses of train.*: its evaluation in chunks
 COUNTING_USES = ("bptt_steps", "eval_batch_size", "device", "threads", "progress")
 
@@ -44,6 +45,7 @@ class LanguageModelTask(Task):
     offers = ("sample", "stream", "tunes", "batch sampling", "score", "export")
     datasets = ()                                    # any corpus of `seqlab data list`
     train_options = STREAM_OPTIONS + ("init_from",)
+    data_options = ("lowercase",)
     unit, rate = "tokens", "tok_per_s"
     resume_fixed = ("data.", "model.", "task.", "train.batch_size", "train.bptt")
 
@@ -98,6 +100,8 @@ class LanguageModelTask(Task):
         if len(self.stream.valid) < 2:
             raise SeqlabError(f"the validation split has {len(self.stream.valid)} tokens; use more text or a "
                               f"larger data.valid_fraction")
+        if self.level == "word" and len(self.stream.vocab) > LARGE_VOCAB and not self.cfg.data.max_vocab:
+            log(vocabulary_cost(self.stream, self.cfg))
 
     def run_vocab(self) -> Vocab:
         return self.stream.vocab
@@ -219,3 +223,15 @@ def in_vocabulary_of(stream: Splits, path: str, data, log: Callable[[str], None]
         f"({unknown / max(total, 1):.2%}) are not in it and read as <unk>"
         + (f" ({', '.join(repr(t) for t in missing[:8])}{' ...' if len(missing) > 8 else ''})" if missing else ""))
     return Splits(theirs, *parts, source=stream.source)
+
+
+def vocabulary_cost(stream: Splits, cfg: Config) -> str:
+    """One line on what a large word vocabulary costs: the output layer's arithmetic per update,
+    and how much of the text the 10,000 most frequent words cover (data.max_vocab)."""
+    V, t, m = len(stream.vocab), cfg.train, cfg.model
+    flops = 6 * t.batch_size * t.bptt_steps * m.hidden_size * V                 # forward + backward
+    counts = np.sort(np.bincount(np.asarray(stream.train, dtype=np.int64), minlength=V))[::-1]
+    cover = counts[:10_000].sum() / max(counts.sum(), 1)
+    return (f"note: {V:,} words in the vocabulary: the output layer alone is {flops / 1e9:,.0f} GFLOP an update "
+            f"(about {flops / 50e9:,.1f} s at the 50 GFLOP/s of two cores); data.max_vocab=10000 keeps the most "
+            f"frequent, which cover {cover:.1%} of the training text, the rest read as <unk>")

@@ -35,7 +35,7 @@ import torch
 from torch import Tensor, nn
 
 from seqlab import SeqlabError
-from seqlab.config import Config, ModelConfig, TaskConfig, TrainConfig
+from seqlab.config import Config, DataConfig, ModelConfig, TaskConfig, TrainConfig
 from seqlab.data.sequences import STRATEGIES, split_indices
 from seqlab.data.vocab import Vocab
 from seqlab.models import family_options
@@ -49,6 +49,7 @@ STREAM_OPTIONS = ("bptt_steps", "bptt_stride", "eval_tokens", "eval_batch_size",
 # train.* options a task reads only where it says so (train_options): the stream's, and starting
 # from another run's weights (a task that can must also take that run's vocabulary)
 OPT_IN = STREAM_OPTIONS + ("init_from",)
+DATA_OPT_IN = ("lowercase",)                 # data.* options only some tasks read
 
 
 @dataclass
@@ -101,6 +102,7 @@ class Task:
     model_options: dict[str, Options] | None = None
     task_options: Options | dict[str, Options] = ()     # task.* options it reads (also per model.name)
     train_options: tuple[str, ...] = ()      # of OPT_IN, those it reads
+    data_options: tuple[str, ...] = ()       # of DATA_OPT_IN, those it reads
     unit, rate = "items", "items_per_s"      # what the loss averages over, for the training records
     validate_each_epoch = False              # also validate at the end of every epoch
     resume_fixed = ("data.", "model.", "task.", "train.batch_size", "train.seed")
@@ -153,6 +155,11 @@ class Task:
             uses = ", ".join(f"model.{k}" for k in sorted(honoured["model"] - {"name"})) or "no model.* option"
             raise SeqlabError(f"task.name={cls.name} with model.name={cfg.model.name} would not use "
                               f"{', '.join(ignored)}; remove it (this model uses {uses})")
+        unread = [f"data.{k}={getattr(cfg.data, k)!r}" for k in DATA_OPT_IN
+                  if k not in cls.data_options and getattr(cfg.data, k) != getattr(DataConfig(), k)]
+        if unread:
+            raise SeqlabError(f"task.name={cls.name} does not read {', '.join(unread)}; remove it"
+                              + (" (task.lowercase lower-cases this task's words)" if "lowercase" in unread[0] else ""))
         ignored = changed_options(cfg.task, TaskConfig(), "task", honoured["task"])
         ignored += changed_options(cfg.train, TrainConfig(), "train", honoured["train"])
         if ignored:
