@@ -51,6 +51,7 @@ from seqlab.tasks.forecast_eval import plot_forecast, validation_loss
 from seqlab.tasks.forecast_fit import fit_ar, forecasts, scores, transforms
 from seqlab.tasks.metrics import seasonal_naive
 from seqlab.training.checkpoint import RunDir
+from seqlab.training.select import unfinished_selection
 from seqlab.training.task import Opened, Task
 
 SERIES = ("airline", "co2", "sunspots", "nile", "msft")
@@ -264,6 +265,9 @@ def describe(tf: SeriesTransform) -> str:
 
 def load_forecaster(run_path: str | Path) -> tuple[Config, dict, nn.Module]:
     run = RunDir(Path(run_path)).require()
+    cause = unfinished_selection(run.path)
+    if cause:
+        raise SeqlabError(cause)
     cfg = run.config()
     try:
         meta = json.loads(run.file("task.json").read_text(encoding="utf-8"))

@@ -13,8 +13,10 @@ On --resume, candidates already finished (their result.json written) are read, n
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
+import time
 from pathlib import Path
 from typing import Callable
 
@@ -29,6 +31,17 @@ from seqlab.training.task import Task
 
 RESULT = "result.json"
 CANDIDATES = "candidates"
+
+
+def unfinished_selection(path: Path) -> str | None:
+    """A one-line cause for a selection run stopped before it chose (candidates, no result.json)."""
+    folder = path / CANDIDATES
+    if not folder.is_dir() or (path / RESULT).is_file():
+        return None
+    done = sum((c / RESULT).is_file() for c in folder.iterdir() if c.is_dir())
+    total = sum(1 for c in folder.iterdir() if c.is_dir())
+    return (f"{path} stopped while choosing among its candidates ({done} of the {total} started finished); "
+            f"it has no model until it chooses: seqlab train --resume {path}")
 
 
 def write_result(run: RunDir, result: dict) -> None:
@@ -47,14 +60,21 @@ def fit_candidates(cfg: Config, task: Task, run: RunDir, candidates: list[tuple[
             run.save_meta(cfg, Vocab([], "word"), Path(cfg.data.path).name if cfg.data.path else cfg.data.corpus)
     key = task.select_metric
     results: dict[str, dict] = {}
-    for name, sub in candidates:
+    budget, started = cfg.train.max_time, time.perf_counter()
+    for index, (name, sub) in enumerate(candidates):
         folder = RunDir(run.path / CANDIDATES / name)
         if folder.file(RESULT).is_file():
             results[name] = json_loads(folder.file(RESULT).read_text(encoding="utf-8"))
             log(f"candidate {name}: finished before ({key} {results[name][key]:.4f})")
             continue
-        log(f"candidate {name}:")
         again = resume and folder.file(CONFIG).is_file()
+        if budget and not again:
+            # train.max_time is the whole selection's: what is left, shared by the candidates left
+            share = max(budget - (time.perf_counter() - started), 0.0) / (len(candidates) - index)
+            sub.train = dataclasses.replace(sub.train, max_time=max(share, 1.0))
+            log(f"candidate {name}: {sub.train.max_time:.0f} s of the {budget:g} s train.max_time")
+        else:
+            log(f"candidate {name}:")
         results[name] = fit_one(None if again else sub, folder.path, resume=again, overwrite=False,
                                 log=lambda m: log("  " + m), task=None if again else type(task)(sub).adopt(task))
     sign = -1.0 if task.higher_is_better else 1.0
