@@ -63,6 +63,8 @@ def validate(cfg: Config) -> None:
         raise SeqlabError(f"train.state_resets must be in [0, 1] (a share of the streams), got {t.state_resets}")
     if not 0.0 < t.nan_lr_factor <= 1.0:
         raise SeqlabError(f"train.nan_lr_factor must be in (0, 1], got {t.nan_lr_factor}")
+    if t.logger not in ("none", "tensorboard"):
+        raise SeqlabError(f"train.logger must be 'none' or 'tensorboard', got {t.logger!r}")
     if t.precision not in ("fp32", "bf16"):
         raise SeqlabError(f"train.precision must be 'fp32' or 'bf16', got {t.precision!r}")
     if not 0.0 < t.lr_decay <= 1.0:

@@ -109,6 +109,8 @@ class TrainConfig(_Section):
     threads: int = opt(0, "CPU threads for PyTorch: 0 = the cores other work leaves free, rechecked every "
                        "second (a fair share of a busy machine); N = exactly N, bit-reproducible under any load")
     progress: bool = opt(True, "show a live progress bar")
+    logger: str = opt("none", "also log the records to 'tensorboard' (RUN/tensorboard/; tensorboard --logdir RUN) "
+                      "or 'none'")
     checkpoint_every: int = opt(0, "save a resumable checkpoint every N updates (0 = at every evaluation); "
                                 "SIGKILL loses at most the updates since the last one")
     keep_checkpoints: int = opt(2, "checkpoints kept (newest first); an older one is the fallback when the newest is damaged")

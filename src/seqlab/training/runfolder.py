@@ -33,6 +33,7 @@ try:
 except ImportError:  # pragma: no cover - Windows: no advisory locks; runs are then unguarded
     fcntl = None
 
+TENSORBOARD = "tensorboard"
 # every name seqlab writes at the top of a run folder (checkpoints/ is checked entry by entry)
 RUN_FILES = frozenset({"config.json", "vocab.json", "model.safetensors", "last.safetensors", "state.pt",
                        "metrics.jsonl", "loss.png", "task.json", "forecast.png", "result.json", "checkpoints"})
@@ -64,6 +65,9 @@ def foreign_entries(folder: Path) -> list[str]:
         elif name == "checkpoints" and entry.is_dir():
             found += [f"checkpoints/{e.name}" for e in sorted(entry.iterdir())
                       if e.is_symlink() or not (e.is_dir() and (_CHECKPOINT.match(e.name) or _CHECKPOINT_LEFTOVER.match(e.name)))]
+        elif name == TENSORBOARD and entry.is_dir():        # train.logger=tensorboard's event files
+            found += [f"{name}/{e.name}" for e in sorted(entry.iterdir())
+                      if e.is_symlink() or not (e.is_file() and e.name.startswith("events.out.tfevents."))]
         elif name == "candidates" and entry.is_dir():        # runs of their own (training/select.py)
             for e in sorted(entry.iterdir()):
                 if e.is_symlink() or not e.is_dir() or not is_seqlab_run(e):

@@ -25,6 +25,7 @@ from seqlab.training import checkpoint as ck, distributed, snapshot
 from seqlab.training.checkpoint import RunDir
 from seqlab.training.control import truncate_metrics
 from seqlab.training.guard import NanGuard, writing
+from seqlab.training.logger import TensorBoardLog
 from seqlab.training.optim import PlateauDecay
 from seqlab.training.plots import plot_loss
 from seqlab.training.snapshot import Progress
@@ -79,17 +80,24 @@ class Session:
     def open_metrics(self) -> None:
         if self.world.is_main:
             self._metrics = open(self.run.file(ck.METRICS), "a", encoding="utf-8")
+            if self.t.logger == "tensorboard":
+                self._board = TensorBoardLog(self.run.path, self.progress.step)
 
     def close_metrics(self) -> None:
         if self._metrics is not None:
             self._metrics.close()
             self._metrics = None
+        if getattr(self, "_board", None) is not None:
+            self._board.close()
+            self._board = None
 
     def record(self, row: dict[str, Any]) -> None:
         if self._metrics is not None:
             with writing("metrics.jsonl", self.run.path):
                 self._metrics.write(json.dumps(row) + "\n")
                 self._metrics.flush()
+            if getattr(self, "_board", None) is not None:
+                self._board.write(row)
 
     # evaluation ----------------------------------------------------------------------------
 
