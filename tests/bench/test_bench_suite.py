@@ -150,3 +150,35 @@ def test_karpathy_lm_cell_reports_test_cross_entropy(tmp_path, text_file):
     assert result["metrics"]["test_tokens"] > 1000 and result["parameters"] is None
 
 
+
+
+def test_a_run_without_out_writes_a_folder_of_its_own_and_fetches_what_the_cells_read(tmp_path, monkeypatch):
+    """In a clone, `bench run NAME` must run the benchmark, not find the committed results and
+    stop; and a cell's corpus is fetched before the first cell, not found missing inside it."""
+    monkeypatch.chdir(tmp_path)
+    fetched, calls = [], []
+
+    class Source:
+        def is_ready(self):
+            return bool(fetched)
+
+        def fetch(self, log=print):
+            fetched.append("toy-corpus")
+
+    monkeypatch.setattr(suite, "find", lambda kind, name: Source() if (kind, name) == ("corpus", "toy-corpus") else None)
+
+    def run(options):
+        calls.append(list(fetched))
+        return {"value": 1.0}
+
+    suite.add(Benchmark("toy-data", "A toy benchmark", "Nobody 2024",
+                        lambda profile: [Cell("toy/a", "T", "a", "loss", run, 1.0, data=("toy-corpus", "generated"))]))
+    said = []
+    assert suite.run("toy-data", "quick", options=Options(progress=False, log=said.append)) == 0
+    assert (tmp_path / "runs" / "bench" / "results" / "toy-data.json").is_file()
+    assert not (tmp_path / "benchmarks").exists()
+    assert calls == [["toy-corpus"]]                                   # fetched once, before the cell ran
+    assert any("fetching toy-corpus" in m for m in said)
+    said.clear()
+    assert suite.run("toy-data", "quick", options=Options(progress=False, log=said.append)) == 0
+    assert calls == [["toy-corpus"]] and any("--rerun runs them again" in m for m in said)

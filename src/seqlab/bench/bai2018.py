@@ -245,13 +245,14 @@ def cells(profile: str) -> list[Cell]:
                 note += "; the paper's LSTM was not chrono-initialised"
             out.append(Cell(f"{task}/{family}", group, spec.label(), metric,
                             (lambda t, s: lambda options: task_cell(t, s, profile, options))(task, spec),
-                            estimate, PAPER[task][spec.family], note))
+                            estimate, PAPER[task][spec.family], note,
+                            data={"seqmnist": ("mnist",), "pmnist": ("mnist",)}.get(task, (task,))))
     group, metric = GROUPS["charlm"]
     for family in FAMILIES:
         out.append(Cell(f"charlm/{family}", group, family.upper(), metric,
                         (lambda f: lambda options: charlm_cell(f, profile, options))(family),
                         280.0 if profile == "quick" else 3 * 3600.0, PAPER["charlm"][family],
-                        "paper: char-level PTB, a different corpus"))
+                        "paper: char-level PTB, a different corpus", data=("shakespeare",)))
     return out
 
 

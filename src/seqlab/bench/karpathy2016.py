@@ -149,7 +149,7 @@ def recurrent_cell(corpus: str, cell: str, layers: int, size: int, seconds: floa
     note = (PAPER if corpus == "linux" else PAPER_WP) if paper is not None else "the paper has no such model"
     return Cell(f"{corpus}/{cell}-{layers}x{size}", f"Table 1: recurrent models, {corpus_label(corpus)}",
                 f"{cell.upper()} {layers} x {size}", "test cross-entropy (nats/char)", lm(overrides),
-                seconds * 1.15 + 40, paper, note)
+                seconds * 1.15 + 40, paper, note, data=(corpus,))
 
 
 def ngram_cell(corpus: str, n: int) -> Cell:
@@ -159,7 +159,7 @@ def ngram_cell(corpus: str, n: int) -> Cell:
                 "test cross-entropy (nats/char)", lm(overrides),
                 15 + 2.5 * n, _T2_NGRAM.get(corpus, {}).get(n - 1),
                 f"Table 2, n = {n - 1}: characters of context" + ("" if corpus == "linux" else ", War and Peace")
-                if _T2_NGRAM.get(corpus, {}).get(n - 1) is not None else "")
+                if _T2_NGRAM.get(corpus, {}).get(n - 1) is not None else "", data=(corpus,))
 
 
 def window_cell(corpus: str, n: int, seconds: float, profile: str) -> Cell:
@@ -171,7 +171,8 @@ def window_cell(corpus: str, n: int, seconds: float, profile: str) -> Cell:
     return Cell(f"{corpus}/nnn-{n}", f"Table 2: n-NN (fixed-window MLP), {corpus_label(corpus)}",
                 f"{n}-NN (window {n}, 1 x 512 tanh)", "test cross-entropy (nats/char)",
                 lm(overrides), seconds * 1.15 + 30, paper,
-                f"Table 2, n = {n}" + ("" if corpus == "linux" else ", War and Peace") if paper is not None else "")
+                f"Table 2, n = {n}" + ("" if corpus == "linux" else ", War and Peace") if paper is not None else "",
+                data=(corpus,))
 
 
 def cells(profile: str) -> list[Cell]:

@@ -39,7 +39,7 @@ from seqlab.bench.common import commit, machine
 from seqlab.bench.speed import run_speed
 from seqlab.bench.trainer_speed import run_benchmark
 from seqlab.io import atomic_write_text
-from seqlab.registry import get, names, register
+from seqlab.registry import find, get, names, register
 
 PROFILES = ("quick", "full")
 
@@ -51,6 +51,9 @@ class Options:
     progress: bool = True
     threads: int = 1                         # CPU threads per cell (torch.set_num_threads)
     log: Callable[[str], None] = print
+
+
+FRESH = "runs/bench"          # `bench run` without --out: never the committed benchmarks/ folder
 
 
 @dataclass(frozen=True)
@@ -66,6 +69,7 @@ class Cell:
     estimate_s: float                        # expected wall time on the profile's machine
     paper: float | None = None               # the published number, None where we have none
     paper_note: str = ""                     # where it comes from, or why it is blank
+    data: tuple[str, ...] = ()               # the corpora / datasets it reads, fetched before it runs
 
 
 @dataclass(frozen=True)
@@ -139,7 +143,7 @@ def run_cell(bench: Benchmark, cell: Cell, profile: str, options: Options) -> di
 
 
 def run(name: str, profile: str = "quick", only: list[str] | None = None, rerun: bool = False,
-        out: str | Path = "benchmarks", options: Options = Options(), dry_run: bool = False) -> int:
+        out: str | Path = FRESH, options: Options = Options(), dry_run: bool = False) -> int:
     """Run the unfinished cells of one benchmark's profile; returns the exit status."""
     if profile not in PROFILES:
         raise SeqlabError(f"unknown profile {profile!r}; valid: {', '.join(PROFILES)}")
@@ -149,12 +153,20 @@ def run(name: str, profile: str = "quick", only: list[str] | None = None, rerun:
     cells = select(bench.cells(profile), only)
     todo = [c for c in cells if rerun or f"{profile}/{c.id}" not in done]
     log = options.log
-    log(f"{name} ({profile}): {len(cells)} cells selected, {len(cells) - len(todo)} recorded already, "
+    log(f"{name} ({profile}): {len(cells)} cells selected, {len(cells) - len(todo)} recorded already in {out}, "
         f"{len(todo)} to run, about {fmt_duration(sum(c.estimate_s for c in todo))}; results: {path}")
+    if cells and not todo and not rerun:
+        log(f"every selected cell is recorded in {path}; --rerun runs them again, or give another --out")
+    missing = missing_data(sorted({d for c in todo for d in c.data}))
     if dry_run:
         for c in todo:
             log(f"  {c.id:<40} ~{fmt_duration(c.estimate_s):>8}  {c.label}")
+        if missing:
+            log(f"would fetch first: {', '.join(n for n, _ in missing)}")
         return 0
+    for data_name, source in missing:       # what the cells read, fetched once before the first cell
+        log(f"fetching {data_name}, which the cells read (seqlab data fetch {data_name})")
+        source.fetch(log=log)
     failed = []
     for i, cell in enumerate(todo, 1):
         log(f"[{i}/{len(todo)}] {cell.id}: {cell.label} (~{fmt_duration(cell.estimate_s)})")
@@ -178,6 +190,16 @@ def run(name: str, profile: str = "quick", only: list[str] | None = None, rerun:
         log(f"{len(failed)} cells failed: {', '.join(failed)}; rerun them with --only")
         return 1
     return 0
+
+
+def missing_data(wanted: list[str]) -> list[tuple[str, Any]]:
+    """(name, corpus or dataset) of the named data that must be fetched before use."""
+    found = []
+    for data_name in wanted:
+        source = find("corpus", data_name) or find("dataset", data_name)
+        if source is not None and not source.is_ready():
+            found.append((data_name, source))
+    return found
 
 
 # -- the report -----------------------------------------------------------------------------------
@@ -290,8 +312,9 @@ def parser() -> argparse.ArgumentParser:
                    help="CPU threads per cell; 1 keeps timings steady on a shared 2-core machine")
     s.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True,
                    help="progress bars on stderr")
-    s.add_argument("--out", default="benchmarks",
-                   help="folder for results/NAME.json and NAME.md (use a temporary folder for trial runs)")
+    s.add_argument("--out", default=FRESH,
+                   help="folder for results/NAME.json and NAME.md: your own runs go to a folder of their own "
+                        "(continued when the command is run again); --out benchmarks adds to the committed results")
     return p
 
 
