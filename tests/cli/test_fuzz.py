@@ -117,6 +117,6 @@ def _damaged_run_files(trained, capsys, name, how, where, payload, value):
 DAMAGE = dict(name=st.sampled_from(FILES), how=st.sampled_from(["truncate", "flip", "splice", "json"]),
               where=st.floats(min_value=0, max_value=1), payload=st.binary(min_size=1, max_size=16), value=JSON_VALUES)
 QUICK = dict(deadline=None, suppress_health_check=list(HealthCheck), phases=[Phase.explicit, Phase.reuse, Phase.generate])
-test_damaged_run_files_are_used_or_refused_in_one_line = settings(max_examples=16, **QUICK)(
+test_damaged_run_files_are_used_or_refused_in_one_line = settings(max_examples=10, **QUICK)(
     given(**DAMAGE)(_damaged_run_files))
 test_damaged_run_files_slow = pytest.mark.slow(settings(max_examples=250, **QUICK)(given(**DAMAGE)(_damaged_run_files)))
