@@ -17,8 +17,13 @@ def validate(cfg: Config) -> None:
     """Reject values no run could use, with what to do instead."""
     d, m, t = cfg.data, cfg.model, cfg.train
     get("task", cfg.task.name).validate(cfg)     # the task knows its models and options, before any data is read
-    if d.level not in ("char", "word", "byte"):
-        raise SeqlabError(f"data.level must be 'char', 'word' or 'byte', got {d.level!r}")
+    if d.level not in ("char", "word", "byte", "subword"):
+        raise SeqlabError(f"data.level must be 'char', 'word', 'subword' or 'byte', got {d.level!r}")
+    if d.subword_size != type(d)().subword_size and d.level != "subword":
+        raise SeqlabError("data.subword_size applies to data.level=subword; remove it or set data.level=subword")
+    if d.level == "subword" and d.memmap:
+        raise SeqlabError("data.memmap streams characters and words; data.level=subword reads the text whole "
+                          "(drop data.memmap)")
     if d.level == "byte" and d.lowercase:
         raise SeqlabError("data.lowercase applies to text; a byte-level corpus is read as its bytes (drop it)")
     if d.level == "byte" and d.memmap:

@@ -27,8 +27,10 @@ class DataConfig(_Section):
     _section = "data"
     corpus: str = opt("shakespeare", "named corpus (see `seqlab data list`); ignored when data.path is set")
     path: str = opt("", "a UTF-8 text file or a folder of them to use as the corpus instead")
-    level: str = opt("char", "tokens: 'char', 'word' (words split on whitespace, <eos> at each line end) or 'byte' "
-                     "(the 256 byte values: any file, binary too)")
+    level: str = opt("char", "tokens: 'char', 'word' (words split on whitespace, <eos> at each line end), 'subword' "
+                     "(sentencepiece BPE learned from the training split) or 'byte' (the 256 byte values: any file)")
+    subword_size: int = opt(4000, "data.level=subword: pieces in the vocabulary (at least 300: the 256 bytes are "
+                                  "pieces of their own, so no text is <unk>)")
     valid_fraction: float = opt(0.05, "share of the token stream (from the end, before test) held out for validation")
     test_fraction: float = opt(0.05, "share of the token stream (at the very end) held out for testing")
     max_vocab: int = opt(0, "word level: keep the most frequent N words, the rest become <unk> (0 = all)")

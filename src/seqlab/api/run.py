@@ -154,7 +154,7 @@ class Run:
             self._need("sampling several continuations" if num_samples > 1 else "sampling up to a stop",
                        "batch sampling")
             ids, banned, vocab, _ = self._lm_prime(prime, plain, allow_unk)
-            if stop is not None and (vocab.level == "word" or beam or vocab.unknown(stop)):
+            if stop is not None and (vocab.level in ("word", "subword") or beam or vocab.unknown(stop)):
                 raise SeqlabError("stop applies to sampling from character or byte models, with characters "
                                   f"the model knows; got {stop!r} for a {vocab.level}-level run"
                                   + (" with a beam" if beam else ""))
@@ -212,8 +212,16 @@ class Run:
             return
         sep = " " if vocab.level == "word" else ""
         utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace") if vocab.level == "byte" else None
+        drawn, shown = [], ""                      # subwords: decoded together (spaces, split characters)
         for token in generate(self.model, ids, length, greedy=greedy, temperature=temperature, top_k=top_k,
                               top_p=top_p, banned=banned, generator=generator):
+            if vocab.level == "subword":
+                drawn.append(token)
+                text = vocab.decode(drawn)
+                if text.startswith(shown) and not text.endswith("\ufffd"):
+                    yield text[len(shown):]
+                    shown = text
+                continue
             if utf8 is not None:                   # bytes: a character may take several of them
                 piece = utf8.decode(vocab.decode_bytes([token]))
                 if piece:
@@ -225,6 +233,9 @@ class Run:
             tail = utf8.decode(b"", final=True)
             if tail:
                 yield tail
+        final = vocab.decode(drawn) if drawn else ""
+        if final.startswith(shown) and len(final) > len(shown):
+            yield final[len(shown):]               # what a split character held back
 
     def _lm_prime(self, prime: str | None, name: Callable[[str], str], allow_unk: bool = False):
         """(prime ids, banned ids, vocab, prime text) of a language model's sampling."""
@@ -257,7 +268,7 @@ class Run:
         arguments.whole(streams, "streams", low=1, high=1 << 16)
         vocab = self._vocab
         ids = torch.as_tensor(vocab.encode(text), dtype=torch.long)
-        start = EOS if vocab.level == "word" else int(vocab.encode("\n")[0]) if "\n" in vocab.stoi else None
+        start = vocab.newline()
         log_probs = token_log_probs(self.model, ids, start, self.device, streams, max(self._cfg.train.bptt_steps, 1))
         scored = log_probs[~np.isnan(log_probs)]
         if not len(scored):

@@ -102,8 +102,8 @@ def write_tunes(args) -> int:
     if head == "":
         raise SeqlabError("--prime is empty; give the start of a tune (e.g. 'T:' or 'T:Reel\nM:4/4'), or leave it out")
     run = load(args.run, args.device, checkpoint=getattr(args, "checkpoint", None))
-    if run.level == "word":
-        raise SeqlabError(f"{args.run} is a word-level model; tunes are sampled from character or byte models")
+    if run.level in ("word", "subword"):
+        raise SeqlabError(f"{args.run} is a {run.level}-level model; tunes are sampled from character or byte models")
     samples = run.tunes(args.num_samples, head, length, temperature=args.temperature, top_k=args.top_k,
                         top_p=args.top_p, greedy=args.greedy, seed=args.seed,
                         warmup=1 if args.warmup is None else args.warmup, end=TUNE_END)

@@ -29,6 +29,7 @@ from seqlab.config import DataConfig
 from seqlab.data import sources
 from seqlab.data.memmap import load_memmap
 from seqlab.data.splits import Splits, split_sizes  # noqa: F401 - re-exported: the stream's splits live in splits.py
+from seqlab.data.subword import learn_subwords
 from seqlab.data.vocab import UNK, Vocab, tokenize
 from seqlab.io import atomic_path, atomic_write_text
 
@@ -49,6 +50,8 @@ def corpus_text(cfg: DataConfig, log=print) -> tuple[str | bytes, str]:
 
 def build_splits(text: str | bytes, cfg: DataConfig, vocab: Vocab | None = None, source: str = "") -> Splits:
     """Tokenise, cut train/valid/test contiguously, and build the vocabulary from train only."""
+    if cfg.level == "subword":
+        return subword_splits(text, cfg, vocab, source)
     seq = text if cfg.level in ("char", "byte") else tokenize(text, "word")
     n_train, n_valid, _ = split_sizes(len(seq), cfg.valid_fraction, cfg.test_fraction)
     if vocab is None:
@@ -61,9 +64,21 @@ def build_splits(text: str | bytes, cfg: DataConfig, vocab: Vocab | None = None,
     return Splits(vocab, ids[:a], ids[a:b], ids[b:], source)
 
 
+def subword_splits(text: str, cfg: DataConfig, vocab: Vocab | None, source: str) -> Splits:
+    """data.level=subword: the text cut by characters at line ends, then sentencepiece's pieces
+    learned from the training part only (data/subword.py), every part encoded with them."""
+    n_train, n_valid, _ = split_sizes(len(text), cfg.valid_fraction, cfg.test_fraction)
+    a = text.find("\n", n_train) + 1 or n_train                      # whole lines in each part
+    b = max(text.find("\n", n_train + n_valid) + 1 or n_train + n_valid, a)
+    if vocab is None:
+        vocab = Vocab((), "subword", model=learn_subwords(text[:a], cfg.subword_size))
+    parts = [vocab.encode(part) for part in (text[:a], text[a:b], text[b:])]
+    return Splits(vocab, *parts, source=f"{source}, {len(vocab):,} subword pieces")
+
+
 def _cache_key(cfg: DataConfig) -> str:
     fields = {k: getattr(cfg, k) for k in ("corpus", "level", "valid_fraction", "test_fraction",
-                                            "max_vocab", "min_count", "lowercase")}
+                                            "max_vocab", "min_count", "lowercase", "subword_size")}
     return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:12]
 
 

@@ -12,6 +12,8 @@ Saved as JSON: {"level": "char", "tokens": [...]} — readable, diff-able, safe 
 """
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 from collections import Counter
 from pathlib import Path
@@ -21,20 +23,30 @@ import numpy as np
 
 from seqlab import SeqlabError
 from seqlab.io import atomic_write_text, json_loads
+from seqlab.data.subword import NEWLINE, processor
 from seqlab.tokens import BOS, EOS, PAD, SPECIALS, UNK  # noqa: F401 - re-exported for data's users
 
 
-LEVELS = ("char", "word", "byte")
+LEVELS = ("char", "word", "byte", "subword")
 BYTES = [chr(b) for b in range(256)]          # the byte level's tokens, as one-character names
 
 
 class Vocab:
-    def __init__(self, tokens: Iterable[str], level: str = "char"):
+    def __init__(self, tokens: Iterable[str], level: str = "char", model: bytes | None = None):
+        """`model`: a subword vocabulary's sentencepiece model (data/subword.py); its pieces are the tokens."""
         if level not in LEVELS:
-            raise SeqlabError(f"vocab level must be 'char', 'word' or 'byte', got {level!r}")
+            raise SeqlabError(f"vocab level must be 'char', 'word', 'byte' or 'subword', got {level!r}")
         self.level = level
         if level == "byte":
             tokens = BYTES
+        if level == "subword":
+            if model is None:
+                raise SeqlabError("a subword vocabulary is learned from text (data/subword.py), not listed")
+            self.model, self._sp = bytes(model), processor(bytes(model))
+            pieces = [self._sp.id_to_piece(i) for i in range(self._sp.get_piece_size())]
+            if tuple(pieces[:len(SPECIALS)]) != SPECIALS:
+                raise SeqlabError("not a seqlab subword model (its first pieces must be seqlab's specials)")
+            tokens = pieces[len(SPECIALS):]
         self.itos: list[str] = list(SPECIALS) + [t for t in tokens if t not in SPECIALS]
         self.stoi: dict[str, int] = {t: i for i, t in enumerate(self.itos)}
         if len(self.stoi) != len(self.itos):
@@ -75,6 +87,8 @@ class Vocab:
             return np.frombuffer(data, dtype=np.uint8).astype(np.int64) + len(SPECIALS)
         if self.level == "char":
             return self._encode_chars(text)
+        if self.level == "subword":
+            return np.asarray(self._sp.encode(text.replace("\n", NEWLINE)), dtype=np.int64)
         ids = [self.stoi.get(t, UNK) for t in tokenize(text, "word")]
         return np.asarray(ids, dtype=np.int64)
 
@@ -98,6 +112,8 @@ class Vocab:
     def decode(self, ids: Iterable[int]) -> str:
         if self.level == "byte":
             return self.decode_bytes(ids).decode("utf-8", errors="replace")
+        if self.level == "subword":
+            return self._sp.decode([int(i) for i in ids if int(i) >= len(SPECIALS)]).replace(NEWLINE, "\n")
         tokens = [self.itos[int(i)] for i in ids]
         if self.level == "char":
             return "".join(tokens)
@@ -112,8 +128,8 @@ class Vocab:
 
     def unknown(self, text: str) -> list[str]:
         """Tokens of `text` not in the vocabulary, in order of first appearance."""
-        if self.level == "byte":
-            return []                              # every byte is in it
+        if self.level in ("byte", "subword"):
+            return []                              # every byte is in it (subwords: as a fallback piece)
         seen: dict[str, None] = {}
         for t in tokenize(text, self.level):
             if t not in self.stoi:
@@ -122,8 +138,17 @@ class Vocab:
 
     # -- persistence ------------------------------------------------------------------
 
+    def newline(self) -> int | None:
+        """The id that stands for a line break (what scoring and sampling start after), or None."""
+        if self.level == "word":
+            return EOS
+        return self.stoi.get(NEWLINE if self.level == "subword" else "\n")
+
     def to_json(self) -> str:
-        return json.dumps({"level": self.level, "tokens": self.itos[len(SPECIALS):]}, ensure_ascii=False)
+        data = {"level": self.level, "tokens": self.itos[len(SPECIALS):]}
+        if self.level == "subword":
+            data["model"] = base64.b64encode(self.model).decode("ascii")
+        return json.dumps(data, ensure_ascii=False)
 
     def save(self, path: str | Path) -> None:
         atomic_write_text(path, self.to_json())
@@ -138,7 +163,20 @@ class Vocab:
         except (ValueError, KeyError, TypeError) as e:
             raise SeqlabError(f"{path}: not a seqlab vocabulary ({e.__class__.__name__}: {e})") from None
         if level not in LEVELS:
-            raise SeqlabError(f"{path}: not a seqlab vocabulary (level {level!r}, expected 'char', 'word' or 'byte')")
+            raise SeqlabError(f"{path}: not a seqlab vocabulary (level {level!r}, expected 'char', 'word', 'byte' "
+                              f"or 'subword')")
+        if level == "subword":
+            try:
+                model = base64.b64decode(data["model"], validate=True)
+            except (KeyError, TypeError, ValueError, binascii.Error):
+                raise SeqlabError(f"{path}: not a seqlab subword vocabulary (its model is missing or not base64)") from None
+            try:
+                vocab = cls((), "subword", model=model)
+            except SeqlabError as e:
+                raise SeqlabError(f"{path}: {e}") from None
+            if vocab.itos[len(SPECIALS):] != tokens:
+                raise SeqlabError(f"{path}: not a seqlab subword vocabulary (its pieces disagree with its model)")
+            return vocab
         if level == "byte":
             if tokens != BYTES:
                 raise SeqlabError(f"{path}: not a seqlab vocabulary (a byte vocabulary lists the 256 bytes in order)")
