@@ -10,6 +10,8 @@ import numpy as np
 import torch
 
 from seqlab import SeqlabError
+from seqlab.api import arguments
+from seqlab.api.arguments import check_sampling, plain
 from seqlab.data.audio import RATE
 from seqlab.data.scenes import HEIGHT, WIDTH, read_image
 from seqlab.data.sequences import seq2seq_batch
@@ -156,3 +158,59 @@ def scene_array(image) -> np.ndarray:
         raise SeqlabError(f"an image array must be ({HEIGHT}, {WIDTH}) like the scenes; got {a.shape} "
                           f"(give a file path to have it scaled)")
     return (np.clip(a, 0, 1) * 255).round().astype(np.uint8) if a.dtype.kind == "f" else a.astype(np.uint8)
+
+
+class TaskVerbs:
+    """The built-in task verbs as methods of seqlab.Run (which this is mixed into): each refuses
+    a run whose task does not offer it, then calls the function of the same name above."""
+
+    def classify(self, texts: str | list[str]) -> list[dict[str, Any]]:
+        """Each text's label and its probability ({"label", "probability"}), or {"score"} for a
+        regression run."""
+        self._need("classify", "classify")
+        return classify(self, texts)
+
+    def tag(self, sentences: str | list[str] | list[list[str]]) -> list[dict[str, list[str]]]:
+        """Each sentence's tokens and their tags ({"tokens", "tags"}); a sentence is a string
+        (split on spaces, or into words) or a list of tokens."""
+        self._need("tag", "tag")
+        return tag(self, sentences)
+
+    def translate(self, sentences: str | list[str], *, beam: int | None = None,
+                  alpha: float | None = None) -> list[str]:
+        """Each sentence translated by beam search (beam=1: greedy; default: the run's own width
+        and length penalty)."""
+        self._need("translate", "translate")
+        return translate(self, sentences, beam, alpha)
+
+    def attention(self, sentence: str, *, beam: int | None = None) -> dict[str, Any]:
+        """The attention weights of one translation: {"weights": (target + 1, source) array,
+        "source": tokens, "target": tokens + ['<eos>'], "translation": text}."""
+        self._need("attention", "attention")
+        return attention(self, sentence, beam)
+
+    def caption(self, images, *, beam: int | None = None, alpha: float | None = None) -> list[dict[str, Any]]:
+        """Each image's caption (a path to any image Pillow reads, or a (64, 96) array like the
+        scenes): {"caption", "words", "attention": (words, regions) array, "grid": (rows, columns),
+        "image": the (64, 96) uint8 the model saw}. Beam search as translate's."""
+        self._need("caption", "caption")
+        return caption(self, images, beam, alpha)
+
+    def speak(self, voice: str | None = None, seconds: float = 1.0, *, temperature: float = 1.0, top_k: int = 0,
+              top_p: float = 1.0, seed: int | None = None, progress: Callable[[int], None] | None = None) -> np.ndarray:
+        """A task.name=speech run's WaveNet speaking for `seconds` in `voice` (one of its voices;
+        None for a model trained without speakers): float samples in [-1, 1] at 8 kHz, drawn one
+        at a time through the per-layer queues."""
+        self._need("speaking", "speak")
+        check_sampling(1, temperature, top_k, top_p, 0, False, 1, 0.6, plain, seed)
+        arguments.text(voice, "voice")
+        arguments.number(seconds, "seconds")
+        generator = torch.Generator().manual_seed(seed) if seed is not None else None
+        return speak(self, voice, seconds, temperature, top_k, top_p, generator, progress)
+
+    def forecast(self, steps: int = 12) -> np.ndarray:
+        """The next `steps` values after the end of the run's series, each prediction fed back
+        as the next input (closed loop)."""
+        self._need("forecast", "forecast")
+        arguments.whole(steps, "steps", low=1, high=1_000_000)
+        return forecast(self, steps)
