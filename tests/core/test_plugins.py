@@ -174,3 +174,23 @@ def test_only_the_recurrent_builder_knows_which_cell_carries_a_memory():
             if isinstance(node, ast.Compare):
                 named = [v.value for v in [node.left, *node.comparators] if isinstance(v, ast.Constant)]
                 assert not set(named) & cells, f"{rel}:{node.lineno} compares the cell name"
+
+
+def test_train_help_narrows_to_what_a_run_would_use(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--help", "task=classify", "model=gru"])
+    out = capsys.readouterr().out
+    assert "task.name=classify with model.name=gru uses" in out
+    assert "    task.pooling=" in out and "    model.gru_form=" in out
+    assert "    task.beam_size=" not in out and "    model.peephole=" not in out and "    train.bptt_steps=" not in out
+    with pytest.raises(SystemExit):
+        main(["train", "--help", "model=toy", "task=toy"])                 # a plug-in's family and task
+    out = capsys.readouterr().out
+    assert "    model.toy_width=8" in out and "    task.toy_length=9" in out and "    model.hidden_size=" not in out
+    with pytest.raises(SystemExit):
+        main(["train", "--help", "model"])                                 # one section
+    out = capsys.readouterr().out
+    assert "    model.peephole=" in out and "    train.lr=" not in out
+    with pytest.raises(SystemExit) as e:
+        main(["train", "--help", "modle"])
+    assert "'modle' is not a section" in str(e.value)

@@ -23,13 +23,21 @@ from seqlab.cli.sample import cmd_sample
 from seqlab.cli.tasks import _eval_task, offers, cmd_caption, cmd_classify, cmd_forecast, cmd_tag, cmd_translate
 
 
+# `train --help task=tag model=gru` / `train --help model`: the options shown (main sets it)
+HELP_ONLY: dict = {"sections": None, "honoured": None, "title": ""}
+
+
 def _help_table() -> str:
     from seqlab.config import all_keys
     from seqlab.registry import known
 
-    lines = ["options (as section.key=value; defaults shown):"]
+    lines = [HELP_ONLY["title"] or "options (as section.key=value; defaults shown):"]
     section = ""
+    sections, honoured = HELP_ONLY["sections"], HELP_ONLY["honoured"]
     for key, typ, default, help_text in all_keys():
+        part, name = key.split(".", 1)
+        if (sections and part not in sections) or (honoured and part in honoured and name not in honoured[part]):
+            continue
         if key.split(".")[0] != section:
             section = key.split(".")[0]
             lines.append(f"  [{section}]")
@@ -38,6 +46,28 @@ def _help_table() -> str:
         shown = f"{key}={default!r}" if isinstance(default, str) else f"{key}={default}"
         lines.append(f"    {shown:<32} {typ.__name__:<5} {help_text}")
     return "\n".join(lines)
+
+
+def _narrow_help(words: list[str]) -> None:
+    """`train --help model` shows one section; `train --help task=tag model=gru` the options that
+    run would use (what its task and model family honour), each with its help."""
+    from seqlab.config import SECTIONS, Config, apply, parse_overrides
+    from seqlab.registry import get
+    bare = [w for w in words if "=" not in w]
+    unknown = [w for w in bare if w not in SECTIONS]
+    if unknown:
+        raise SystemExit(f"seqlab train --help: {unknown[0]!r} is not a section ({', '.join(SECTIONS)}) "
+                         f"nor section.key=value")
+    HELP_ONLY["sections"] = set(bare) or None
+    picks = [w for w in words if "=" in w]
+    if picks:
+        try:                                 # typed, not judged: a help needs no data
+            cfg = apply(Config(), parse_overrides(picks))
+            HELP_ONLY["honoured"] = get("task", cfg.task.name).honoured(cfg)
+        except SeqlabError as e:
+            raise SystemExit(f"seqlab: error: {e}") from None
+        HELP_ONLY["title"] = (f"options a run of task.name={cfg.task.name} with model.name={cfg.model.name} uses "
+                              f"(all of them: seqlab train --help):")
 
 
 def _registered(kind: str, help_text: str) -> str:
@@ -343,9 +373,11 @@ def main(argv: list[str] | None = None) -> int:
         verb = find(argv[0])                # a verb a task declares (its own module's)
         if verb is not None:
             return _guarded(lambda: run_verb(verb, argv[1:]), argv[0])
+    HELP_ONLY.update(sections=None, honoured=None, title="")     # each call narrows its own help
     if argv[:1] == ["train"] and ("-h" in argv or "--help" in argv):
         from seqlab.options import load_declaring
         load_declaring()                    # the options families and tasks declare, listed too
+        _narrow_help([a for a in argv[1:] if not a.startswith("-")])
     parser = build_parser()
     # Overrides may come before or after options (`train --out R model.hidden_size=8`):
     # argparse stops a nargs="*" positional at the first option, so collect the rest here.
