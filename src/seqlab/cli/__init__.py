@@ -1,6 +1,7 @@
 """The command line, floor 6: one module per group of verbs, each with its parsers beside it.
 
     commands.py  the `seqlab` parser and main(): train, eval, data, analyze, viz, gallery, info
+    help.py      train --help's table of options (narrowed by task=, model= or a section)
     sample.py    sample (text, ABC tunes, speech)        tasks.py   classify, tag, translate, forecast, caption
     compress.py  compress / decompress                   bench.py   seqlab bench
     verbs.py     the verbs tasks declare (plug-ins' too) guard.py   how every command ends: errors, signals, pipes

@@ -16,72 +16,12 @@ import textwrap
 
 from seqlab import SeqlabError, __version__
 from seqlab.cli.guard import guarded as _guarded
+from seqlab.cli.help import HELP_ONLY, _help_table, _narrow_help
 from seqlab.io import Output
 from seqlab.cli.bench import BENCHES, add_bench_parser, cmd_bench
 from seqlab.cli.compress import cmd_compress, cmd_decompress
 from seqlab.cli.sample import cmd_sample
 from seqlab.cli.tasks import _eval_task, offers, cmd_caption, cmd_classify, cmd_forecast, cmd_tag, cmd_translate
-
-
-# `train --help task=tag model=gru` / `train --help model`: the options shown (main sets it)
-HELP_ONLY: dict = {"sections": None, "honoured": None, "title": ""}
-
-
-def _help_table() -> str:
-    from seqlab.config import all_keys
-    from seqlab.registry import known
-
-    lines = [HELP_ONLY["title"] or "options (as section.key=value; defaults shown):"]
-    section = ""
-    sections, honoured = HELP_ONLY["sections"], HELP_ONLY["honoured"]
-    for key, typ, default, help_text in all_keys():
-        part, name = key.split(".", 1)
-        if (sections and part not in sections) or (honoured and part in honoured and name not in honoured[part]):
-            continue
-        if key.split(".")[0] != section:
-            section = key.split(".")[0]
-            lines.append(f"  [{section}]")
-        if key in ("model.name", "task.name") and known(key.split(".")[0]):
-            help_text = _registered(key.split(".")[0], help_text)
-        shown = f"{key}={default!r}" if isinstance(default, str) else f"{key}={default}"
-        lines.append(f"    {shown:<32} {typ.__name__:<5} {help_text}")
-    return "\n".join(lines)
-
-
-def _narrow_help(words: list[str]) -> None:
-    """`train --help model` shows one section; `train --help task=tag model=gru` the options that
-    run would use (what its task and model family honour), each with its help."""
-    from seqlab.config import SECTIONS, Config, apply, parse_overrides
-    from seqlab.registry import get
-    bare = [w for w in words if "=" not in w]
-    unknown = [w for w in bare if w not in SECTIONS]
-    if unknown:
-        raise SystemExit(f"seqlab train --help: {unknown[0]!r} is not a section ({', '.join(SECTIONS)}) "
-                         f"nor section.key=value")
-    HELP_ONLY["sections"] = set(bare) or None
-    picks = [w for w in words if "=" in w]
-    if picks:
-        try:                                 # typed, not judged: a help needs no data
-            cfg = apply(Config(), parse_overrides(picks))
-            HELP_ONLY["honoured"] = get("task", cfg.task.name).honoured(cfg)
-        except SeqlabError as e:
-            raise SystemExit(f"seqlab: error: {e}") from None
-        HELP_ONLY["title"] = (f"options a run of task.name={cfg.task.name} with model.name={cfg.model.name} uses "
-                              f"(all of them: seqlab train --help):")
-
-
-def _registered(kind: str, help_text: str) -> str:
-    """The help of model.name / task.name with every registered name, a plug-in's too (train --help
-    imports them all), and the models only some tasks build (classify's bow, forecast's ar)."""
-    from seqlab.registry import get, known
-    text = help_text.split(":")[0] + ": " + ", ".join(known(kind))
-    if kind == "model":
-        own = {}
-        for task in known("task"):
-            for name in set(get("task", task).models) - set(known("model")):
-                own.setdefault(name, []).append(task)
-        text += "".join(f"; {name} (task.name={' or '.join(sorted(t))})" for name, t in sorted(own.items()))
-    return text
 
 
 TRAIN_EXAMPLES = """
