@@ -68,6 +68,12 @@ def test_a_subword_run_trains_samples_and_scores(tmp_path, capsys):
     assert run.level == "subword" and len(run.vocab) == 400
     text = run.sample("The king", 40, seed=1)
     assert isinstance(text, str) and len(text) >= 40 and "<" not in text    # pieces joined, no specials
+    # streamed piece by piece (byte pieces of one character held together), joined they are the
+    # decoding of every token drawn
+    from seqlab.decode.sampling import generate
+    vocab = Vocab.load(out / "vocab.json")
+    drawn = list(generate(run.model, vocab.encode("The king").tolist(), 80, greedy=True, banned=(0, 1, 2, 3)))
+    assert "".join(run.stream("The king", 80, greedy=True)) == vocab.decode(drawn)
     many = run.sample("The king", 20, seed=1, num_samples=3)
     assert len(many) == 3
     scored = run.score("The queen shall speak now.\n")
@@ -87,3 +93,4 @@ def test_what_subwords_cannot_do_is_one_line(tmp_path, capsys, extra, says):
     assert main(["train", f"data.path={corpus}", *extra, "train.max_steps=1", "--out", str(tmp_path / "r")]) == 2
     err = capsys.readouterr().err
     assert says in err and len(err.strip().splitlines()) == 1, err
+

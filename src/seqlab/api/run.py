@@ -34,7 +34,7 @@ from seqlab.tasks.tbptt import summary, token_log_probs
 from seqlab.training.checkpoint import RunDir
 from seqlab.training.plots import read_metrics
 from seqlab.training.runs import evaluate_trained, open_trained
-from seqlab.training.task import Opened
+from seqlab.training.task import Opened, offering
 
 EXPORT_FORMATS = ("onnx", "arpa")
 
@@ -129,7 +129,7 @@ class Run(verbs.TaskVerbs):
     def _need(self, verb: str, offer: str) -> None:
         """Refuse `verb` unless this run's task offers `offer`, naming the tasks that do."""
         if offer not in self.offers:
-            tasks = [t for t in names("task") if offer in get("task", t).offered()]
+            tasks = offering(offer)
             mine = " / ".join(o for o in self.offers if " " not in o) or "evaluate"
             raise SeqlabError(f"{self.path} is a task.name={self.task} run; {verb} needs a "
                               f"task.name={' or '.join(tasks)} run (this one offers {mine})")
@@ -212,15 +212,15 @@ class Run(verbs.TaskVerbs):
             return
         sep = " " if vocab.level == "word" else ""
         utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace") if vocab.level == "byte" else None
-        drawn, shown = [], ""                      # subwords: decoded together (spaces, split characters)
+        held: list[int] = []                       # subwords: byte pieces of a character not yet complete
         for token in generate(self.model, ids, length, greedy=greedy, temperature=temperature, top_k=top_k,
                               top_p=top_p, banned=banned, generator=generator):
             if vocab.level == "subword":
-                drawn.append(token)
-                text = vocab.decode(drawn)
-                if text.startswith(shown) and not text.endswith("\ufffd"):
-                    yield text[len(shown):]
-                    shown = text
+                held.append(token)
+                text = vocab.decode(held)
+                if not text.endswith("\ufffd"):
+                    held = []
+                    yield text
                 continue
             if utf8 is not None:                   # bytes: a character may take several of them
                 piece = utf8.decode(vocab.decode_bytes([token]))
@@ -233,9 +233,8 @@ class Run(verbs.TaskVerbs):
             tail = utf8.decode(b"", final=True)
             if tail:
                 yield tail
-        final = vocab.decode(drawn) if drawn else ""
-        if final.startswith(shown) and len(final) > len(shown):
-            yield final[len(shown):]               # what a split character held back
+        if held:
+            yield vocab.decode(held)               # a character cut short by the length
 
     def _lm_prime(self, prime: str | None, name: Callable[[str], str], allow_unk: bool = False):
         """(prime ids, banned ids, vocab, prime text) of a language model's sampling."""

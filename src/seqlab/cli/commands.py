@@ -16,7 +16,7 @@ import textwrap
 
 from seqlab import SeqlabError, __version__
 from seqlab.cli.guard import guarded as _guarded
-from seqlab.cli.help import HELP_ONLY, _help_table, _narrow_help
+from seqlab.cli.help import Narrowed, _help_table, _narrow_help
 from seqlab.io import Output
 from seqlab.cli.bench import BENCHES, add_bench_parser, cmd_bench
 from seqlab.cli.compress import cmd_compress, cmd_decompress
@@ -36,7 +36,8 @@ examples:
 """
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: Narrowed = Narrowed()) -> argparse.ArgumentParser:
+    """The `seqlab` parser; `only` narrows the option table of `train --help`."""
     fmt = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(
         prog="seqlab", formatter_class=fmt,
@@ -53,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "task.name=NAME another task (task.name below lists them: classify, tag, translate, ...).\n"
                                    "Options come from defaults, then a TOML preset (--config), then\n"
                                    "section.key=value overrides. Ctrl-C saves a checkpoint; --resume continues it.",
-                       epilog=_help_table() + "\n" + TRAIN_EXAMPLES)
+                       epilog=_help_table(only) + "\n" + TRAIN_EXAMPLES)
     p.add_argument("overrides", nargs="*", metavar="section.key=value", help="option overrides (listed below)")
     p.add_argument("--config", metavar="TOML", help="a preset from configs/ (a path, or a name like 'demo')")
     p.add_argument("--out", metavar="DIR", help="run directory to create (default: runs/<model>-<corpus>)")
@@ -313,12 +314,13 @@ def main(argv: list[str] | None = None) -> int:
         verb = find(argv[0])                # a verb a task declares (its own module's)
         if verb is not None:
             return _guarded(lambda: run_verb(verb, argv[1:]), argv[0])
-    HELP_ONLY.update(sections=None, honoured=None, title="")     # each call narrows its own help
     if argv[:1] == ["train"] and ("-h" in argv or "--help" in argv):
         from seqlab.options import load_declaring
         load_declaring()                    # the options families and tasks declare, listed too
-        _narrow_help([a for a in argv[1:] if not a.startswith("-")])
-    parser = build_parser()
+        only = _narrow_help([a for a in argv[1:] if not a.startswith("-")])
+    else:
+        only = Narrowed()
+    parser = build_parser(only)
     # Overrides may come before or after options (`train --out R model.hidden_size=8`):
     # argparse stops a nargs="*" positional at the first option, so collect the rest here.
     args, extra = parser.parse_known_args(argv)

@@ -3,20 +3,26 @@ registered names of model.name and task.name (plug-ins' too), narrowed by `train
 task=T model=M` to what such a run uses and by `train --help SECTION` to one section."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from seqlab import SeqlabError
 
 
-# `train --help task=tag model=gru` / `train --help model`: the options shown (main sets it)
-HELP_ONLY: dict = {"sections": None, "honoured": None, "title": ""}
+@dataclass(frozen=True)
+class Narrowed:
+    """Which options `train --help` shows: some sections, and of them what a run honours."""
+    sections: frozenset[str] | None = None
+    honoured: dict[str, set[str]] | None = None
+    title: str = ""
 
 
-def _help_table() -> str:
+def _help_table(only: Narrowed = Narrowed()) -> str:
     from seqlab.config import all_keys
     from seqlab.registry import known
 
-    lines = [HELP_ONLY["title"] or "options (as section.key=value; defaults shown):"]
+    lines = [only.title or "options (as section.key=value; defaults shown):"]
     section = ""
-    sections, honoured = HELP_ONLY["sections"], HELP_ONLY["honoured"]
+    sections, honoured = only.sections, only.honoured
     for key, typ, default, help_text in all_keys():
         part, name = key.split(".", 1)
         if (sections and part not in sections) or (honoured and part in honoured and name not in honoured[part]):
@@ -31,7 +37,7 @@ def _help_table() -> str:
     return "\n".join(lines)
 
 
-def _narrow_help(words: list[str]) -> None:
+def _narrow_help(words: list[str]) -> Narrowed:
     """`train --help model` shows one section; `train --help task=tag model=gru` the options that
     run would use (what its task and model family honour), each with its help."""
     from seqlab.config import SECTIONS, Config, apply, parse_overrides
@@ -41,16 +47,17 @@ def _narrow_help(words: list[str]) -> None:
     if unknown:
         raise SystemExit(f"seqlab train --help: {unknown[0]!r} is not a section ({', '.join(SECTIONS)}) "
                          f"nor section.key=value")
-    HELP_ONLY["sections"] = set(bare) or None
+    sections = frozenset(bare) or None
     picks = [w for w in words if "=" in w]
-    if picks:
-        try:                                 # typed, not judged: a help needs no data
-            cfg = apply(Config(), parse_overrides(picks))
-            HELP_ONLY["honoured"] = get("task", cfg.task.name).honoured(cfg)
-        except SeqlabError as e:
-            raise SystemExit(f"seqlab: error: {e}") from None
-        HELP_ONLY["title"] = (f"options a run of task.name={cfg.task.name} with model.name={cfg.model.name} uses "
-                              f"(all of them: seqlab train --help):")
+    if not picks:
+        return Narrowed(sections)
+    try:                                     # typed, not judged: a help needs no data
+        cfg = apply(Config(), parse_overrides(picks))
+        honoured = get("task", cfg.task.name).honoured(cfg)
+    except SeqlabError as e:
+        raise SystemExit(f"seqlab: error: {e}") from None
+    return Narrowed(sections, honoured, f"options a run of task.name={cfg.task.name} with model.name="
+                                        f"{cfg.model.name} uses (all of them: seqlab train --help):")
 
 
 def _registered(kind: str, help_text: str) -> str:

@@ -86,15 +86,15 @@ def offers(run_path: str) -> tuple[str, ...]:
 
 def need(run_path: str, offer: str, command: str) -> None:
     """Refuse `command` on a run whose task does not offer `offer`, naming what it does offer."""
-    from seqlab.registry import get, names
-    mine = offers(run_path)
-    if offer in mine:
+    from seqlab.registry import get
+    from seqlab.training.task import offering
+    kind = get("task", _task_of(run_path))
+    if offer in kind.offered():
         return
-    tasks = [t for t in names("task") if offer in get("task", t).offered()]
-    verbs = [o for o in mine if " " not in o and o not in ("stream", "score", "tunes", "export", "attention")]
-    instead = f"; use `seqlab {verbs[0]} {run_path} ...`" if verbs else ""
-    what = ", not a language model" if "stream" in [o for t in tasks for o in get("task", t).offered()] else ""
-    raise SeqlabError(f"{run_path} is a task.name={_task_of(run_path)} run{what}; {command} reads "
+    tasks = offering(offer)
+    instead = f"; use `seqlab {kind.command()} {run_path} ...`" if kind.command() else ""
+    what = ", not a language model" if any(t in offering("stream") for t in tasks) else ""
+    raise SeqlabError(f"{run_path} is a task.name={kind.name} run{what}; {command} reads "
                       f"task.name={' or '.join(tasks)} runs{instead}")
 
 
@@ -164,11 +164,16 @@ def cmd_tag(args) -> int:
     return 0
 
 
-def cmd_translate(args) -> int:
+def _check_beam(args) -> None:
+    """--beam and --alpha of the decoding verbs (translate, caption)."""
     if args.beam < 0:
         raise SeqlabError(f"--beam must be 1 or more (0 = the run's own), got {args.beam}")
     if args.alpha is not None and not math.isfinite(args.alpha):
         raise SeqlabError(f"--alpha must be a finite number, got {args.alpha}")
+
+
+def cmd_translate(args) -> int:
+    _check_beam(args)
     picture = output(args.attention, "--attention", args.overwrite, inputs=[args.file])
     sentences = _sentences(args)
     run = _load_task_run(args, "translate")
@@ -207,10 +212,7 @@ def cmd_forecast(args) -> int:
 
 
 def cmd_caption(args) -> int:
-    if args.beam < 0:
-        raise SeqlabError(f"--beam must be 1 or more (0 = the run's own), got {args.beam}")
-    if args.alpha is not None and not math.isfinite(args.alpha):
-        raise SeqlabError(f"--alpha must be a finite number, got {args.alpha}")
+    _check_beam(args)
     if not args.image:
         raise SeqlabError("give an image with --image FILE (repeatable)")
     picture = output(args.attention, "--attention", args.overwrite, inputs=args.image)

@@ -34,10 +34,9 @@ def load_run(run_path: str, device_name: str, lm_for: str | None = None, checkpo
     With `lm_for` (the command, for the message), a run that is not a language model is refused;
     `checkpoint` names one of its checkpoints instead of the best weights (RunDir.load_named)."""
     task = task_of(run_path)
-    offered = get("task", task).offered()
-    if lm_for is not None and "score" not in offered:
-        verbs = [o for o in offered if " " not in o and o not in ("stream", "sample", "attention")]
-        instead = f"; use `seqlab {verbs[0]} {run_path} ...`" if verbs else ""
+    kind = get("task", task)
+    if lm_for is not None and "score" not in kind.offered():
+        instead = f"; use `seqlab {kind.command()} {run_path} ...`" if kind.command() else ""
         raise SeqlabError(f"{run_path} is a task.name={task} run, not a language model; {lm_for} reads "
                           f"task.name=lm runs{instead}")
     run = RunDir(Path(run_path)).require()

@@ -46,6 +46,7 @@ class Session:
         self.guard = NanGuard(self.t.nan_retries)
         self.bar = None                     # the tqdm bar, rewound after a rollback
         self._metrics = None                # metrics.jsonl, open for appending on rank 0
+        self._board = None                  # train.logger=tensorboard's writer, beside it
         self._drawn = -math.inf             # when loss.png was last drawn (time.monotonic)
 
     # checkpoints ---------------------------------------------------------------------------
@@ -87,7 +88,7 @@ class Session:
         if self._metrics is not None:
             self._metrics.close()
             self._metrics = None
-        if getattr(self, "_board", None) is not None:
+        if self._board is not None:
             self._board.close()
             self._board = None
 
@@ -96,7 +97,7 @@ class Session:
             with writing("metrics.jsonl", self.run.path):
                 self._metrics.write(json.dumps(row) + "\n")
                 self._metrics.flush()
-            if getattr(self, "_board", None) is not None:
+            if self._board is not None:
                 self._board.write(row)
 
     # evaluation ----------------------------------------------------------------------------

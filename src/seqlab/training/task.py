@@ -39,6 +39,7 @@ from seqlab.config import Config, DataConfig, ModelConfig, TaskConfig, TrainConf
 from seqlab.data.sequences import STRATEGIES, split_indices
 from seqlab.data.vocab import Vocab
 from seqlab.models import family_options
+from seqlab.registry import get, names
 
 Example = Any
 TASK_META = "task.json"
@@ -50,6 +51,13 @@ STREAM_OPTIONS = ("bptt_steps", "bptt_stride", "eval_tokens", "eval_batch_size",
 # from another run's weights (a task that can must also take that run's vocabulary)
 OPT_IN = STREAM_OPTIONS + ("init_from",)
 DATA_OPT_IN = ("lowercase",)                 # data.* options only some tasks read
+# what a run may offer that is no `seqlab` command of its own (Run methods, capabilities)
+NOT_COMMANDS = frozenset({"stream", "score", "tunes", "export", "attention", "batch sampling"})
+
+
+def offering(offer: str) -> list[str]:
+    """The registered tasks whose runs offer `offer` (Task.offered)."""
+    return [t for t in names("task") if offer in get("task", t).offered()]
 
 
 @dataclass
@@ -169,6 +177,11 @@ class Task:
     @classmethod
     def offered(cls) -> tuple[str, ...]:
         return tuple(cls.offers) + tuple(v.name for v in cls.verbs)
+
+    @classmethod
+    def command(cls) -> str | None:
+        """The `seqlab` command that uses this task's runs (the first it offers), for refusals to suggest."""
+        return next((o for o in cls.offered() if o not in NOT_COMMANDS), None)
 
     # -- a trained run --------------------------------------------------------------------------
 
